@@ -1,0 +1,100 @@
+"""What the three benchmark files share: the session's settings, cached training, and the timed call.
+
+Timing stays in pytest-benchmark. The callable it times contains only the work and, on CUDA, ends with
+`torch.cuda.synchronize()` so a round measures finished kernels, not their launches. Calls shorter than a
+millisecond run several iterations per round so the timer's resolution does not dominate.
+"""
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from training.config import Profile, load_profile, resolve_device
+from training.data import resolve_root
+from training.io import read_json
+from training.measure import peak_memory, weights_bytes
+
+
+@dataclass
+class Env:
+    profile: Profile
+    device: torch.device
+    out: Path  # results/<profile>
+    root: Path
+
+    @classmethod
+    def from_config(cls, config):
+        profile = load_profile(config.getoption("profile"), config.getoption("device"))
+        return cls(profile, resolve_device(config.getoption("device")),
+                   Path(config.getoption("out")) / profile.name, resolve_root(config.getoption("data_root")))
+
+
+def profile_of(config):
+    return load_profile(config.getoption("profile"), config.getoption("device"))
+
+
+def ensure_trained(env, study, expected_rows, capture=None):
+    """The study's summary, training it first when it is missing or lacks a row the profile asks for."""
+    path = env.out / study / "summary.json"
+    if path.exists() and set(expected_rows) <= {r["name"] for r in read_json(path)["rows"]}:
+        return read_json(path)
+    from training.studies import attention, lora, svd
+    study_module = {"svd": svd, "lora": lora, "attention": attention}[study]
+    with capture.global_and_fixture_disabled() if capture else _nothing():
+        print(f"\n[lowrank-bench] no trained {study} results for profile {env.profile.name} in {env.out}: "
+              "training them once now (cached for later runs)")
+        study_module.run(env.profile, root=env.root, out=env.out, device=env.device)
+    return read_json(path)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def synchronized(fn, device):
+    """`fn` followed by a device synchronisation, so the timer sees finished work."""
+    if torch.device(device).type != "cuda":
+        return fn
+
+    def call():
+        out = fn()
+        torch.cuda.synchronize(device)
+        return out
+    return call
+
+
+def iterations_for(fn, target_seconds=1e-3, cap=1000):
+    """Iterations per round so that a round lasts about `target_seconds`."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    once = time.perf_counter() - t0
+    return max(1, min(cap, math.ceil(target_seconds / max(once, 1e-9))))
+
+
+def run_timed(benchmark, fn, device, bench_cfg):
+    """Time `fn` (synchronised) with the profile's rounds; record the coefficient of variation too."""
+    call = synchronized(fn, device)
+    result = benchmark.pedantic(call, rounds=bench_cfg.rounds, warmup_rounds=bench_cfg.warmup_rounds,
+                                iterations=iterations_for(call))
+    stats = benchmark.stats.stats
+    benchmark.extra_info["cv"] = stats.stddev / stats.mean if stats.mean else None
+    return result
+
+
+def inference_peak(model, x, device):
+    def infer():
+        with torch.no_grad():
+            model(x)
+    return peak_memory(infer, device, weights_bytes(model))
+
+
+def common_info(env, model, batch_size):
+    return {"device": env.device.type, "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+            "threads": torch.get_num_threads(), "batch_size": batch_size, "profile": env.profile.name}

@@ -1,0 +1,148 @@
+"""Low-rank linear layers built from a truncated SVD, and the function that puts them into a model.
+
+For W (m×n) = U Σ Vᵀ, the best rank-k approximation in Frobenius and spectral norm (Eckart–Young–Mirsky) is
+W_k = U_k Σ_k V_kᵀ, with ‖W − W_k‖_F = sqrt(Σ_{i>k} σ_i²). Two parametrisations of it:
+
+- `LowRankLinear` (Study 1): two linear layers, x → W2 x → W1 (W2 x) + b, W1 = U_k (m×k), W2 = Σ_k V_kᵀ (k×n).
+- `SVDLinear` (Study 3): U (m×k), s (k), V (n×k) as parameters, y = ((x V) ⊙ s) Uᵀ + b, never forming W.
+
+Both cost k(m+n) weights (+k for s) against mn, so they only pay below the break-even rank k* = mn/(m+n).
+The SVD runs in float64 so that small singular values are exact at full rank.
+"""
+import copy
+
+import torch
+import torch.nn as nn
+
+from models.select import linear_layers
+
+
+def _check_rank(rank, m, n, name="layer"):
+    if not isinstance(rank, int) or not 1 <= rank <= min(m, n):
+        raise ValueError(f"{name}: rank k must be an integer in [1, min(m, n) = {min(m, n)}] "
+                         f"for a {m}×{n} weight, got {rank!r}")
+
+
+def truncated_svd(weight, rank):
+    """(U_k, S_k, Vh_k) of `weight` in float64."""
+    U, S, Vh = torch.linalg.svd(weight.detach().double(), full_matrices=False)
+    return U[:, :rank], S[:rank], Vh[:rank]
+
+
+def break_even_rank(m, n):
+    """Rank at which the factored layer has as many weights as the dense one: mn/(m+n)."""
+    return m * n / (m + n)
+
+
+class LowRankLinear(nn.Module):
+    """W ≈ W1 @ W2: `w2` (k×n, no bias) is applied first, then `w1` (m×k) with the original bias."""
+
+    def __init__(self, in_features, out_features, rank, bias=True):
+        super().__init__()
+        _check_rank(rank, out_features, in_features)
+        self.in_features, self.out_features, self.rank = in_features, out_features, rank
+        self.w2 = nn.Linear(in_features, rank, bias=False)
+        self.w1 = nn.Linear(rank, out_features, bias=bias)
+
+    @classmethod
+    def from_linear(cls, layer: nn.Linear, rank, name="layer"):
+        m, n = layer.weight.shape
+        _check_rank(rank, m, n, name)
+        new = cls(n, m, rank, bias=layer.bias is not None).to(layer.weight.device)
+        U, S, Vh = truncated_svd(layer.weight, rank)
+        dtype = layer.weight.dtype
+        with torch.no_grad():
+            new.w1.weight.copy_(U.to(dtype))
+            new.w2.weight.copy_((S[:, None] * Vh).to(dtype))
+            if layer.bias is not None:
+                new.w1.bias.copy_(layer.bias)
+        return new
+
+    def forward(self, x):
+        return self.w1(self.w2(x))
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
+
+
+class SVDLinear(nn.Module):
+    """y = ((x V) ⊙ s) Uᵀ + b with U (m×k), s (k), V (n×k) all trainable."""
+
+    def __init__(self, in_features, out_features, rank, bias=True):
+        super().__init__()
+        _check_rank(rank, out_features, in_features)
+        self.in_features, self.out_features, self.rank = in_features, out_features, rank
+        self.U = nn.Parameter(torch.empty(out_features, rank))
+        self.s = nn.Parameter(torch.empty(rank))
+        self.V = nn.Parameter(torch.empty(in_features, rank))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    @classmethod
+    def from_linear(cls, layer: nn.Linear, rank, name="layer"):
+        m, n = layer.weight.shape
+        _check_rank(rank, m, n, name)
+        new = cls(n, m, rank, bias=layer.bias is not None).to(layer.weight.device)
+        U, S, Vh = truncated_svd(layer.weight, rank)
+        dtype = layer.weight.dtype
+        with torch.no_grad():
+            new.U.copy_(U.to(dtype))
+            new.s.copy_(S.to(dtype))
+            new.V.copy_(Vh.T.to(dtype))
+            if layer.bias is not None:
+                new.bias.copy_(layer.bias)
+        return new
+
+    def forward(self, x):
+        y = ((x @ self.V) * self.s) @ self.U.T  # (..., k) then (..., m)
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
+
+
+LAYERS = {"two_linear": LowRankLinear, "svd": SVDLinear}
+
+
+def factorize(model: nn.Module, ranks, targets, kind="two_linear"):
+    """A copy of `model` whose `nn.Linear` layers named in `targets` are replaced by rank-k factors.
+
+    `targets` are dotted name parts ("hidden", "hidden.0", "q_proj"); `ranks` is one int for all of them or a dict
+    {full module name: k}. The original model is left untouched.
+    """
+    if kind not in LAYERS:
+        raise ValueError(f"kind must be one of {sorted(LAYERS)}, got {kind!r}")
+    model = copy.deepcopy(model)
+    names = linear_layers(model, targets)
+    if isinstance(ranks, dict):
+        unknown = set(ranks) - set(names)
+        if unknown:
+            raise ValueError(f"ranks name layers that are not targets: {sorted(unknown)}; targets: {names}")
+    for name in names:
+        k = ranks.get(name) if isinstance(ranks, dict) else ranks
+        if k is None:
+            continue
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        setattr(parent, child, LAYERS[kind].from_linear(getattr(parent, child), k, name=name))
+    return model
+
+
+def factored_ranks(model):
+    """{module name: rank} of every low-rank layer in `model`, enough to rebuild its structure."""
+    return {n: m.rank for n, m in model.named_modules() if isinstance(m, (LowRankLinear, SVDLinear))}
+
+
+def layer_report(weight, ranks):
+    """Per k: relative Frobenius error, energy retained, parameters, FLOPs per sample and bytes of the factors."""
+    m, n = weight.shape
+    S = torch.linalg.svdvals(weight.detach().double())
+    energy = S.square().cumsum(0) / S.square().sum()
+    rows = []
+    for k in ranks:
+        _check_rank(k, m, n)
+        tail = S[k:].square().sum().sqrt() / S.square().sum().sqrt()
+        rows.append({"k": k, "m": m, "n": n, "rel_error": tail.item(), "energy": energy[k - 1].item(),
+                     "params": k * (m + n) + m, "flops": 2 * k * (m + n), "bytes": 4 * (k * (m + n) + m),
+                     "dense_params": m * n + m, "break_even": break_even_rank(m, n),
+                     "costs_more_than_dense": k >= break_even_rank(m, n)})
+    return rows

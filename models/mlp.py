@@ -1,0 +1,47 @@
+"""The image classifier of Studies 1 and 2: a plain MLP on 32×32 grey images.
+
+Input normalisation lives inside the model (buffers from the training split's statistics), so a checkpoint
+takes images in [0, 1] and needs nothing else to be used: Fashion-MNIST is fed to the Hoda model the same way.
+"""
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class MLPConfig:
+    in_features: int = 32 * 32
+    hidden: list[int] = field(default_factory=lambda: [1024, 512])
+    n_classes: int = 10
+    dropout: float = 0.2
+    mean: float = 0.0  # normalisation statistics of the training split, stored so inference needs no data
+    std: float = 1.0
+
+    def __post_init__(self):
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"hidden must be a non-empty list of positive widths, got {self.hidden}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.std <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+
+
+class MLP(nn.Module):
+    def __init__(self, config: MLPConfig):
+        super().__init__()
+        self.config = config
+        widths = [config.in_features, *config.hidden]
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.head = nn.Linear(widths[-1], config.n_classes)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        x = (x.flatten(1) - self.config.mean) / self.config.std  # (B, in_features)
+        for layer in self.hidden:
+            x = self.dropout(F.relu(layer(x)))
+        return self.head(x)  # (B, n_classes) logits
+
+    def num_params(self, trainable_only=False):
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

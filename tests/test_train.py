@@ -1,0 +1,81 @@
+"""The training loop: it learns, keeps the best-validation weights, and never lets the test split decide."""
+import dataclasses
+from types import SimpleNamespace
+
+import torch
+
+from models.mlp import MLP, MLPConfig
+from training.config import TrainConfig
+from training.train import augment_images, confusion_matrix, train
+
+
+def blobs(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    x = torch.randn(n, 1, 4, 4, generator=g) * 0.3
+    x[torch.arange(n), 0, y, y] += 2.0  # class c lights pixel (c, c)
+    return x, y
+
+
+def splits(test_labels_shuffled=False):
+    (xt, yt), (xv, yv), (xs, ys) = blobs(300, 0), blobs(90, 1), blobs(90, 2)
+    if test_labels_shuffled:
+        ys = ys[torch.randperm(len(ys))]
+    return SimpleNamespace(x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys,
+                           classes=["a", "b", "c"])
+
+
+def fresh_model():
+    torch.manual_seed(0)
+    return MLP(MLPConfig(in_features=16, hidden=[16], n_classes=3, dropout=0.0))
+
+
+CFG = TrainConfig(epochs=6, batch_size=32, lr=1e-2, patience=2)
+
+
+def test_learns_and_records_every_epoch():
+    model = fresh_model()
+    m = train(model, splits(), CFG, device="cpu", seed=0)
+    assert m["test_acc"] > 0.9 and m["val_acc"] > 0.9
+    assert [h["epoch"] for h in m["history"]] == list(range(1, len(m["history"]) + 1))
+    assert set(m["history"][0]) >= {"train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds"}
+    assert sum(map(sum, m["confusion"])) == 90 and m["peak_mem_bytes"] > 0
+    assert m["params_trainable"] == m["params_total"] == 16 * 16 + 16 + 3 * 16 + 3
+
+
+def test_test_split_never_decides():
+    a, b = fresh_model(), fresh_model()
+    ma = train(a, splits(), CFG, device="cpu", seed=0)
+    mb = train(b, splits(test_labels_shuffled=True), CFG, device="cpu", seed=0)
+    assert ma["best_epoch"] == mb["best_epoch"] and len(ma["history"]) == len(mb["history"])
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_keeps_best_validation_weights_and_stops_early():
+    model = fresh_model()
+    cfg = dataclasses.replace(CFG, epochs=30, lr=0.5, patience=1)  # too high a rate: validation soon stalls
+    m = train(model, splits(), cfg, device="cpu", seed=0)
+    best = max(h["val_acc"] for h in m["history"])
+    assert m["val_acc"] == best and len(m["history"]) < 30
+    assert m["history"][m["best_epoch"] - 1]["val_acc"] == best
+
+
+def test_frozen_parameters_stay_bitwise_unchanged():
+    model = fresh_model()
+    frozen = model.hidden[0].weight.detach().clone()
+    model.hidden[0].weight.requires_grad_(False)
+    m = train(model, splits(), dataclasses.replace(CFG, epochs=2), device="cpu", seed=0)
+    assert torch.equal(model.hidden[0].weight, frozen)
+    assert m["params_trainable"] == m["params_total"] - 16 * 16
+
+
+def test_augmentation_keeps_shape_and_range():
+    x = torch.rand(8, 1, 32, 32)
+    out = augment_images(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and not torch.equal(out, x)
+    assert out.min() >= 0 and out.max() <= 1 + 1e-6
+
+
+def test_confusion_matrix_counts():
+    y, p = torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 0])
+    assert confusion_matrix(y, p, 3) == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]

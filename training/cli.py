@@ -1,0 +1,165 @@
+"""`lowrank-bench`: the command line. It parses options into configs and calls the code that does the work."""
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from training.io import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+STUDIES = ("svd", "lora", "attention")
+
+
+def add_common(parser):
+    from training.config import available_profiles
+    parser.add_argument("--profile", metavar="NAME", default="smoke", choices=available_profiles(),
+                        help="profile: %(choices)s (default %(default)s; auto = full on CUDA, quick otherwise)")
+    parser.add_argument("--device", metavar="DEV", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="auto, cpu or cuda (default %(default)s)")
+    parser.add_argument("--data-root", metavar="DIR", default=None,
+                        help="data sets folder (default: $LOWRANK_DATA, else ./data)")
+    parser.add_argument("--out", metavar="DIR", type=Path, default=Path("results"),
+                        help="results folder; each profile writes to OUT/<profile>/ (default %(default)s)")
+
+
+def profile_out(args):
+    from training.config import load_profile
+    profile = load_profile(args.profile, args.device)
+    return profile, args.out / profile.name
+
+
+def cmd_data(args):
+    from training.data import check, resolve_root
+    root = resolve_root(args.data_root)
+    if args.download:
+        from training.download import download
+        for path in download(root):
+            print(f"downloaded {path}")
+    if args.check or not args.download:
+        t0 = time.perf_counter()
+        table, ok = check(root)
+        print(table)
+        print(f"data check {'passed' if ok else 'FAILED'} in {time.perf_counter() - t0:.1f}s ({root})")
+        return 0 if ok else 1
+    return 0
+
+
+def train_studies(studies, args):
+    from training.config import resolve_device
+    from training.data import resolve_root
+    from training.studies import attention, lora, svd
+    profile, out = profile_out(args)
+    device, root = resolve_device(args.device), resolve_root(args.data_root)
+    modules = {"svd": svd, "lora": lora, "attention": attention}
+    for study in studies:
+        t0 = time.perf_counter()
+        print(f"== train {study} (profile {profile.name}, device {device}) ==")
+        modules[study].run(profile, root=root, out=out, device=device)
+        print(f"== {study} done in {time.perf_counter() - t0:.1f}s, results in {out / study} ==")
+    return 0
+
+
+def cmd_train(args):
+    return train_studies(STUDIES if args.study == "all" else [args.study], args)
+
+
+def cmd_bench(args):
+    profile, out = profile_out(args)
+    cmd = [sys.executable, "-m", "pytest", str(REPO / "bench"), "-q", f"--profile={profile.name}",
+           f"--device={args.device}", f"--out={args.out}", f"--benchmark-json={out / 'bench.json'}",
+           *args.pytest_args]
+    if args.data_root:
+        cmd.append(f"--data-root={args.data_root}")
+    print("$ " + " ".join(cmd))
+    return subprocess.call(cmd, cwd=REPO)
+
+
+def cmd_collect(args):
+    from report import collect
+    return collect.main(args)
+
+
+def cmd_report(args):
+    from report import latex
+    return latex.main(args)
+
+
+def cmd_gate(args):
+    from report import gate
+    return gate.main(args)
+
+
+def cmd_run(args):
+    """Everything for one profile: train every study, benchmark, collect, build the report."""
+    t0 = time.perf_counter()
+    train_studies(STUDIES, args)
+    args.pytest_args = []
+    rc = cmd_bench(args)
+    if rc != 0:
+        raise UserError(f"the benchmark suite failed (pytest exit {rc}); see its output above")
+    _, out = profile_out(args)
+    args.bench = [out / "bench.json"]
+    cmd_collect(args)
+    cmd_report(args)
+    print(f"run --profile {args.profile} finished in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="lowrank-bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("data", help="check or download the data sets")
+    add_common(p)
+    p.add_argument("--check", action="store_true", help="decode every record and compare counts (default)")
+    p.add_argument("--download", action="store_true", help="fetch missing data sets from their public homes")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("train", help="train one study (or all) and write checkpoints and summary.json")
+    p.add_argument("study", choices=[*STUDIES, "all"], help="%(choices)s")
+    add_common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("bench", help="run the pytest-benchmark suites; JSON to OUT/<profile>/bench.json")
+    add_common(p)
+    p.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG", help="passed on to pytest (after --)")
+    p.set_defaults(func=cmd_bench)
+
+    from report import collect, gate, latex
+    p = sub.add_parser("collect", help="turn results and benchmark JSON into tables and figures")
+    add_common(p)
+    collect.add_arguments(p)
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("report", help="build the LaTeX report into report/build/report.pdf")
+    add_common(p)
+    latex.add_arguments(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("gate", help="compare two benchmark JSON files and fail on regressions")
+    gate.add_arguments(p)
+    p.set_defaults(func=cmd_gate)
+
+    p = sub.add_parser("run", help="train every study, benchmark, collect and build the report")
+    add_common(p)
+    collect.add_arguments(p)
+    latex.add_arguments(p)
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UserError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: results already written are intact", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

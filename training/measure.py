@@ -1,0 +1,59 @@
+"""What the harness measures about a model besides time: parameters, bytes, FLOPs and peak memory.
+
+Peak memory is measured, not estimated, and means the same on both devices: the bytes the caller says were
+resident (weights, and whatever state it counts) plus the transient peak allocated during the call. On CUDA the
+transient peak is the caching allocator's high-water mark (`max_memory_allocated`) above what was allocated
+before the call, so data sets kept on the device do not count. The CPU allocator keeps no statistics, so there
+the profiler records every allocation and free made during the call and their running sum gives the peak.
+"""
+import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def param_counts(model):
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"params_total": total, "params_trainable": trainable}
+
+
+def named_param_counts(model):
+    return {name: p.numel() for name, p in model.named_parameters()}
+
+
+def tensor_bytes(tensors):
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+
+def weights_bytes(model):
+    return tensor_bytes(list(model.parameters()) + list(model.buffers()))
+
+
+def optimizer_state_bytes(optimizer):
+    return tensor_bytes(v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v))
+
+
+def forward_flops(model, x):
+    """FLOPs of one forward pass on `x`, counted by torch.utils.flop_counter (a multiply-add counts 2)."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops()
+
+
+def peak_memory(fn, device, resident_bytes=0):
+    """`resident_bytes` plus the peak bytes allocated while `fn()` runs."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return resident_bytes + torch.cuda.max_memory_allocated(device) - before
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    live = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        live += event.self_cpu_memory_usage  # allocations are positive, frees negative
+        peak = max(peak, live)
+    return resident_bytes + peak

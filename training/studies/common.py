@@ -1,0 +1,88 @@
+"""What the three studies share: a summary row per trained model, the chosen rank, the summary file."""
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from training import checkpoint
+from training.io import write_json
+from training.measure import forward_flops, param_counts
+
+
+def device_name(device):
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def row(name, method, model, metrics, sample, checkpoint_name, **extra):
+    """One summary row: accuracies, sizes, FLOPs per sample, seconds and memory of a trained model."""
+    return {"name": name, "method": method, "val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"],
+            **param_counts(model), "flops": forward_flops(model.eval(), sample),
+            "epoch_seconds": metrics.get("epoch_seconds"), "train_seconds": metrics.get("train_seconds"),
+            "peak_mem_bytes": metrics.get("peak_mem_bytes"), "train_state_bytes": metrics.get("train_state_bytes"),
+            "checkpoint": checkpoint_name, **extra}
+
+
+def choose_smallest(rows, reference_val_acc, tolerance_points, rank_key="k"):
+    """The row of smallest rank whose validation accuracy is within `tolerance_points` of the reference."""
+    ok = [r for r in rows if r.get(rank_key) is not None and r["val_acc"] >= reference_val_acc - tolerance_points / 100]
+    return min(ok, key=lambda r: r[rank_key]) if ok else None
+
+
+def save_run(out, study, name, model, metrics, profile, dataset, classes, structure=None):
+    """Checkpoint `model` with its training history; returns the checkpoint name relative to `out`."""
+    rel = f"{study}/{name}"
+    meta = {k: v for k, v in metrics.items() if k not in ("history", "confusion")}
+    checkpoint.save(Path(out) / rel, model, structure=structure, study=study, dataset=dataset,
+                    profile=profile.name, seed=profile.seed, metrics=meta, history=metrics.get("history", []),
+                    confusion=metrics.get("confusion"), classes=classes)
+    return rel
+
+
+def median_latency_ms(model, x, repeats=20):
+    """Median wall time of one forward pass on `x` (synchronised on CUDA), for the printed Pareto front."""
+    model.eval()
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats + 2):
+            t0 = time.perf_counter()
+            model(x)
+            if x.is_cuda:
+                torch.cuda.synchronize(x.device)
+            times.append(time.perf_counter() - t0)
+    return 1000 * sorted(times[2:])[repeats // 2]
+
+
+def pareto_front(rows, cost="latency_ms", gain="test_acc"):
+    """Rows not dominated by a cheaper-and-at-least-as-accurate row, cheapest first."""
+    front, best = [], -1.0
+    for r in sorted(rows, key=lambda r: (r[cost], -r[gain])):
+        if r[gain] > best:
+            front.append(r)
+            best = r[gain]
+    return front
+
+
+def write_summary(out, study, profile, device, rows, chosen, tolerance_points, **extra):
+    summary = {"study": study, "profile": profile.name, "device": torch.device(device).type,
+               "device_name": device_name(device), "chosen": chosen["name"] if chosen else None,
+               "tolerance_points": tolerance_points, "rows": rows, **extra}
+    write_json(Path(out) / study / "summary.json", summary)
+    return summary
+
+
+def print_table(rows, columns):
+    """A plain fixed-width table on stdout."""
+    widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
+    print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
+    for r in rows:
+        print("  ".join(_fmt(r.get(c)).rjust(w) for c, w in zip(columns, widths)))
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+    return "-" if v is None else str(v)

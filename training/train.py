@@ -1,0 +1,145 @@
+"""The one train/evaluate loop every study uses.
+
+The data sets are small enough to live on the device as tensors: batches are drawn by index from a seeded
+permutation and images are augmented on the batch tensor, so a step has no per-sample Python work and no
+host-device copies. Early stopping and the returned weights are chosen on validation accuracy only; the test
+split is evaluated every epoch for the curves and never drives a decision.
+"""
+import copy
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from training.config import TrainConfig
+from training.measure import optimizer_state_bytes, param_counts, peak_memory, tensor_bytes, weights_bytes
+
+
+def augment_images(x, generator):
+    """Random rotation (±10°), scaling (0.9–1.1) and shift (±2 px of 32) of a (B, 1, H, W) batch."""
+    B = x.shape[0]
+    rand = lambda lo, hi: lo + (hi - lo) * torch.rand(B, device=x.device, generator=generator)
+    angle, scale = rand(-math.pi / 18, math.pi / 18), rand(0.9, 1.1)
+    shift = 2 * 2 / x.shape[-1]  # 2 px in the [-1, 1] coordinates of affine_grid
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, rand(-shift, shift)], 1),
+                         torch.stack([sin, cos, rand(-shift, shift)], 1)], 1)  # (B, 2, 3)
+    grid = F.affine_grid(theta, x.shape, align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+
+
+@torch.no_grad()
+def evaluate(model, x, y, batch_size=1024):
+    """(mean loss, accuracy, predictions) of `model` on the whole of (x, y)."""
+    model.eval()
+    loss, preds = 0.0, []
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i:i + batch_size])
+        loss += F.cross_entropy(logits, y[i:i + batch_size], reduction="sum").item()
+        preds.append(logits.argmax(1))
+    preds = torch.cat(preds)
+    return loss / len(x), (preds == y).float().mean().item(), preds
+
+
+def confusion_matrix(y, preds, n_classes):
+    return torch.bincount(y * n_classes + preds, minlength=n_classes ** 2).view(n_classes, n_classes).tolist()
+
+
+def make_optimizer(model, cfg: TrainConfig, total_steps):
+    """AdamW over trainable parameters only; matrices decay, biases, norms and singular values do not."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    warmup = max(1, int(cfg.warmup_frac * total_steps))
+
+    def lr_factor(step):  # linear warm-up, then cosine to zero
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+
+
+def train(model, splits, cfg: TrainConfig, *, device, seed=0, desc="train"):
+    """Train `model` in place on `splits` and leave it holding the best-validation weights.
+
+    Returns a dict of metrics: per-epoch history, best epoch, validation and test loss/accuracy, the test
+    confusion matrix, seconds, peak memory of one training step and parameter counts.
+    """
+    torch.manual_seed(seed)
+    device = torch.device(device)
+    model.to(device)
+    x_train, y_train = splits.x_train.to(device), splits.y_train.to(device)
+    x_val, y_val = splits.x_val.to(device), splits.y_val.to(device)
+    x_test, y_test = splits.x_test.to(device), splits.y_test.to(device)
+    is_image = x_train.dim() == 4
+    generator = torch.Generator(device=device).manual_seed(seed)
+    steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
+    optimizer, scheduler = make_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
+
+    def step(idx):
+        x = x_train[idx]
+        if cfg.augment and is_image:
+            x = augment_images(x, generator)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y_train[idx], label_smoothing=cfg.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        # running sums stay on the device: no host sync per step
+        totals[0] += loss.detach() * len(idx)
+        totals[1] += (logits.detach().argmax(1) == y_train[idx]).sum()
+
+    history, best, best_state, stale = [], None, None, 0
+    peak_mem = None
+    start = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        order = torch.randperm(len(x_train), device=device, generator=generator)
+        totals = torch.zeros(2, device=device)  # loss sum, correct count of this epoch's training batches
+        bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch}/{cfg.epochs}", leave=False, unit="step")
+        for i in bar:
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            if peak_mem is None:  # the first step allocates gradients and optimizer state: measure it
+                resident = weights_bytes(model)
+                peak_mem = peak_memory(lambda: step(idx), device, resident)
+            else:
+                step(idx)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - t0
+        train_loss, train_acc = (totals / len(x_train)).tolist()  # running, with dropout and augmentation
+        val_loss, val_acc, _ = evaluate(model, x_val, y_val)
+        test_loss, test_acc, _ = evaluate(model, x_test, y_test)
+        record = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+                  "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc, "seconds": seconds}
+        history.append(record)
+        tqdm.write(f"{desc} epoch {epoch:>3}: train loss {train_loss:.4f} acc {train_acc:.4f} | "
+                   f"val loss {val_loss:.4f} acc {val_acc:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} "
+                   f"| {seconds:.1f}s")
+        if best is None or val_acc > best["val_acc"]:
+            best, stale = record, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                tqdm.write(f"{desc}: early stop after epoch {epoch}, best validation at epoch {best['epoch']}")
+                break
+    train_seconds = time.perf_counter() - start
+    model.load_state_dict(best_state)
+    test_loss, test_acc, preds = evaluate(model, x_test, y_test)
+    return {"history": history, "best_epoch": best["epoch"], "val_acc": best["val_acc"],
+            "val_loss": best["val_loss"], "test_acc": test_acc, "test_loss": test_loss,
+            "confusion": confusion_matrix(y_test, preds, len(splits.classes)),
+            "train_seconds": train_seconds, "epoch_seconds": sum(h["seconds"] for h in history) / len(history),
+            "peak_mem_bytes": peak_mem,
+            # weights + gradients + optimizer state, counted exactly: where LoRA saves
+            "train_state_bytes": weights_bytes(model) + optimizer_state_bytes(optimizer)
+            + tensor_bytes(p for p in model.parameters() if p.requires_grad),
+            **param_counts(model)}
