@@ -23,3 +23,14 @@ def env(pytestconfig):
 @pytest.fixture(scope="session")
 def capture(pytestconfig):
     return pytestconfig.pluginmanager.getplugin("capturemanager")
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """Speedups that need two benchmarks: factored vs dense model, and the raw-GEMM ceiling for the same k.
+
+    For each Study 1 inference benchmark: `speedup_vs_dense` = dense median / this median at the same batch size;
+    `ceiling_speedup` = Σ dense GEMM medians / Σ factored GEMM-pair medians over the factored layers; and
+    `ceiling_efficiency` = speedup_vs_dense / ceiling_speedup (1.0 = the model gets all the GEMMs allow).
+    """
+    from speedups import add_speedups
+    add_speedups(output_json["benchmarks"])

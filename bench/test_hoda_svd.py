@@ -25,6 +25,8 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("k", names, ids=names)
     if "batch_size" in metafunc.fixturenames:
         metafunc.parametrize("batch_size", cfg.bench.batch_sizes, ids=lambda b: f"b{b}")
+    if "layer" in metafunc.fixturenames:
+        metafunc.parametrize("layer", _layers(cfg))
 
 
 @pytest.fixture(scope="session")
@@ -93,3 +95,32 @@ def test_train_step(benchmark, env, models, hoda, k):
     benchmark.extra_info.update(_info(env, model, row, accuracy, batch_size, dense_flops, x), kind="train_step",
                                 peak_mem_bytes=peak)
     run_timed(benchmark, step, env.device, env.profile.svd.bench)
+
+
+def _layers(cfg):
+    return [f"hidden.{i}" for i in range(len(cfg.hidden))]
+
+
+def test_gemm(benchmark, env, models, layer, k, batch_size):
+    """The raw-GEMM ceiling: the bare dense product x·Wᵀ, or the bare pair (x·W2ᵀ)·W1ᵀ, for one layer's shape."""
+    model, row, accuracy = models(k)
+    module = model.get_submodule(layer)
+    factored = row["k"] is not None
+    if factored:
+        w2, w1 = module.w2.weight.detach(), module.w1.weight.detach()
+        m, n = w1.shape[0], w2.shape[1]
+        x = torch.randn(batch_size, n, device=env.device)
+        product = lambda: (x @ w2.T) @ w1.T  # (B, k) then (B, m)
+    else:
+        w = module.weight.detach()
+        m, n = w.shape
+        x = torch.randn(batch_size, n, device=env.device)
+        product = lambda: x @ w.T  # (B, m)
+    flops = 2 * (row["k"] * (m + n) if factored else m * n)
+    benchmark.extra_info.update(
+        **common_info(env, model, batch_size), study="svd", kind="gemm_factored" if factored else "gemm_dense",
+        method=row["method"], k=row["k"], layer=layer, m=m, n=n, accuracy=None, accuracy_truncated=None,
+        **param_counts(model), flops=flops, weights_bytes=4 * (row["k"] * (m + n) if factored else m * n),
+        flop_ratio=flops / (2 * m * n), peak_mem_bytes=peak_memory(product, env.device))
+    with torch.no_grad():
+        run_timed(benchmark, product, env.device, env.profile.svd.bench)

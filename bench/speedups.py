@@ -1,0 +1,25 @@
+"""Derived speedups, computed once all benchmarks of a session have run (no pytest import: testable alone)."""
+from collections import defaultdict
+
+
+def add_speedups(benchmarks):
+    """Add speedup_vs_dense, ceiling_speedup and ceiling_efficiency to the svd inference benchmarks in place."""
+    median = lambda b: b["stats"]["median"]
+    infer, gemm = {}, defaultdict(float)
+    for b in benchmarks:
+        e = b.get("extra_info", {})
+        if e.get("study") != "svd":
+            continue
+        if e.get("kind") == "infer":
+            infer[e["k"], e["batch_size"]] = b
+        elif e.get("kind") in ("gemm_dense", "gemm_factored"):
+            gemm[e["k"], e["batch_size"]] += median(b)  # summed over the factored layers
+    for (k, batch_size), b in infer.items():
+        dense = infer.get((None, batch_size))
+        if k is None or dense is None:
+            continue
+        e = b["extra_info"]
+        e["speedup_vs_dense"] = median(dense) / median(b)
+        if gemm.get((k, batch_size)) and gemm.get((None, batch_size)):
+            e["ceiling_speedup"] = gemm[None, batch_size] / gemm[k, batch_size]
+            e["ceiling_efficiency"] = e["speedup_vs_dense"] / e["ceiling_speedup"]

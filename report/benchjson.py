@@ -1,0 +1,97 @@
+"""Read pytest-benchmark JSON (`pytest --benchmark-json=FILE`) and check that it is what it claims to be.
+
+The gate and the collector both start here, so a file that is not pytest-benchmark output, or a benchmark that
+lacks what the report needs, fails once with one line naming the file instead of as a KeyError deep inside.
+The shape is the one `pytest_benchmark_generate_json` writes (plugin.py in pytest-benchmark 5.x):
+{"machine_info", "commit_info", "benchmarks": [{"group", "name", "fullname", "params", "param", "extra_info",
+"options", "stats": {Stats.fields..., "iterations"}}], "datetime", "version"}.
+No pytest import here, like pytest-benchmark's own stats.py, so plain scripts can use it.
+"""
+from training.io import UserError, read_json
+
+# Stats.fields (pytest_benchmark/stats.py) plus the "iterations" that Metadata.as_dict adds.
+STAT_FIELDS = ("min", "max", "mean", "stddev", "rounds", "median", "iqr", "q1", "q3", "iqr_outliers",
+               "stddev_outliers", "outliers", "ld15iqr", "hd15iqr", "ops", "total", "iterations")
+# What must be equal for two files' timings to be comparable. Label -> path inside machine_info: "cpu" is
+# py-cpuinfo's dict that pytest-benchmark stores; the other keys are added by bench/conftest.py through
+# pytest_benchmark_update_machine_info.
+MACHINE_FIELDS = {"cpu": ("cpu", "brand_raw"), "gpu": ("gpu_name",), "threads": ("threads",),
+                  "torch": ("torch",)}
+_HINT = "write it with `pytest bench --benchmark-json=FILE`"
+
+
+def load_bench(path) -> dict:
+    """Load one pytest-benchmark JSON file; raise UserError naming `path` if its shape is wrong."""
+    bench = read_json(path)
+    if not isinstance(bench, dict) or not isinstance(bench.get("benchmarks"), list) \
+            or not isinstance(bench.get("machine_info"), dict):
+        raise UserError(f"{path}: not pytest-benchmark JSON (needs 'machine_info' and 'benchmarks'); {_HINT}")
+    seen = set()
+    for i, b in enumerate(bench["benchmarks"]):
+        name = b.get("fullname") if isinstance(b, dict) else None
+        if not isinstance(name, str) or not name:
+            raise UserError(f"{path}: benchmarks[{i}] has no 'fullname'; not pytest-benchmark JSON, {_HINT}")
+        if name in seen:
+            raise UserError(f"{path}: benchmark {name} appears twice; the file must come from one pytest run")
+        seen.add(name)
+        stats = b.get("stats")
+        if not isinstance(stats, dict) or not _is_number(stats.get("median")):
+            raise UserError(f"{path}: benchmark {name} has no stats.median; not pytest-benchmark JSON, {_HINT}")
+        if not isinstance(b.get("extra_info", {}), dict):
+            raise UserError(f"{path}: benchmark {name} has an extra_info that is not an object")
+    return bench
+
+
+def require_extra_info(bench, fields, path):
+    """Raise UserError listing every benchmark (by fullname) that lacks one of `fields` in extra_info.
+
+    A field present with the value null counts as present: gemm benchmarks legitimately have no accuracy.
+    """
+    missing = {}
+    for b in bench["benchmarks"]:
+        lacks = [f for f in fields if f not in b.get("extra_info", {})]
+        if lacks:
+            missing[b["fullname"]] = lacks
+    if missing:
+        shown = "; ".join(f"{name} ({', '.join(lacks)})" for name, lacks in list(missing.items())[:5])
+        more = f"; and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise UserError(f"{path}: {len(missing)} benchmark(s) lack extra_info fields: {shown}{more}; "
+                        f"set them with benchmark.extra_info[...] in bench/")
+
+
+def by_fullname(bench) -> dict[str, dict]:
+    """The benchmarks keyed by fullname (unique: load_bench checked), in file order."""
+    return {b["fullname"]: b for b in bench["benchmarks"]}
+
+
+def rows(bench) -> list[dict]:
+    """One flat dict per benchmark: fullname, name, group, param, params, the stats, then extra_info.
+
+    Flat so a collector can hand it to a table as is. An extra_info key that would shadow a stat or an
+    identity column is refused rather than silently overwriting it.
+    """
+    out = []
+    for b in bench["benchmarks"]:
+        row = {k: b.get(k) for k in ("fullname", "name", "group", "param", "params")}
+        row |= {k: b["stats"].get(k) for k in STAT_FIELDS}
+        clash = row.keys() & b.get("extra_info", {}).keys()
+        if clash:
+            raise UserError(f"benchmark {b['fullname']}: extra_info keys {sorted(clash)} clash with "
+                            f"pytest-benchmark's own fields; rename them in bench/")
+        out.append(row | b.get("extra_info", {}))
+    return out
+
+
+def machine_summary(bench) -> dict:
+    """The machine facts that decide whether timings are comparable (MACHINE_FIELDS), None where absent."""
+    out = {}
+    for label, keys in MACHINE_FIELDS.items():
+        value = bench["machine_info"]
+        for k in keys:
+            value = value.get(k) if isinstance(value, dict) else None
+        out[label] = value
+    return out
+
+
+def _is_number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool)

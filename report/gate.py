@@ -1,0 +1,336 @@
+"""Regression gate: compare two pytest-benchmark runs, or one run against expectations committed in the repo.
+
+A/B mode, `lowrank-bench gate BASE.json HEAD.json`: joins the benchmarks on fullname and checks each metric in
+its own direction and tolerance (latency and memory may grow by a fraction, accuracy may drop by some points,
+parameter counts may not grow at all). Timings only compare on one machine, so a machine that differs fails the
+time check unless --allow-different-machine, which turns time into information.
+
+Expectations mode, `--expect FILE HEAD.json`: checks what does not depend on the machine (accuracy floors,
+exact parameter counts), so CI can gate it on any runner. `--write-expect FILE HEAD.json` writes that file.
+
+Exit status: 0 pass, 1 regression, 2 unusable input (not pytest-benchmark JSON; fewer than 90 % of the base's
+benchmarks found in head, which is what renamed ids look like and must never pass silently).
+"""
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from report.benchjson import by_fullname, load_bench, machine_summary
+from training.io import UserError, read_json, write_json
+
+MIN_MATCHED = 0.9
+TIME_STATS = ("min", "q1", "median", "mean", "q3", "max")
+PARAM_FIELDS = ("params_total", "params_trainable")
+EXPECT_FORMAT = "lowrank-bench-expect/1"
+EXPECT_KEYS = {"accuracy_min", *PARAM_FIELDS}
+
+
+@dataclass
+class Check:
+    """One row of the table. `verdict` is "ok", "FAIL", or "info" (reported, not gated)."""
+    benchmark: str
+    metric: str
+    base: str
+    head: str
+    change: str
+    verdict: str
+
+
+# ---- formatting -------------------------------------------------------------------------------------------
+
+def _seconds(v):
+    return f"{v * 1e6:.1f} us" if v < 1e-3 else f"{v * 1e3:.3f} ms" if v < 1 else f"{v:.3f} s"
+
+
+def _percent(v):
+    return f"{v * 100:.2f}%"
+
+
+def _mib(v):
+    return f"{v / 2**20:.1f} MiB"
+
+
+def _count(v):
+    return f"{v:,}"
+
+
+def _relative(base, head):
+    """head / base - 1, defined for a zero base so growth from nothing is infinite, not a crash."""
+    if base == 0:
+        return 0.0 if head == 0 else math.inf
+    return head / base - 1
+
+
+def format_table(checks) -> str:
+    cells = [("benchmark", "metric", "base", "head", "change", "verdict")]
+    cells += [(c.benchmark, c.metric, c.base, c.head, c.change, c.verdict) for c in checks]
+    widths = [max(len(row[i]) for row in cells) for i in range(6)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# ---- A/B mode ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Metric:
+    """How to read one metric from a benchmark and judge it. `worse(base, head)` is positive in the bad
+    direction (slower, less accurate, bigger), and the check fails when it exceeds `limit`."""
+    name: str
+    get: Callable
+    worse: Callable
+    limit: float
+    show: Callable
+    show_change: Callable
+
+
+def metrics(stat="median", max_slowdown=0.15, max_acc_drop=0.5, max_mem_growth=0.10) -> list[Metric]:
+    pct = lambda d: f"{d * 100:+.1f}%"  # noqa: E731
+    extra = lambda field: lambda b: b.get("extra_info", {}).get(field)  # noqa: E731
+    return [
+        Metric(f"time.{stat}", lambda b: b["stats"].get(stat), _relative, max_slowdown, _seconds, pct),
+        # Accuracies are fractions; tolerance and change are in points, as the studies report them.
+        Metric("accuracy", extra("accuracy"), lambda b, h: (b - h) * 100, max_acc_drop, _percent,
+               lambda d: f"{-d:+.2f} pt"),
+        Metric("peak_mem", extra("peak_mem_bytes"), _relative, max_mem_growth, _mib, pct),
+        *(Metric(f, extra(f), lambda b, h: h - b, 0, _count, lambda d: f"{d:+,}") for f in PARAM_FIELDS),
+    ]
+
+
+def compare_pair(name, base, head, metric_list, gate_time=True) -> list[Check]:
+    """Check every metric of one benchmark present in both runs."""
+    checks = []
+    for m in metric_list:
+        b, h = m.get(base), m.get(head)
+        if b is None and h is None:
+            continue  # not measured for this benchmark kind (e.g. accuracy of a bare GEMM)
+        if h is None:  # a metric that disappears is a regression: it can no longer be watched
+            checks.append(Check(name, m.name, m.show(b), "-", "missing in head", "FAIL"))
+            continue
+        if b is None:
+            checks.append(Check(name, m.name, "-", m.show(h), "new", "info"))
+            continue
+        d = m.worse(b, h)
+        verdict = "FAIL" if d > m.limit + 1e-9 else "ok"  # a drop of exactly the tolerance passes despite float noise
+        if m.name.startswith("time.") and not gate_time:
+            verdict = "info"
+        checks.append(Check(name, m.name, m.show(b), m.show(h), m.show_change(d), verdict))
+    return checks
+
+
+def machine_checks(base, head, allow_different) -> list[Check]:
+    """One row per machine fact that differs; a failure unless the user said timings are not gated."""
+    b, h = machine_summary(base), machine_summary(head)
+    return [Check("(machine)", label, str(b[label]), str(h[label]), "differs", "info" if allow_different else "FAIL")
+            for label in b if b[label] != h[label]]
+
+
+def gate_ab(base_path, head_path, args) -> int:
+    base, head = load_bench(base_path), load_bench(head_path)
+    base_by, head_by = by_fullname(base), by_fullname(head)
+    if not base_by:
+        raise UserError(f"{base_path}: holds no benchmarks; nothing to gate against")
+    unmatched = [n for n in base_by if n not in head_by]
+    added = [n for n in head_by if n not in base_by]
+    for n in unmatched:
+        print(f"unmatched: {n} (in base, not in head)")
+    for n in added:
+        print(f"new: {n} (in head, not in base)")
+    matched = len(base_by) - len(unmatched)
+    if matched < MIN_MATCHED * len(base_by):
+        raise UserError(f"{head_path}: only {matched} of {len(base_by)} benchmarks of {base_path} found by fullname "
+                        f"(< {MIN_MATCHED:.0%}); were ids renamed? rerun the base with the same suite")
+
+    checks = machine_checks(base, head, args.allow_different_machine)
+    gate_time = not (checks and args.allow_different_machine)
+    ms = metrics(args.stat, args.max_slowdown, args.max_acc_drop, args.max_mem_growth)
+    for name, b in base_by.items():
+        if name in head_by:
+            checks += compare_pair(name, b, head_by[name], ms, gate_time)
+    print(format_table(checks))
+    failed = sum(c.verdict == "FAIL" for c in checks)
+    time_note = f"time {args.stat} gated at +{args.max_slowdown:.0%}" if gate_time else \
+        f"time {args.stat} reported, not gated (different machine)"
+    print(f"gate: {'FAIL' if failed else 'ok'}, {failed} of {len(checks)} checks failed; "
+          f"{matched}/{len(base_by)} base benchmarks matched, {len(added)} new; {time_note}")
+    return 1 if failed else 0
+
+
+# ---- expectations mode ------------------------------------------------------------------------------------
+
+def load_expect(path) -> dict:
+    """Load and check an expectations file (format EXPECT_FORMAT).
+
+    {"format", "margin_points", "source", "benchmarks": {KEY: {"accuracy_min", "params_total",
+    "params_trainable"}}} where KEY is a benchmark fullname ("bench/test_x.py::test_y[k4-1]") or a selector
+    "study/k" or "study/kind/k" (extra_info.study, extra_info.kind, params.k) that must match at least one
+    benchmark; every entry field is optional, an empty entry only requires the benchmark to exist.
+    """
+    exp = read_json(path)
+    write_hint = f"write it with `lowrank-bench gate --write-expect {path} BENCH.json`"
+    if not isinstance(exp, dict) or exp.get("format") != EXPECT_FORMAT or not isinstance(exp.get("benchmarks"), dict):
+        raise UserError(f"{path}: not a lowrank-bench expectations file (format {EXPECT_FORMAT}); {write_hint}")
+    if not exp["benchmarks"]:
+        raise UserError(f"{path}: holds no expectations, so it would pass anything; {write_hint}")
+    for key, entry in exp["benchmarks"].items():
+        parts = key.split("/")
+        if "::" not in key and not (2 <= len(parts) <= 3 and all(parts)):
+            raise UserError(f"{path}: key {key!r} is neither a benchmark fullname (with '::') nor 'study/k' "
+                            f"or 'study/kind/k'")
+        if not isinstance(entry, dict) or entry.keys() - EXPECT_KEYS:
+            raise UserError(f"{path}: entry {key!r} must be an object with only {sorted(EXPECT_KEYS)}")
+        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in entry.values()):
+            raise UserError(f"{path}: entry {key!r} holds a value that is not a number")
+    return exp
+
+
+def select(key, benches) -> list[dict]:
+    """The benchmarks an expectation key names: one fullname, or every match of a study/[kind/]k selector."""
+    if "::" in key:
+        return [benches[key]] if key in benches else []
+    study, *kind, k = key.split("/")
+    return [b for b in benches.values()
+            if b.get("extra_info", {}).get("study") == study and (b.get("params") or {}).get("k") == k
+            and (not kind or b["extra_info"].get("kind") == kind[0])]
+
+
+def expect_checks(exp, head) -> list[Check]:
+    benches = by_fullname(head)
+    checks = []
+    for key, entry in exp["benchmarks"].items():
+        found = select(key, benches)
+        if not found:
+            checks.append(Check(key, "present", "expected", "missing", "", "FAIL"))
+        for b in found:
+            extra = b.get("extra_info", {})
+            if "accuracy_min" in entry:
+                floor, acc = entry["accuracy_min"], extra.get("accuracy")
+                ok = acc is not None and acc >= floor
+                checks.append(Check(b["fullname"], "accuracy", f">= {_percent(floor)}",
+                                    "-" if acc is None else _percent(acc),
+                                    "missing" if acc is None else f"{(acc - floor) * 100:+.2f} pt",
+                                    "ok" if ok else "FAIL"))
+            for f in PARAM_FIELDS:
+                if f in entry:  # exact: a parameter count that moves either way means the model changed
+                    want, got = entry[f], extra.get(f)
+                    checks.append(Check(b["fullname"], f, _count(want), "-" if got is None else _count(got),
+                                        "missing" if got is None else f"{got - want:+,}",
+                                        "ok" if got == want else "FAIL"))
+    return checks
+
+
+def gate_expect(expect_path, head_path) -> int:
+    exp, head = load_expect(expect_path), load_bench(head_path)
+    checks = expect_checks(exp, head)
+    print(format_table(checks))
+    failed = sum(c.verdict == "FAIL" for c in checks)
+    missing = sum(c.metric == "present" for c in checks)
+    print(f"gate: {'FAIL' if failed else 'ok'}, {failed} of {len(checks)} checks failed against {expect_path} "
+          f"({missing} expected benchmark(s) missing)")
+    return 1 if failed else 0
+
+
+def write_expect(path, head, head_path, margin_points) -> int:
+    """Write expectations for every benchmark of `head`: accuracy floors `margin_points` below the measured
+    value (rounded down to 0.01 point), exact parameter counts. Returns the number of entries."""
+    entries = {}
+    for b in head["benchmarks"]:
+        extra, entry = b.get("extra_info", {}), {}
+        if extra.get("accuracy") is not None:
+            floor = math.floor(round((extra["accuracy"] * 100 - margin_points) * 100, 6)) / 10_000
+            entry["accuracy_min"] = max(0.0, floor)
+        entry |= {f: extra[f] for f in PARAM_FIELDS if extra.get(f) is not None}
+        entries[b["fullname"]] = entry
+    if not entries:
+        raise UserError(f"{head_path}: holds no benchmarks; nothing to write to {path}")
+    commit = head.get("commit_info") or {}
+    write_json(path, {"format": EXPECT_FORMAT, "margin_points": margin_points,
+                      "source": {"bench": str(head_path), "commit": commit.get("id"), "datetime": head.get("datetime")},
+                      "benchmarks": entries})
+    return len(entries)
+
+
+# ---- command line -----------------------------------------------------------------------------------------
+
+def _fraction(s):
+    """'0.15' or '15%' -> 0.15; negative tolerances make no sense and are refused here, not at the end."""
+    try:
+        v = float(s[:-1]) / 100 if s.endswith("%") else float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a fraction (e.g. 0.15 or 15%)") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"{s!r} must be >= 0")
+    return v
+
+
+def _points(s):
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a number of accuracy points (e.g. 0.5)") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"{s!r} must be >= 0")
+    return v
+
+
+def add_arguments(parser):
+    """The gate's options, on any parser (the lowrank-bench CLI adds them to its `gate` subcommand)."""
+    parser.add_argument("bench", nargs="+", metavar="BENCH.json", type=Path,
+                        help="BASE.json HEAD.json to compare; HEAD.json alone with --expect or --write-expect")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--expect", metavar="FILE", type=Path, default=None,
+                      help="check HEAD.json against committed expectations (accuracy floors, exact parameter "
+                           "counts) instead of a base run; machine independent, for CI")
+    mode.add_argument("--write-expect", metavar="FILE", type=Path, default=None,
+                      help="write expectations for every benchmark of HEAD.json to FILE (atomically) and exit")
+    parser.add_argument("--margin", metavar="POINTS", type=_points, default=2.0,
+                        help="with --write-expect: accuracy floor = measured accuracy minus POINTS "
+                             "(default: %(default)s)")
+    parser.add_argument("--stat", metavar="STAT", type=str, choices=TIME_STATS, default="median",
+                        help=f"timing statistic to compare, one of {', '.join(TIME_STATS)} (default: %(default)s)")
+    parser.add_argument("--max-slowdown", metavar="FRACTION", type=_fraction, default=0.15,
+                        help="fail when head's time exceeds base's by more than this, 0.15 or 15%% "
+                             "(default: %(default)s)")
+    parser.add_argument("--max-acc-drop", metavar="POINTS", type=_points, default=0.5,
+                        help="fail when accuracy drops by more than this many percentage points "
+                             "(default: %(default)s)")
+    parser.add_argument("--max-mem-growth", metavar="FRACTION", type=_fraction, default=0.10,
+                        help="fail when peak memory grows by more than this fraction (default: %(default)s)")
+    parser.add_argument("--allow-different-machine", action="store_true", default=False,
+                        help="when machine_info differs (cpu, gpu, threads, torch), report time instead of "
+                             "failing; other metrics stay gated")
+    return parser
+
+
+def run(args) -> int:
+    """Dispatch on the mode; raises UserError for bad input (the CLI prints it, exit 2)."""
+    single = args.expect or args.write_expect
+    if len(args.bench) != (1 if single else 2):
+        raise UserError(f"gate takes BASE.json HEAD.json, or one HEAD.json with --expect/--write-expect; "
+                        f"got {len(args.bench)} file(s)")
+    if args.write_expect:
+        head = load_bench(args.bench[0])
+        n = write_expect(args.write_expect, head, args.bench[0], args.margin)
+        print(f"wrote {n} expectations to {args.write_expect} (accuracy floors {args.margin} points below "
+              f"{args.bench[0]})")
+        return 0
+    if args.expect:
+        return gate_expect(args.expect, args.bench[0])
+    return gate_ab(args.bench[0], args.bench[1], args)
+
+
+def main(argv=None) -> int:
+    parser = add_arguments(argparse.ArgumentParser(prog="lowrank-bench gate", description=__doc__.splitlines()[0]))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

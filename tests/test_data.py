@@ -1,0 +1,232 @@
+"""Loaders on the fixture data root: shapes and values, seeded stratified splits, the cache, `check`, and the
+one-line DataError (naming the file and the fix, writing nothing in the root) for each kind of bad root."""
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fixtures import build
+from training import data, formats
+
+FETCH = "lowrank-bench data --download"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return build.build_data_root(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOWRANK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "no-system-copy")
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def copy(root, tmp_path):
+    return shutil.copytree(root, tmp_path / "root")
+
+
+def snapshot(folder):
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
+def raises_one_line(fn, folder, *needles):
+    """fn() must raise DataError with a one-line message containing every needle, leaving `folder` untouched."""
+    before = snapshot(folder) if folder.exists() else None
+    with pytest.raises(data.DataError) as e:
+        fn()
+    msg = str(e.value)
+    assert "\n" not in msg
+    for needle in needles:
+        assert needle in msg, msg
+    assert (snapshot(folder) if folder.exists() else None) == before
+    return msg
+
+
+def test_resolve_root_and_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("LOWRANK_DATA", "/from/env")
+    assert str(data.resolve_root("/from/arg")) == "/from/arg"
+    assert str(data.resolve_root(None)) == "/from/env"
+    monkeypatch.delenv("LOWRANK_DATA")
+    assert str(data.resolve_root(None)) == "data"
+    assert data.cache_dir() == tmp_path / "cache"
+    monkeypatch.delenv("LOWRANK_CACHE")
+    assert data.cache_dir() == Path.home() / ".cache" / "lowrank-bench"
+
+
+def test_fit_centres_small_images_and_shrinks_large_ones():
+    small = np.full((5, 3), 255, np.uint8)
+    out = data.fit(small)
+    assert out.shape == (32, 32) and out.dtype == np.uint8
+    assert (out[13:18, 14:17] == 255).all() and out.sum() == 255 * 15  # (32-5)//2 = 13, (32-3)//2 = 14
+    big = np.full((64, 40), 255, np.uint8)  # shrinks by 1/2 to 32x20, centred at column 6
+    out = data.fit(big)
+    assert (out[:, 6:26] == 255).all() and (out[:, :6] == 0).all() and (out[:, 26:] == 0).all()
+
+
+def test_load_hoda(root):
+    s = data.load_hoda(root)
+    assert s.name == "hoda" and s.classes == [str(d) for d in range(10)]
+    assert s.x_train.shape == (27, 1, 32, 32) and s.x_val.shape == (3, 1, 32, 32) and s.x_test.shape == (30, 1, 32, 32)
+    assert s.x_train.dtype == torch.float32 and s.y_train.dtype == torch.int64
+    assert s.x_train.min() == 0 and s.x_train.max() == 1  # ink 1.0 on a 0.0 background
+    assert s.mean == pytest.approx(s.x_train.mean().item()) and s.std == pytest.approx(s.x_train.std().item())
+    assert s.vocab_size is None and s.pad_id is None
+    # the test file is sorted by class: the loader hands it back shuffled, with every image preprocessed by fit()
+    assert s.y_test.tolist() != sorted(s.y_test.tolist())
+    images, labels = build.hoda_images(3, seed=2)
+    want = sorted((int(y), data.fit(im).tobytes()) for im, y in zip(images, labels))
+    got = sorted((int(y), (x[0] * 255).round().to(torch.uint8).numpy().tobytes()) for x, y in zip(s.x_test, s.y_test))
+    assert got == want
+
+
+def test_hoda_extra_and_train_cdb_preferred(root, copy):
+    s = data.load_hoda(root, extra=True)
+    assert len(s.y_train) + len(s.y_val) == 30 + 35
+    build.write_cdb(copy / "hoda" / "Train 60000.cdb", *build.hoda_images(1, seed=9))  # 10 records beside the .mat
+    s = data.load_hoda(copy, val_fraction=0.0)
+    assert len(s.y_train) == 10 and len(s.y_val) == 0
+
+
+def test_stratified_split_counts():
+    y = np.repeat(np.arange(4), [50, 30, 15, 5])
+    idx = data._stratified(y, 37, np.random.default_rng(0))
+    assert len(set(idx.tolist())) == 37
+    exact = 37 * np.array([50, 30, 15, 5]) / 100
+    counts = np.bincount(y[idx], minlength=4)
+    assert ((counts == np.floor(exact)) | (counts == np.ceil(exact))).all()
+
+    y_test = np.repeat(np.arange(4), 10)
+    tr, va, te = data._indices(y, y_test, val_fraction=0.2, seed=1, train_subset=40, test_subset=8)
+    assert len(tr) == 32 and len(va) == 8 and not set(tr) & set(va)
+    assert np.bincount(y[np.concatenate([tr, va])]).tolist() == [20, 12, 6, 2]
+    assert np.bincount(y_test[te]).tolist() == [2, 2, 2, 2]
+    again = data._indices(y, y_test, val_fraction=0.2, seed=1, train_subset=40, test_subset=8)
+    assert all(np.array_equal(a, b) for a, b in zip((tr, va, te), again))
+    other = data._indices(y, y_test, val_fraction=0.2, seed=2, train_subset=40, test_subset=8)
+    assert not np.array_equal(tr, other[0])
+    # the test draw has its own stream: train options do not change it
+    assert np.array_equal(te, data._indices(y, y_test, val_fraction=0.5, seed=1, train_subset=None, test_subset=8)[2])
+    with pytest.raises(ValueError, match="train_subset"):
+        data._indices(y, y_test, val_fraction=0.1, seed=0, train_subset=101, test_subset=None)
+    with pytest.raises(ValueError, match="val_fraction"):
+        data._indices(y, y_test, val_fraction=1.0, seed=0, train_subset=None, test_subset=None)
+
+
+def test_subsets_on_fixture_are_stratified(root):
+    s = data.load_hoda(root, train_subset=20, test_subset=10, seed=3)
+    assert torch.bincount(torch.cat([s.y_train, s.y_val])).tolist() == [2] * 10
+    assert torch.bincount(s.y_test).tolist() == [1] * 10 and len(s.y_val) == 2
+
+
+def test_load_fashion_pads_to_32(root):
+    s = data.load_fashion(root)
+    assert s.x_train.shape == (27, 1, 32, 32) and s.x_test.shape == (30, 1, 32, 32) and s.classes[9] == "Ankle boot"
+    border = torch.ones(32, 32, dtype=torch.bool)
+    border[2:30, 2:30] = False
+    assert (s.x_test[:, 0, border] == 0).all()
+    raw = formats.read_idx(root / "fashion-mnist" / "t10k-images-idx3-ubyte.gz", 3)
+    got = {(x[0, 2:30, 2:30] * 255).round().to(torch.uint8).numpy().tobytes() for x in s.x_test}
+    assert got == {im.tobytes() for im in raw}
+
+
+def test_fashion_found_in_system_folder(root, copy, monkeypatch, tmp_path):
+    system = shutil.move(copy / "fashion-mnist", tmp_path / "system")
+    monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", system)
+    assert data.missing(copy) == []
+    assert len(data.load_fashion(copy).y_test) == 30
+
+
+def test_load_imdb_tokenises_only_the_subset(root, cache):
+    s = data.load_imdb(root, max_len=12, train_subset=4, test_subset=2, val_fraction=0.25)
+    assert s.x_train.shape == (3, 12) and s.x_val.shape == (1, 12) and s.x_test.shape == (2, 12)
+    assert s.x_train.dtype == torch.int64 and s.classes == ["neg", "pos"]
+    assert s.vocab_size == len(build.VOCAB) and s.pad_id == 0
+    assert (s.x_train[:, 0] == build.VOCAB.index("[CLS]")).all()
+    assert torch.bincount(torch.cat([s.y_train, s.y_val])).tolist() == [2, 2]
+    (entry,) = cache.glob("imdb-train-*.npz")
+    assert np.load(entry)["ids"].shape == (4, 12)  # 4 reviews tokenised, not all 6
+    full = data.load_imdb(root, max_len=64, val_fraction=0)
+    ids = full.x_train[0]
+    assert ids[0] == 2 and build.VOCAB.index("[UNK]") in ids.tolist()  # "Zyzzyva" is not in the vocabulary
+    sep = ids.tolist().index(build.VOCAB.index("[SEP]"))
+    assert (ids[sep + 1:] == 0).all()  # reviews are short: padded with id 0 after [SEP]
+
+
+def test_cache_hit_returns_identical_arrays(root, copy, cache, monkeypatch):
+    first = data.load_hoda(copy)
+    assert len(list(cache.glob("hoda-*.npz"))) == 2
+
+    def boom(*_):
+        raise AssertionError("decoded again instead of read from the cache")
+
+    monkeypatch.setattr(formats, "read_cdb", boom)
+    monkeypatch.setattr(formats, "read_hoda_mat", boom)
+    second = data.load_hoda(copy)
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        assert torch.equal(getattr(first, name), getattr(second, name))
+    test_file = copy / "hoda" / "Test 20000.cdb"
+    os.utime(test_file, ns=(0, test_file.stat().st_mtime_ns + 10**9))  # a changed file is decoded again
+    with pytest.raises(AssertionError, match="decoded again"):
+        data.load_hoda(copy)
+
+
+def test_damaged_cache_entry_is_rebuilt(root, cache):
+    data.load_fashion(root)
+    for entry in cache.glob("fashion-*.npz"):
+        entry.write_bytes(b"garbage")
+    assert len(data.load_fashion(root).y_test) == 30
+
+
+def test_check_table(root, monkeypatch):
+    table, ok = data.check(root)
+    assert not ok and table.count("MISMATCH") == 8
+    assert "hoda               train      30     3 3 3 3 3 3 3 3 3 3  60000 (6000/class)" in table
+    sizes = {("hoda", "train"): (30, 3), ("hoda", "test"): (30, 3), ("hoda", "remaining"): (35, None),
+             ("fashion", "train"): (30, 3), ("fashion", "test"): (30, 3), ("imdb", "train"): (6, 3),
+             ("imdb", "test"): (6, 3), ("bert-base-uncased", "vocab"): (len(build.VOCAB), None)}
+    monkeypatch.setattr(data, "EXPECTED", sizes)
+    table, ok = data.check(root)
+    assert ok and "MISMATCH" not in table and table.count(" OK") == 8
+
+
+# ---------------------------------------------------------------------------------------------------- bad roots
+def test_empty_root_lists_every_missing_file(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    msg = raises_one_line(lambda: data.check(empty), empty, FETCH, "LOWRANK_DATA", "--data-root",
+                          "hoda/Train 60000.cdb (or hoda/Data_hoda_full.mat)", "hoda/Test 20000.cdb",
+                          "hoda/RemainingSamples.cdb", "fashion-mnist/t10k-labels-idx1-ubyte.gz", "imdb/test.parquet",
+                          "bert-base-uncased/vocab.txt")
+    assert msg.count(", ") >= 11
+    raises_one_line(lambda: data.load_hoda(tmp_path / "nowhere"), tmp_path / "nowhere", "does not exist", FETCH)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_truncated_cdb(copy):
+    path = copy / "hoda" / "Test 20000.cdb"
+    path.write_bytes(path.read_bytes()[:-7])
+    raises_one_line(lambda: data.load_hoda(copy), copy, str(path), "truncated", FETCH)
+
+
+def test_idx_with_bad_magic_number(copy):
+    path = copy / "fashion-mnist" / "train-images-idx3-ubyte.gz"
+    build.write_idx_gz(path, np.zeros((30, 28, 28)), magic=0x0000_0903)
+    raises_one_line(lambda: data.load_fashion(copy), copy, str(path), "magic number", FETCH)
+
+
+def test_parquet_without_label_column(copy):
+    path = copy / "imdb" / "train.parquet"
+    build.write_imdb_parquet(path, ["good film"] * 6, [0] * 6, columns=("text",))
+    raises_one_line(lambda: data.load_imdb(copy), copy, str(path), "no column 'label'", FETCH)
+
+
+def test_missing_tokenizer_folder(copy):
+    shutil.rmtree(copy / "bert-base-uncased")
+    raises_one_line(lambda: data.load_imdb(copy), copy, "bert-base-uncased/vocab.txt", FETCH)
+    raises_one_line(lambda: data.load_tokenizer(copy), copy, str(copy / "bert-base-uncased"), FETCH)

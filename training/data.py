@@ -1,0 +1,341 @@
+"""The three data sets as tensors: Hoda digits and Fashion-MNIST (1×32×32, ink bright on black), IMDB (token ids).
+
+Where the files are: `--data-root` > `$LOWRANK_DATA` > `./data`, laid out as in `../shared/data/README.md`. The
+root is only read, never written (it is read-only in CI); decoded arrays go to `cache_dir()` instead, keyed by the
+source files' names, sizes and mtimes, because decoding Hoda's 100k run-length records in Python takes a while and
+tokenising 25k reviews longer. Splits are seeded and stratified: a subset is drawn first, then validation is held
+out of it; the test set is only ever subset, never used for a decision.
+"""
+import hashlib
+import json
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training import formats
+from training.io import UserError, atomic_path
+
+SIZE = 32  # the MLP's input side; Hoda is shrunk to fit, Fashion-MNIST's 28×28 padded to it
+CACHE_VERSION = 1  # bump when a cached array's meaning changes (preprocessing, dtype)
+GET = "run `lowrank-bench data --download`, or set LOWRANK_DATA / --data-root to a folder that has them"
+REFETCH = "delete it and run `lowrank-bench data --download`"
+
+# Files under the root. A tuple means "any one of these"; the first wins when several are there.
+HODA_TRAIN = ("hoda/Train 60000.cdb", "hoda/Data_hoda_full.mat")
+HODA_TEST = "hoda/Test 20000.cdb"
+HODA_EXTRA = "hoda/RemainingSamples.cdb"
+FASHION = {split: (f"fashion-mnist/{p}-images-idx3-ubyte.gz", f"fashion-mnist/{p}-labels-idx1-ubyte.gz")
+           for split, p in (("train", "train"), ("test", "t10k"))}
+FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist package
+IMDB = {"train": "imdb/train.parquet", "test": "imdb/test.parquet"}
+TOKENIZER = "bert-base-uncased"
+REQUIRED = {
+    "hoda": [HODA_TRAIN, HODA_TEST],
+    "hoda-extra": [HODA_EXTRA],
+    "fashion": [*FASHION["train"], *FASHION["test"]],
+    "imdb": [*IMDB.values(), f"{TOKENIZER}/vocab.txt", f"{TOKENIZER}/tokenizer_config.json"],
+}
+HODA_CLASSES = [str(d) for d in range(10)]
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
+IMDB_CLASSES = ["neg", "pos"]
+# Published sizes checked by `check`: (dataset, split) -> (total, per class or None when unbalanced).
+EXPECTED = {
+    ("hoda", "train"): (60_000, 6_000), ("hoda", "test"): (20_000, 2_000), ("hoda", "remaining"): (22_352, None),
+    ("fashion", "train"): (60_000, 6_000), ("fashion", "test"): (10_000, 1_000),
+    ("imdb", "train"): (25_000, 12_500), ("imdb", "test"): (25_000, 12_500), (TOKENIZER, "vocab"): (30_522, None),
+}
+
+
+class DataError(UserError):
+    """A data file or folder is missing or unreadable; the message names it and says how to get a good copy."""
+
+
+def resolve_root(arg: str | None) -> Path:
+    """The data root: the `--data-root` argument, else `$LOWRANK_DATA`, else `./data`. Contents are not checked."""
+    return Path(arg or os.environ.get("LOWRANK_DATA") or "data").expanduser()
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LOWRANK_CACHE") or Path.home() / ".cache" / "lowrank-bench").expanduser()
+
+
+@dataclass
+class Splits:
+    name: str  # "hoda" | "fashion" | "imdb"
+    x_train: torch.Tensor  # images: float32 (N, 1, 32, 32) in [0, 1]; text: int64 (N, max_len) token ids
+    y_train: torch.Tensor  # int64
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: list[str]
+    mean: float | None = None  # images: pixel mean/std of x_train only, so nothing leaks from val/test
+    std: float | None = None
+    vocab_size: int | None = None  # text only
+    pad_id: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------------- files
+def find(root: Path, rel: str | tuple[str, ...]) -> Path | None:
+    """The path of a required file (the first of alternatives that exists), or None. Fashion-MNIST files are also
+    looked for in Debian's system folder."""
+    for r in (rel,) if isinstance(rel, str) else rel:
+        if (root / r).is_file():
+            return root / r
+        if r.startswith("fashion-mnist/") and (FASHION_SYSTEM_DIR / Path(r).name).is_file():
+            return FASHION_SYSTEM_DIR / Path(r).name
+    return None
+
+
+def missing(root, names=tuple(REQUIRED)) -> list[str]:
+    """The required files of data sets `names` that are not under `root`, as printable relative paths."""
+    return [rel if isinstance(rel, str) else f"{rel[0]} (or {' or '.join(rel[1:])})"
+            for name in names for rel in REQUIRED[name] if find(Path(root), rel) is None]
+
+
+def require(root: Path, names) -> None:
+    """Raise one DataError listing every missing file of data sets `names`, with how to get them."""
+    if gone := missing(root, names):
+        where = f"data root {root} does not exist" if not root.is_dir() else f"data root {root} lacks files"
+        raise DataError(f"{where}; missing: {', '.join(gone)}; {GET}")
+
+
+def _read(path: Path, reader, *args):
+    try:
+        return reader(path, *args)
+    except formats.FormatError as e:
+        raise DataError(f"{path}: {e}; {REFETCH}") from None
+
+
+def _cached(kind: str, sources: list[Path], params: dict, build) -> dict[str, np.ndarray]:
+    """build()'s arrays, stored once in cache_dir() as an .npz named by a hash of the sources' names, sizes and
+    mtimes and `params`: a changed or replaced file gets a new entry instead of a stale one."""
+    stamp = [CACHE_VERSION, kind, params, [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sources]]
+    key = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir() / f"{re.sub(r'[^A-Za-z0-9]+', '-', kind)}-{key}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            pass  # a damaged entry (a full disk, a foreign file) is rebuilt rather than trusted
+    arrays = build()
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    return arrays
+
+
+# ---------------------------------------------------------------------------------------------------- splits
+def _stratified(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of `n` samples with each class's share of `y` kept (largest remainders get the odd ones), shuffled."""
+    classes, counts = np.unique(y, return_counts=True)
+    exact = n * counts / max(len(y), 1)
+    quota = np.floor(exact).astype(int)
+    quota[np.argsort(quota - exact, kind="stable")[:n - quota.sum()]] += 1
+    picked = [rng.permutation(np.flatnonzero(y == c))[:q] for c, q in zip(classes, quota)]
+    return rng.permutation(np.concatenate(picked or [np.zeros(0, int)]))
+
+
+def _indices(y_train, y_test, *, val_fraction, seed, train_subset, test_subset):
+    """Seeded, stratified (train, val, test) indices. `train_subset` samples are drawn from train first and the
+    validation hold-out comes out of them; the test draw has its own stream, so it ignores the train options."""
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+    for name, n, total in (("train_subset", train_subset, len(y_train)), ("test_subset", test_subset, len(y_test))):
+        if n is not None and not (isinstance(n, int) and 1 <= n <= total):
+            raise ValueError(f"{name} must be an int in [1, {total}] or None, got {n!r}")
+    rng = np.random.default_rng([seed, 0])
+    pool = _stratified(y_train, train_subset or len(y_train), rng)
+    is_val = np.zeros(len(pool), bool)
+    is_val[_stratified(y_train[pool], round(val_fraction * len(pool)), rng)] = True
+    test = _stratified(y_test, test_subset or len(y_test), np.random.default_rng([seed, 1]))
+    return pool[~is_val], pool[is_val], test
+
+
+def _image_splits(name, classes, train, test, **split_args) -> Splits:
+    (x_tr, y_tr), (x_te, y_te) = train, test
+    tr, va, te = _indices(y_tr, y_te, **split_args)
+    img = lambda x: torch.from_numpy(x).unsqueeze(1).float().div_(255)  # (N, 1, 32, 32) in [0, 1]
+    lab = lambda y: torch.from_numpy(y.astype(np.int64))
+    x_train = img(x_tr[tr])
+    return Splits(name, x_train, lab(y_tr[tr]), img(x_tr[va]), lab(y_tr[va]), img(x_te[te]), lab(y_te[te]),
+                  classes, mean=x_train.mean().item(), std=x_train.std().item())
+
+
+# ---------------------------------------------------------------------------------------------------- Hoda
+def fit(img: np.ndarray) -> np.ndarray:
+    """Centre a uint8 H×W image on a black SIZE×SIZE canvas, shrinking it first (aspect kept) only if larger."""
+    from PIL import Image
+
+    h, w = img.shape
+    if max(h, w) > SIZE:
+        s = SIZE / max(h, w)
+        # PIL widens the filter by the shrink factor, so this is an antialiased (area-like) resize
+        img = np.asarray(Image.fromarray(img).resize((max(1, round(w * s)), max(1, round(h * s))),
+                                                     Image.Resampling.BILINEAR))
+        h, w = img.shape
+    out = np.zeros((SIZE, SIZE), np.uint8)
+    top, left = (SIZE - h) // 2, (SIZE - w) // 2
+    out[top:top + h, left:left + w] = img
+    return out
+
+
+def hoda_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (N, 32, 32) images and uint8 labels of one Hoda file (.cdb or .mat), decoded once then cached."""
+    def build():
+        images, labels = _read(path, formats.read_hoda_mat if path.suffix == ".mat" else formats.read_cdb)
+        if len(labels) and labels.max() > 9:
+            raise DataError(f"{path}: label {labels.max()} is not a digit 0-9; {REFETCH}")
+        return {"x": np.stack([fit(im) for im in images]) if images else np.zeros((0, SIZE, SIZE), np.uint8),
+                "y": labels.astype(np.uint8)}
+
+    a = _cached(f"hoda-{path.stem}", [path], {"size": SIZE}, build)
+    return a["x"], a["y"]
+
+
+def load_hoda(root, *, val_fraction=0.1, seed=0, train_subset=None, test_subset=None, extra=False) -> Splits:
+    """Hoda digits. Train is `Train 60000.cdb` (what `download` fetches) or else `Data_hoda_full.mat` (same 60,000
+    images in the same order); test is `Test 20000.cdb`; `extra=True` adds `RemainingSamples.cdb` to train."""
+    root = Path(root)
+    require(root, ["hoda", "hoda-extra"] if extra else ["hoda"])
+    x, y = hoda_arrays(find(root, HODA_TRAIN))
+    if extra:
+        x2, y2 = hoda_arrays(root / HODA_EXTRA)
+        x, y = np.concatenate([x, x2]), np.concatenate([y, y2])
+    return _image_splits("hoda", HODA_CLASSES, (x, y), hoda_arrays(root / HODA_TEST), val_fraction=val_fraction,
+                         seed=seed, train_subset=train_subset, test_subset=test_subset)
+
+
+# ---------------------------------------------------------------------------------------------------- Fashion-MNIST
+def fashion_arrays(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (N, 32, 32) images (28×28 zero-padded by 2 px, same 0-255 range) and uint8 labels of one split.
+
+    The decoded IDX content is verified (magic numbers, dimensions, counts), not the .gz MD5s: Debian re-compresses
+    the archives, so their hashes differ from the originals while the bytes inside are the same.
+    """
+    images, labels = (find(root, rel) for rel in FASHION[split])
+
+    def build():
+        x, y = _read(images, formats.read_idx, 3), _read(labels, formats.read_idx, 1)
+        if x.shape[1:] != (28, 28):
+            raise DataError(f"{images}: images are {x.shape[1]}x{x.shape[2]}, expected 28x28; {REFETCH}")
+        if len(y) != len(x) or (len(y) and y.max() > 9):
+            raise DataError(f"{labels}: {len(y)} labels (max {y.max(initial=0)}) for {len(x)} images; {REFETCH}")
+        return {"x": np.pad(x, ((0, 0), (2, 2), (2, 2))), "y": y}
+
+    a = _cached(f"fashion-{split}", [images, labels], {"size": SIZE}, build)
+    return a["x"], a["y"]
+
+
+def load_fashion(root, *, val_fraction=0.1, seed=0, train_subset=None, test_subset=None) -> Splits:
+    """Fashion-MNIST at 32×32, objects bright on black like Hoda's ink, so the Hoda MLP can take it as is."""
+    root = Path(root)
+    require(root, ["fashion"])
+    return _image_splits("fashion", FASHION_CLASSES, fashion_arrays(root, "train"), fashion_arrays(root, "test"),
+                         val_fraction=val_fraction, seed=seed, train_subset=train_subset, test_subset=test_subset)
+
+
+# ---------------------------------------------------------------------------------------------------- IMDB
+def load_tokenizer(root):
+    """The BERT uncased WordPiece tokenizer from `<root>/bert-base-uncased` (hub name `bert-base-uncased`)."""
+    from transformers import AutoTokenizer
+
+    folder = Path(root) / TOKENIZER
+    if not folder.is_dir():
+        raise DataError(f"tokenizer folder {folder} does not exist; {GET}")
+    try:
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise DataError(f"{folder}: cannot load the tokenizer ({formats.first_line(e)}); "
+                        f"delete the folder and run `lowrank-bench data --download`") from None
+
+
+def imdb_labels(root: Path, split: str) -> np.ndarray:
+    """int64 labels of one split, read (with every text decoded once, as a check) then cached."""
+    path = root / IMDB[split]
+    return _cached(f"imdb-labels-{split}", [path], {}, lambda: {"y": _read(path, formats.read_imdb_labels)})["y"]
+
+
+def _token_ids(root: Path, split: str, rows: np.ndarray, tok, max_len: int) -> np.ndarray:
+    """int64 (len(rows), max_len) ids of the reviews at `rows` (sorted), tokenised once and cached."""
+    def build():
+        import datasets
+        from tqdm import tqdm
+
+        ds = datasets.load_dataset("parquet", data_files={split: str(root / IMDB[split])},
+                                   cache_dir=str(cache_dir() / "hf-datasets"), split=split)
+        texts = list(ds.select(rows)["text"])
+        ids = np.zeros((len(rows), max_len), np.int64)
+        with tqdm(total=len(texts), desc=f"tokenising imdb/{split}", unit="review") as bar:
+            for i in range(0, len(texts), 1000):
+                ids[i:i + 1000] = tok(texts[i:i + 1000], truncation=True, max_length=max_len, padding="max_length",
+                                      return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+                bar.update(len(texts[i:i + 1000]))
+        return {"ids": ids}
+
+    tok_files = sorted(p for p in (root / TOKENIZER).iterdir() if p.is_file())
+    params = {"max_len": max_len, "rows": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()}
+    return _cached(f"imdb-{split}", [root / IMDB[split], *tok_files], params, build)["ids"]
+
+
+def load_imdb(root, *, max_len=256, val_fraction=0.1, seed=0, train_subset=None, test_subset=None) -> Splits:
+    """IMDB reviews as BERT uncased ids, truncated and padded to `max_len` (pad id 0). Only the rows the subsets
+    need are tokenised (the smoke profile reads about a thousand reviews, not 50,000)."""
+    root = Path(root)
+    require(root, ["imdb"])
+    if not (isinstance(max_len, int) and max_len >= 2):
+        raise ValueError(f"max_len must be an int >= 2 (room for [CLS] and [SEP]), got {max_len!r}")
+    y_tr, y_te = imdb_labels(root, "train"), imdb_labels(root, "test")
+    tr, va, te = _indices(y_tr, y_te, val_fraction=val_fraction, seed=seed, train_subset=train_subset,
+                          test_subset=test_subset)
+    tok = load_tokenizer(root)
+
+    def ids(split, *parts):  # tokenise the union of rows once, then hand each part its rows back in order
+        rows = np.sort(np.concatenate(parts))
+        got = _token_ids(root, split, rows, tok, max_len)
+        return [torch.from_numpy(got[np.searchsorted(rows, p)]) for p in parts]
+
+    (x_train, x_val), (x_test,) = ids("train", tr, va), ids("test", te)
+    lab = lambda y: torch.from_numpy(y)
+    return Splits("imdb", x_train, lab(y_tr[tr]), x_val, lab(y_tr[va]), x_test, lab(y_te[te]), IMDB_CLASSES,
+                  vocab_size=len(tok), pad_id=tok.pad_token_id)
+
+
+# ---------------------------------------------------------------------------------------------------- check
+def check(root) -> tuple[str, bool]:
+    """Decode every record under `root` and compare counts with the published sizes (`EXPECTED`).
+
+    Returns a printable table (dataset, split, count, per-class counts, expected, OK/MISMATCH) and whether every
+    row is OK. Missing files raise one DataError; the first run fills the cache, later runs take seconds.
+    """
+    root = Path(root)
+    require(root, list(REQUIRED))
+    counts = {
+        ("hoda", "train"): hoda_arrays(find(root, HODA_TRAIN))[1],
+        ("hoda", "test"): hoda_arrays(root / HODA_TEST)[1],
+        ("hoda", "remaining"): hoda_arrays(root / HODA_EXTRA)[1],
+        ("fashion", "train"): fashion_arrays(root, "train")[1],
+        ("fashion", "test"): fashion_arrays(root, "test")[1],
+        ("imdb", "train"): imdb_labels(root, "train"),
+        ("imdb", "test"): imdb_labels(root, "test"),
+    }
+    rows, ok = [("dataset", "split", "count", "per class", "expected", "status")], True
+    for (name, split), y in counts.items():
+        total, per = EXPECTED[name, split]
+        per_class = np.bincount(y, minlength=2 if name == "imdb" else 10)
+        good = len(y) == total and (per is None or (per_class == per).all() and len(per_class) * per == total)
+        rows.append((name, split, str(len(y)), " ".join(map(str, per_class)),
+                     f"{total}" + (f" ({per}/class)" if per else ""), "OK" if good else "MISMATCH"))
+        ok &= good
+    vocab, (want, _) = len(load_tokenizer(root)), EXPECTED[TOKENIZER, "vocab"]
+    rows.append((TOKENIZER, "vocab", str(vocab), "-", str(want), "OK" if vocab == want else "MISMATCH"))
+    ok &= vocab == want
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    lines = [f"data root: {root.resolve()}"] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines), bool(ok)
