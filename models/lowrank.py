@@ -132,14 +132,22 @@ def factored_ranks(model):
     return {n: m.rank for n, m in model.named_modules() if isinstance(m, (LowRankLinear, SVDLinear))}
 
 
-def layer_report(weight, ranks):
+def check_ranks(model, ranks, targets):
+    """Raise the ValueError `factorize` would, before any work is spent: every k must fit every target layer."""
+    for name in linear_layers(model, targets):
+        m, n = model.get_submodule(name).weight.shape
+        for k in ranks:
+            _check_rank(k, m, n, name)
+
+
+def layer_report(weight, ranks, name="layer"):
     """Per k: relative Frobenius error, energy retained, parameters, FLOPs per sample and bytes of the factors."""
     m, n = weight.shape
     S = torch.linalg.svdvals(weight.detach().double())
     energy = S.square().cumsum(0) / S.square().sum()
     rows = []
     for k in ranks:
-        _check_rank(k, m, n)
+        _check_rank(k, m, n, name)
         tail = S[k:].square().sum().sqrt() / S.square().sum().sqrt()
         rows.append({"k": k, "m": m, "n": n, "rel_error": tail.item(), "energy": energy[k - 1].item(),
                      "params": k * (m + n) + m, "flops": 2 * k * (m + n), "bytes": 4 * (k * (m + n) + m),

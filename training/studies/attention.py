@@ -10,7 +10,7 @@ import copy
 
 import torch
 
-from models.lowrank import factorize
+from models.lowrank import check_ranks, factorize
 from models.transformer import Transformer, TransformerConfig
 from training.data import load_imdb
 from training.measure import named_param_counts
@@ -38,6 +38,7 @@ def run(profile, *, root, out, device):
     latency_x = splits.x_test[:max(cfg.bench.batch_sizes)].to(device)
     torch.manual_seed(profile.seed)
     initial = Transformer(model_config(profile, splits))  # the random initialisation every run starts from
+    check_ranks(initial, cfg.ranks, cfg.targets)  # a bad k fails now, not after the baseline has trained
     rows = []
 
     def fit(name, model, init, k, structure=None):

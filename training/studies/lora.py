@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from models.lora import LoRAConfig, add_lora, merge_lora
+from models.lowrank import check_ranks
 from models.mlp import MLP
 from training import checkpoint
 from training.data import load_fashion
@@ -46,6 +47,7 @@ def with_new_head(base, n_classes, train_body):
 def run(profile, *, root, out, device):
     cfg = profile.lora
     base, base_stem = load_pretrained(out, device)
+    check_ranks(base, cfg.ranks, cfg.targets)  # a bad r fails now, not after the comparison rows have trained
     splits = load_data(profile, root)
     n_classes = len(splits.classes)
     sample = splits.x_test[:1].to(device)

@@ -8,7 +8,8 @@ import dataclasses
 
 import torch
 
-from models.lowrank import factorize, factored_ranks, layer_report
+from models.lowrank import check_ranks, factorize, factored_ranks, layer_report
+from models.select import linear_layers
 from models.mlp import MLP, MLPConfig
 from training.data import load_hoda
 from training.studies.common import (choose_smallest, median_latency_ms, pareto_front, print_table, row,
@@ -26,6 +27,7 @@ def train_baseline(profile, splits, device):
     """The dense MLP; trained with and without augmentation when the profile asks, kept by validation."""
     cfg = profile.svd
     config = MLPConfig(hidden=cfg.hidden, dropout=cfg.dropout, mean=splits.mean, std=splits.std)
+    check_ranks(MLP(config), cfg.ranks, cfg.targets)  # a bad k fails now, not after the baseline has trained
     candidates = []
     for augment in ([False, True] if cfg.augment_ablation else [cfg.baseline.augment]):
         torch.manual_seed(profile.seed)
@@ -55,9 +57,9 @@ def run(profile, *, root, out, device):
                 acc_truncated=None, costs_more_than_dense=False, latency_ms=median_latency_ms(dense, latency_x))]
     print(f"dense baseline: test accuracy {metrics['test_acc']:.4f} (augmentation {'on' if augment else 'off'})")
 
-    targets = [n for n, m in dense.named_modules() if isinstance(m, torch.nn.Linear) and n.startswith(tuple(cfg.targets))]
+    targets = linear_layers(dense, cfg.targets)
     layers = [{"layer": name, **r} for name in targets
-              for r in layer_report(dense.get_submodule(name).weight, cfg.ranks)]
+              for r in layer_report(dense.get_submodule(name).weight, cfg.ranks, name)]
     for k in cfg.ranks:
         model = factorize(dense, k, targets=targets)
         _, acc_truncated, _ = evaluate(model, x_test, y_test)

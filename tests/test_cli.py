@@ -1,0 +1,122 @@
+"""The command line end to end on tiny fixture data: every study trains, bad input is one line and exit 2."""
+import json
+
+import pytest
+
+from fixtures.build import build_data_root
+from training import checkpoint, cli, config
+
+TINY = """
+[data]
+val_fraction = 0.2
+[svd]
+hidden = [24, 16]
+ranks = [2, 4]
+baseline = { epochs = 2, batch_size = 8 }
+retrain = { epochs = 1, batch_size = 8 }
+bench = { batch_sizes = [1, 4], rounds = 1, warmup_rounds = 0 }
+[lora]
+ranks = [1, 2]
+train = { epochs = 1, batch_size = 8 }
+bench = { batch_sizes = [1, 4], rounds = 1, warmup_rounds = 0 }
+[attention]
+d_model = 16
+n_heads = 2
+d_ff = 32
+ranks = [2, 16]
+train = { epochs = 1, batch_size = 4 }
+bench = { batch_sizes = [1, 2], rounds = 1, warmup_rounds = 0 }
+"""
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return build_data_root(tmp_path_factory.mktemp("data"), per_class=4)
+
+
+@pytest.fixture
+def tiny_profile(tmp_path, monkeypatch):
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "tiny.toml").write_text(TINY)
+    monkeypatch.setattr(config, "PROFILES_DIR", profiles)
+    monkeypatch.setenv("LOWRANK_CACHE", str(tmp_path / "cache"))
+    return "tiny"
+
+
+def run(capsys, *argv):
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
+    out = tmp_path / "results"
+    rc, stdout, err = run(capsys, "train", "all", "--profile", tiny_profile, "--device", "cpu",
+                          "--data-root", root, "--out", out)
+    assert rc == 0, err
+    for study, names in {"svd": ["dense", "k2", "k4"], "lora": ["pretrained", "head", "full", "scratch", "r1", "r2"],
+                         "attention": ["dense", "random-k2", "random-k16", "trained-k2", "trained-k16"]}.items():
+        summary = json.loads((out / "tiny" / study / "summary.json").read_text())
+        assert [r["name"] for r in summary["rows"]] == names
+        for r in summary["rows"]:
+            assert 0 <= r["test_acc"] <= 1 and r["params_total"] > 0
+            model, sidecar = checkpoint.load(out / "tiny" / r["checkpoint"])  # every checkpoint rebuilds
+            assert sidecar["profile"] == "tiny" or r["name"] == "pretrained"
+    svd = json.loads((out / "tiny" / "svd" / "summary.json").read_text())
+    assert {r["k"] for r in svd["layers"]} == {2, 4} and "chosen k" in stdout or "no k within" in stdout
+    lora = json.loads((out / "tiny" / "lora" / "summary.json").read_text())
+    r1 = next(r for r in lora["rows"] if r["name"] == "r1")
+    full = next(r for r in lora["rows"] if r["name"] == "full")
+    assert r1["params_trainable"] < full["params_trainable"] and r1["checkpoint_bytes"] < full["checkpoint_bytes"]
+    attention = json.loads((out / "tiny" / "attention" / "summary.json").read_text())
+    k16 = next(r for r in attention["rows"] if r["name"] == "random-k16")
+    assert k16["qkv_params"] == 3 * (16 * 32 + 16 + 16)  # k(d+d) + k + d per projection at k = d
+
+
+@pytest.mark.parametrize("breakage, names", [
+    ("empty", "hoda/Test 20000.cdb"),
+    ("truncated_cdb", "Test 20000.cdb"),
+])
+def test_bad_data_root_is_one_line_exit_2(root, tmp_path, capsys, breakage, names, monkeypatch):
+    monkeypatch.setenv("LOWRANK_CACHE", str(tmp_path / "cache"))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    if breakage == "truncated_cdb":
+        bad = build_data_root(bad, per_class=2)
+        cdb = bad / "hoda" / "Test 20000.cdb"
+        cdb.write_bytes(cdb.read_bytes()[:-7])
+    before = sorted(p.relative_to(bad) for p in bad.rglob("*"))
+    rc, stdout, err = run(capsys, "data", "--check", "--data-root", bad)
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith("error: ") and names in err and "Traceback" not in err
+    assert "lowrank-bench data --download" in err
+    assert sorted(p.relative_to(bad) for p in bad.rglob("*")) == before  # nothing written into the root
+
+
+def test_check_reports_mismatch_on_fixture_counts(root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LOWRANK_CACHE", str(tmp_path / "cache"))
+    rc, stdout, err = run(capsys, "data", "--check", "--data-root", root)
+    assert rc == 1 and "MISMATCH" in stdout and "hoda" in stdout
+
+
+def test_lora_without_pretrained_model_says_what_to_run(root, tiny_profile, tmp_path, capsys):
+    rc, _, err = run(capsys, "train", "lora", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
+                     "--out", tmp_path / "empty")
+    assert rc == 2 and "lowrank-bench train svd" in err and err.count("\n") == 1
+
+
+def test_rank_out_of_range_is_refused(root, tiny_profile, tmp_path, capsys):
+    path = config.PROFILES_DIR / "tiny.toml"
+    path.write_text(path.read_text().replace("ranks = [2, 4]", "ranks = [2, 99]"))
+    rc, _, err = run(capsys, "train", "svd", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
+                     "--out", tmp_path / "out")
+    assert rc == 2 and "hidden.0" in err and "99" in err and "[1, min(m, n) = 24]" in err
+
+
+def test_every_command_has_help(capsys):
+    for command in ["data", "train", "bench", "collect", "report", "gate", "run"]:
+        with pytest.raises(SystemExit) as e:
+            cli.main([command, "--help"])
+        assert e.value.code == 0
+        assert "usage: lowrank-bench " + command in capsys.readouterr().out
