@@ -32,5 +32,5 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
     `ceiling_speedup` = Σ dense GEMM medians / Σ factored GEMM-pair medians over the factored layers; and
     `ceiling_efficiency` = speedup_vs_dense / ceiling_speedup (1.0 = the model gets all the GEMMs allow).
     """
-    from speedups import add_speedups
+    from report.speedups import add_speedups
     add_speedups(output_json["benchmarks"])

@@ -1,0 +1,28 @@
+"""The derived speedups written into the benchmark JSON: model vs dense, and the raw-GEMM ceiling."""
+import pytest
+
+from report.speedups import add_speedups
+
+
+def bench(kind, k, batch_size, median, layer=None):
+    return {"stats": {"median": median}, "extra_info": {"study": "svd", "kind": kind, "k": k,
+                                                        "batch_size": batch_size, "layer": layer}}
+
+
+def test_speedups_and_ceiling():
+    rows = [bench("infer", None, 256, 10.0), bench("infer", 8, 256, 4.0), bench("infer", 8, 1, 1.0),
+            bench("gemm_dense", None, 256, 3.0, "hidden.0"), bench("gemm_dense", None, 256, 3.0, "hidden.1"),
+            bench("gemm_factored", 8, 256, 1.0, "hidden.0"), bench("gemm_factored", 8, 256, 0.5, "hidden.1")]
+    add_speedups(rows)
+    e = rows[1]["extra_info"]
+    assert e["speedup_vs_dense"] == pytest.approx(2.5)
+    assert e["ceiling_speedup"] == pytest.approx(6.0 / 1.5)
+    assert e["ceiling_efficiency"] == pytest.approx(2.5 / 4.0)
+    assert "speedup_vs_dense" not in rows[0]["extra_info"]  # dense is the reference
+    assert "speedup_vs_dense" not in rows[2]["extra_info"]  # no dense run at batch 1: nothing to compare
+
+
+def test_other_studies_untouched():
+    rows = [{"stats": {"median": 1.0}, "extra_info": {"study": "lora", "kind": "infer", "k": 4, "batch_size": 1}}]
+    add_speedups(rows)
+    assert rows[0]["extra_info"] == {"study": "lora", "kind": "infer", "k": 4, "batch_size": 1}
