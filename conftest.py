@@ -2,6 +2,7 @@
 import os
 import platform
 
+import psutil
 import torch
 
 
@@ -15,6 +16,8 @@ def pytest_addoption(parser):
                     help="data sets folder (default: $LOWRANK_DATA, else ./data)")
     group.addoption("--out", metavar="DIR", default="results",
                     help="results folder holding <profile>/ checkpoints (default results)")
+    group.addoption("--compile", action="store_true",
+                    help="time inference through torch.compile (CUDA graphs on CUDA) instead of eager mode")
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
@@ -22,6 +25,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["cuda_version"] = torch.version.cuda
     machine_info["threads"] = torch.get_num_threads()
     machine_info["cpu_count"] = os.cpu_count()
+    machine_info["memory_bytes"] = psutil.virtual_memory().total
     machine_info["processor"] = platform.processor()
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)

@@ -4,17 +4,21 @@ Timing stays in pytest-benchmark. The callable it times contains only the work a
 `torch.cuda.synchronize()` so a round measures finished kernels, not their launches. Calls shorter than a
 millisecond run several iterations per round so the timer's resolution does not dominate.
 """
+import copy
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
+from training import checkpoint
 from training.config import Profile, load_profile, resolve_device
 from training.data import resolve_root
 from training.io import read_json
 from training.measure import peak_memory, weights_bytes
+from training.train import make_optimizer
 
 
 @dataclass
@@ -23,12 +27,23 @@ class Env:
     device: torch.device
     out: Path  # results/<profile>
     root: Path
+    compile: bool = False
 
     @classmethod
     def from_config(cls, config):
         profile = load_profile(config.getoption("profile"), config.getoption("device"))
-        return cls(profile, resolve_device(config.getoption("device")),
-                   Path(config.getoption("out")) / profile.name, resolve_root(config.getoption("data_root")))
+        return cls(profile, resolve_device(config.getoption("device")), Path(config.getoption("out")) / profile.name,
+                   resolve_root(config.getoption("data_root")), config.getoption("compile"))
+
+    def for_inference(self, model):
+        """The callable inference is timed through: the model, or with --compile its torch.compile'd form.
+
+        Small batches on small layers are bound by per-op launch overhead, where a factored model (twice the
+        layers) loses to dense; CUDA graphs ("reduce-overhead") replay the whole forward as one launch.
+        """
+        if not self.compile:
+            return model
+        return torch.compile(model, mode="reduce-overhead" if self.device.type == "cuda" else "default")
 
 
 def profile_of(config):
@@ -83,8 +98,9 @@ def run_timed(benchmark, fn, device, bench_cfg):
     call = synchronized(fn, device)
     result = benchmark.pedantic(call, rounds=bench_cfg.rounds, warmup_rounds=bench_cfg.warmup_rounds,
                                 iterations=iterations_for(call))
-    stats = benchmark.stats.stats
-    benchmark.extra_info["cv"] = stats.stddev / stats.mean if stats.mean else None
+    if benchmark.stats:  # None under --benchmark-disable
+        stats = benchmark.stats.stats
+        benchmark.extra_info["cv"] = stats.stddev / stats.mean if stats.mean else None
     return result
 
 
@@ -97,4 +113,39 @@ def inference_peak(model, x, device):
 
 def common_info(env, model, batch_size):
     return {"device": env.device.type, "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-            "threads": torch.get_num_threads(), "batch_size": batch_size, "profile": env.profile.name}
+            "threads": torch.get_num_threads(), "batch_size": batch_size, "profile": env.profile.name,
+            "compiled": env.compile}
+
+
+def device_test_split(env, load_data):
+    """The profile's test split on the device, loaded once per suite."""
+    splits = load_data(env.profile, env.root)
+    return splits.x_test.to(env.device), splits.y_test.to(env.device)
+
+
+def batch_of(data, batch_size):
+    """The first `batch_size` test examples, repeated when the (subset) test split is smaller."""
+    x, y = data
+    idx = torch.arange(batch_size, device=x.device) % len(x)
+    return x[idx], y[idx]
+
+
+def load_row(env, summary, name, arch):
+    """(model, row) of the summary row called `name`, loaded from its checkpoint onto the device."""
+    row = next(r for r in summary["rows"] if r["name"] == name)
+    model, _ = checkpoint.load(env.out / row["checkpoint"], expect_arch=arch, device=env.device)
+    return model, row
+
+
+def train_step(env, model, train_cfg, x, y):
+    """One optimizer step (forward, backward, AdamW) on a copy of `model`, and that first step's peak memory,
+    which allocates the gradients and the optimizer state: frozen weights get neither."""
+    model = copy.deepcopy(model).train()  # the cached model stays as loaded for the inference benchmarks
+    optimizer, _ = make_optimizer(model, train_cfg, total_steps=1000)
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step, peak_memory(step, env.device, weights_bytes(model))

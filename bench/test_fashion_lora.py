@@ -4,18 +4,15 @@ Ids: `r1`, `r2` … (LoRA ranks), `head` (head only) and `full` (full fine-tunin
 `k` as the other suites so `--benchmark-group-by=param:k` works. Unmerged inference pays the side path
 x·Aᵀ·Bᵀ per layer (PEFT's way); merged inference folds s·BA into W once and costs what the dense model costs.
 """
-import copy
-
 import pytest
 import torch
-import torch.nn.functional as F
 
-from harness import common_info, ensure_trained, inference_peak, profile_of, run_timed
+from harness import (batch_of, common_info, ensure_trained, inference_peak, load_row, profile_of, run_timed,
+                     device_test_split, train_step)
 from models.lora import lora_layers, lora_state_dict, merge_lora
-from training import checkpoint
-from training.measure import forward_flops, param_counts, peak_memory, tensor_bytes, weights_bytes
+from training.measure import forward_flops, param_counts, tensor_bytes, weights_bytes
 from training.studies.lora import load_data
-from training.train import evaluate, make_optimizer
+from training.train import evaluate
 
 pytestmark = pytest.mark.benchmark(group="fashion-lora", warmup=True)
 
@@ -43,8 +40,7 @@ def summary(env, capture):
 
 @pytest.fixture(scope="session")
 def fashion(env, summary):
-    splits = load_data(env.profile, env.root)
-    return splits.x_test.to(env.device), splits.y_test.to(env.device)
+    return device_test_split(env, load_data)
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +50,7 @@ def models(env, summary, fashion):
 
     def get(name, merged=False):
         if (name, merged) not in cache:
-            row = next(r for r in summary["rows"] if r["name"] == name)
-            model, _ = checkpoint.load(env.out / row["checkpoint"], expect_arch="MLP", device=env.device)
+            model, row = load_row(env, summary, name, "MLP")
             if merged:
                 model = merge_lora(model)
             cache[name, merged] = (model, row, evaluate(model, *fashion)[1])
@@ -72,18 +67,6 @@ def _info(env, model, row, accuracy, batch_size, x, dense_flops, merged):
             "flop_ratio": flops / dense_flops, "adapter_bytes": adapter, "checkpoint_bytes": row["checkpoint_bytes"]}
 
 
-def _train_step_peak(env, model, x, y):
-    model = copy.deepcopy(model).train()
-    optimizer, _ = make_optimizer(model, env.profile.lora.train, total_steps=1000)
-
-    def step():
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return model, step, peak_memory(step, env.device, weights_bytes(model))
-
-
 @pytest.fixture(scope="session")
 def train_peak(env, models, fashion):
     """name -> peak bytes of one fine-tuning step (weights, gradients, Adam state, activations)."""
@@ -91,25 +74,22 @@ def train_peak(env, models, fashion):
 
     def get(name):
         if name not in cache:
-            x, y = _batch(fashion, env.profile.lora.train.batch_size, env.device)
-            cache[name] = _train_step_peak(env, models(name)[0], x, y)[2]
+            x, y = batch_of(fashion, env.profile.lora.train.batch_size)
+            cache[name] = train_step(env, models(name)[0], env.profile.lora.train, x, y)[1]
         return cache[name]
     return get
 
 
-def _batch(fashion, batch_size, device):
-    idx = torch.arange(batch_size, device=device) % len(fashion[0])  # repeat when the subset is small
-    return fashion[0][idx], fashion[1][idx]
-
-
 def test_infer(benchmark, env, models, fashion, train_peak, k, merged, batch_size):
     model, row, accuracy = models(k, merged)
-    x, _ = _batch(fashion, batch_size, env.device)
+    x, _ = batch_of(fashion, batch_size)
     dense_flops = forward_flops(models("full")[0], x[:1])
+
+    forward = env.for_inference(model)
 
     def infer():
         with torch.no_grad():
-            return model(x)
+            return forward(x)
     benchmark.extra_info.update(_info(env, model, row, accuracy, batch_size, x, dense_flops, merged), kind="infer",
                                 peak_mem_bytes=inference_peak(model, x, env.device),
                                 train_step_peak_mem_bytes=train_peak(k))
@@ -120,8 +100,8 @@ def test_train_step(benchmark, env, models, fashion, k):
     """One optimizer step at the fine-tuning batch size: frozen weights get no gradients and no Adam state."""
     base, row, accuracy = models(k)
     batch_size = env.profile.lora.train.batch_size
-    x, y = _batch(fashion, batch_size, env.device)
-    model, step, peak = _train_step_peak(env, base, x, y)
+    x, y = batch_of(fashion, batch_size)
+    step, peak = train_step(env, base, env.profile.lora.train, x, y)
     dense_flops = forward_flops(models("full")[0], x[:1])
     benchmark.extra_info.update(_info(env, base, row, accuracy, batch_size, x, dense_flops, False),
                                 kind="train_step", peak_mem_bytes=peak, train_step_peak_mem_bytes=peak)

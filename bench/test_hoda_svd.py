@@ -3,17 +3,14 @@
 Ids: `dense`, `k1`, `k2` …; every benchmark carries the parameters `k` and `batch_size`, so
 `--benchmark-group-by=param:k` (or `param:batch_size`) works, and `extra_info` holds what the report needs.
 """
-import copy
-
 import pytest
 import torch
-import torch.nn.functional as F
 
-from harness import common_info, ensure_trained, inference_peak, profile_of, run_timed
-from training import checkpoint
+from harness import (batch_of, common_info, ensure_trained, inference_peak, load_row, profile_of, run_timed,
+                     device_test_split, train_step)
 from training.measure import forward_flops, param_counts, peak_memory, weights_bytes
 from training.studies.svd import load_data
-from training.train import evaluate, make_optimizer
+from training.train import evaluate
 
 pytestmark = pytest.mark.benchmark(group="hoda-svd", warmup=True)
 
@@ -37,8 +34,7 @@ def summary(env, capture):
 
 @pytest.fixture(scope="session")
 def hoda(env, summary):
-    splits = load_data(env.profile, env.root)
-    return splits.x_test.to(env.device), splits.y_test.to(env.device)
+    return device_test_split(env, load_data)
 
 
 @pytest.fixture(scope="session")
@@ -48,8 +44,7 @@ def models(env, summary, hoda):
 
     def get(name):
         if name not in cache:
-            row = next(r for r in summary["rows"] if r["name"] == name)
-            model, _ = checkpoint.load(env.out / row["checkpoint"], expect_arch="MLP", device=env.device)
+            model, row = load_row(env, summary, name, "MLP")
             cache[name] = (model, row, evaluate(model, *hoda)[1])
         return cache[name]
     return get
@@ -66,11 +61,13 @@ def _info(env, model, row, accuracy, batch_size, dense_flops, x):
 def test_infer(benchmark, env, models, hoda, k, batch_size):
     model, row, accuracy = models(k)
     dense_flops = forward_flops(models("dense")[0], hoda[0][:1])
-    x = hoda[0][torch.arange(batch_size, device=env.device) % len(hoda[0])]  # repeat when the subset is small
+    x, _ = batch_of(hoda, batch_size)
+
+    forward = env.for_inference(model)
 
     def infer():
         with torch.no_grad():
-            return model(x)
+            return forward(x)
     benchmark.extra_info.update(_info(env, model, row, accuracy, batch_size, dense_flops, x), kind="infer",
                                 peak_mem_bytes=inference_peak(model, x, env.device))
     run_timed(benchmark, infer, env.device, env.profile.svd.bench)
@@ -79,19 +76,10 @@ def test_infer(benchmark, env, models, hoda, k, batch_size):
 def test_train_step(benchmark, env, models, hoda, k):
     """One optimizer step of retraining (forward, backward, AdamW) at the retraining batch size."""
     model, row, accuracy = models(k)
-    model = copy.deepcopy(model).train()  # the cached model stays as loaded for the inference benchmarks
     batch_size = env.profile.svd.retrain.batch_size
-    x = hoda[0][torch.arange(batch_size, device=env.device) % len(hoda[0])]
-    y = hoda[1][torch.arange(batch_size, device=env.device) % len(hoda[1])]
-    optimizer, _ = make_optimizer(model, env.profile.svd.retrain, total_steps=1000)
-
-    def step():
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    x, y = batch_of(hoda, batch_size)
+    step, peak = train_step(env, model, env.profile.svd.retrain, x, y)
     dense_flops = forward_flops(models("dense")[0], x[:1])
-    peak = peak_memory(step, env.device, weights_bytes(model))  # first step: allocates grads and Adam state
     benchmark.extra_info.update(_info(env, model, row, accuracy, batch_size, dense_flops, x), kind="train_step",
                                 peak_mem_bytes=peak)
     run_timed(benchmark, step, env.device, env.profile.svd.bench)

@@ -4,17 +4,14 @@ Ids: `dense`, `k1`, `k2` … Latency does not depend on where the factors starte
 randomly-initialised runs (the original study's); `extra_info` carries the test accuracy of both inits.
 Inputs are full-length (`seq_len` = the profile's max_len) real reviews from the test split.
 """
-import copy
-
 import pytest
 import torch
-import torch.nn.functional as F
 
-from harness import common_info, ensure_trained, inference_peak, profile_of, run_timed
-from training import checkpoint
+from harness import (batch_of, common_info, ensure_trained, inference_peak, load_row, profile_of, run_timed,
+                     device_test_split, train_step)
 from training.measure import forward_flops, param_counts, peak_memory, weights_bytes
 from training.studies.attention import load_data
-from training.train import evaluate, make_optimizer
+from training.train import evaluate
 
 pytestmark = pytest.mark.benchmark(group="imdb-attention", warmup=True)
 
@@ -44,8 +41,7 @@ def summary(env, capture):
 
 @pytest.fixture(scope="session")
 def imdb(env, summary):
-    splits = load_data(env.profile, env.root)
-    return splits.x_test.to(env.device), splits.y_test.to(env.device)
+    return device_test_split(env, load_data)
 
 
 @pytest.fixture(scope="session")
@@ -58,19 +54,13 @@ def models(env, summary, imdb):
         if k not in cache:
             accuracy, model, timed_row = {}, None, None
             for init in inits:
-                row = next(r for r in summary["rows"] if r["name"] == _row_name(k, init))
-                loaded, _ = checkpoint.load(env.out / row["checkpoint"], expect_arch="Transformer", device=env.device)
+                loaded, row = load_row(env, summary, _row_name(k, init), "Transformer")
                 accuracy[init] = evaluate(loaded, *imdb, batch_size=256)[1]
                 if model is None:
                     model, timed_row = loaded, row
             cache[k] = (model, timed_row, accuracy)
         return cache[k]
     return get
-
-
-def _batch(imdb, batch_size, device):
-    idx = torch.arange(batch_size, device=device) % len(imdb[0])
-    return imdb[0][idx], imdb[1][idx]
 
 
 def _info(env, model, row, accuracy, batch_size, x, dense_flops):
@@ -86,12 +76,14 @@ def _info(env, model, row, accuracy, batch_size, x, dense_flops):
 
 def test_infer(benchmark, env, models, imdb, k, batch_size):
     model, row, accuracy = models(k)
-    x, _ = _batch(imdb, batch_size, env.device)
+    x, _ = batch_of(imdb, batch_size)
     dense_flops = forward_flops(models("dense")[0], x[:1])
+
+    forward = env.for_inference(model)
 
     def infer():
         with torch.no_grad():
-            return model(x)
+            return forward(x)
     benchmark.extra_info.update(_info(env, model, row, accuracy, batch_size, x, dense_flops), kind="infer",
                                 peak_mem_bytes=inference_peak(model, x, env.device))
     run_timed(benchmark, infer, env.device, env.profile.attention.bench)
@@ -100,7 +92,7 @@ def test_infer(benchmark, env, models, imdb, k, batch_size):
 def test_attention_block(benchmark, env, models, imdb, k, batch_size):
     """The first block's self-attention alone, on embedded inputs with the padding mask."""
     model, row, accuracy = models(k)
-    ids, _ = _batch(imdb, batch_size, env.device)
+    ids, _ = batch_of(imdb, batch_size)
     attn = model.blocks[0].attn
     with torch.no_grad():
         x = model.wte(ids) + model.pe[:ids.shape[1]]  # (B, T, C)
@@ -122,16 +114,8 @@ def test_attention_block(benchmark, env, models, imdb, k, batch_size):
 def test_train_step(benchmark, env, models, imdb, k):
     base, row, accuracy = models(k)
     batch_size = env.profile.attention.train.batch_size
-    x, y = _batch(imdb, batch_size, env.device)
-    model = copy.deepcopy(base).train()
-    optimizer, _ = make_optimizer(model, env.profile.attention.train, total_steps=1000)
-
-    def step():
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    peak = peak_memory(step, env.device, weights_bytes(model))
+    x, y = batch_of(imdb, batch_size)
+    step, peak = train_step(env, base, env.profile.attention.train, x, y)
     benchmark.extra_info.update(_info(env, base, row, accuracy, batch_size, x, forward_flops(models("dense")[0], x[:1])),
                                 kind="train_step", peak_mem_bytes=peak)
     run_timed(benchmark, step, env.device, env.profile.attention.bench)

@@ -1,11 +1,10 @@
 """The image classifier of Studies 1 and 2: a plain MLP on 32×32 grey images.
 
-Input normalisation lives inside the model (buffers from the training split's statistics), so a checkpoint
+Input normalisation lives inside the model (the training split's mean and std, kept in its config), so a checkpoint
 takes images in [0, 1] and needs nothing else to be used: Fashion-MNIST is fed to the Hoda model the same way.
 """
 from dataclasses import dataclass, field
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 

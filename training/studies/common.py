@@ -3,6 +3,7 @@ import platform
 import time
 from pathlib import Path
 
+import cpuinfo
 import torch
 
 from training import checkpoint
@@ -14,7 +15,7 @@ def device_name(device):
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()
+    return cpuinfo.get_cpu_info().get("brand_raw") or platform.machine()  # py-cpuinfo: pytest-benchmark's own
 
 
 def row(name, method, model, metrics, sample, checkpoint_name, **extra):

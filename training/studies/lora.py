@@ -32,7 +32,8 @@ def load_pretrained(out, device):
     if not stem.with_suffix(".json").exists():
         raise UserError(f"LoRA needs the pretrained Hoda MLP at {stem}.json; run `lowrank-bench train svd` "
                         "with the same --profile and --out first")
-    return checkpoint.load(stem, expect_arch="MLP", device=device)[0], stem
+    model = checkpoint.load(stem, expect_arch="MLP", device=device)[0]
+    return model.requires_grad_(False), stem  # as a row of its own it is evaluated, never trained
 
 
 def with_new_head(base, n_classes, train_body):
@@ -67,18 +68,20 @@ def run(profile, *, root, out, device):
 
     _, val_acc, _ = evaluate(base, splits.x_val.to(device), splits.y_val.to(device))
     _, test_acc, _ = evaluate(base, splits.x_test.to(device), splits.y_test.to(device))
-    add_row("pretrained", "none", base, {"val_acc": val_acc, "test_acc": test_acc}, "svd/dense", r=None, alpha=None)
+    add_row("pretrained", "none", base, {"val_acc": val_acc, "test_acc": test_acc}, "svd/dense",
+            k=None, r=None, alpha=None)
 
     for name, method, model in [("head", "head", with_new_head(base, n_classes, train_body=False)),
                                 ("full", "full", with_new_head(base, n_classes, train_body=True))]:
         metrics = fit(name, model)
         add_row(name, method, model, metrics, save_run(out, "lora", name, model, metrics, profile, "fashion",
-                                                       splits.classes), r=None, alpha=None)
+                                                       splits.classes), k=None, r=None, alpha=None)
     torch.manual_seed(profile.seed)
     scratch = MLP(copy.deepcopy(base.config))
     metrics = fit("scratch", scratch)
     add_row("scratch", "scratch", scratch, metrics,
-            save_run(out, "lora", "scratch", scratch, metrics, profile, "fashion", splits.classes), r=None, alpha=None)
+            save_run(out, "lora", "scratch", scratch, metrics, profile, "fashion", splits.classes),
+            k=None, r=None, alpha=None)
 
     for r in cfg.ranks:
         lora_cfg = LoRAConfig(rank=r, alpha=cfg.alpha_per_rank * r, targets=tuple(cfg.targets), new_head=n_classes)
@@ -91,7 +94,7 @@ def run(profile, *, root, out, device):
                         dataset="fashion", profile=profile.name, seed=profile.seed, metrics=meta,
                         history=metrics["history"], confusion=metrics["confusion"], classes=splits.classes)
         merged = merge_lora(copy.deepcopy(model))
-        add_row(name, "lora", model, metrics, rel, r=r, alpha=lora_cfg.effective_alpha,
+        add_row(name, "lora", model, metrics, rel, k=r, r=r, alpha=lora_cfg.effective_alpha,
                 latency_merged_ms=median_latency_ms(merged, latency_x))
 
     lora_rows = [r for r in rows if r["method"] == "lora"]

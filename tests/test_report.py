@@ -1,0 +1,149 @@
+"""The LaTeX report: numbers as macros, listings located in the real sources, and a real latexmk build whose
+PDF, read back with pdftotext, has every section and at least one figure per study."""
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from report import latex
+from report.collect import collect
+from test_collect import BENCH, write_results  # tests/ is on sys.path: pytest's default rootdir-less import
+from training.io import UserError
+
+SECTIONS = ["Setup", "SVD of MLP weights", "LoRA", "Low-rank attention", "Conclusion"]
+needs_latexmk = pytest.mark.skipif(shutil.which("latexmk") is None,
+                                   reason="latexmk not installed (apt-get install latexmk texlive-latex-extra ...)")
+
+
+def pdf_text(pdf):
+    return subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+
+
+def sections(text, titles):
+    """{title: the text from its heading line to the next title's}, in order; a missing title fails."""
+    lines, starts = text.splitlines(), []
+    for title in titles:
+        after = starts[-1] + 1 if starts else 0
+        hits = [i for i in range(after, len(lines)) if lines[i].strip() == title]
+        assert hits, f"section title {title!r} not found in the PDF text"
+        starts.append(hits[0])
+    bounds = starts + [len(lines)]
+    return {t: "\n".join(lines[bounds[i]:bounds[i + 1]]) for i, t in enumerate(titles)}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    if shutil.which("latexmk") is None:
+        pytest.skip("latexmk not installed (apt-get install latexmk texlive-latex-extra ...)")
+    results = write_results(tmp_path_factory.mktemp("results") / "smoke")
+    head = json.loads(BENCH.read_text())
+    for b in head["benchmarks"]:
+        b["stats"]["median"] *= 1.1
+    (results / "head.json").write_text(json.dumps(head))
+    out = tmp_path_factory.mktemp("build")
+    pdf = latex.build_report(results, out, bench_files=[results / "bench.json", results / "head.json"])
+    return pdf, out, pdf_text(pdf)
+
+
+@needs_latexmk
+def test_pdf_has_every_section_and_a_figure_per_study(built):
+    pdf, out, text = built
+    assert pdf == out / "report.pdf" and pdf.read_bytes()[:5] == b"%PDF-"
+    parts = sections(text, SECTIONS + ["Benchmark comparison"])
+    for title in ("SVD of MLP weights", "LoRA", "Low-rank attention"):
+        captions = re.findall(r"^Figure \d+:", parts[title], flags=re.M)
+        assert len(captions) >= 6, f"{title}: only {len(captions)} figure captions"
+        assert re.search(r"^Table \d+:", parts[title], flags=re.M), title
+        assert re.search(r"^Listing \d+:", parts[title], flags=re.M), title
+    assert "lowrank-bench" in text.split("Abstract")[0]  # the author line
+
+
+@needs_latexmk
+def test_numbers_in_the_pdf_come_from_the_results(built):
+    _, out, text = built
+    svd = sections(text, SECTIONS)["SVD of MLP weights"]
+    assert "k = 128" in svd and "98.65 % test accuracy" in svd.replace("\n", " ")
+    assert "r = 4" in sections(text, SECTIONS)["LoRA"]
+    attention = sections(text, SECTIONS)["Low-rank attention"].replace("\n", " ")
+    assert "trained-k16" in attention and "a speed-up of" in attention  # chosen row found among the k benchmarks
+    assert "\\newcommand{\\ChosenK}{128}" in (out / "numbers.tex").read_text()
+    # Listings quote the real source at the lines where the class starts.
+    first = int(re.search(r"\\newcommand\{\\LowRankLinearFirst\}\{(\d+)\}", (out / "numbers.tex").read_text())[1])
+    source = (latex.ROOT / "models" / "lowrank.py").read_text().splitlines()
+    assert source[first - 1].startswith("class LowRankLinear")
+    assert (out / "figures" / "svd_accuracy.pdf").exists() and (out / "tables" / "svd_comparison.tex").exists()
+
+
+@needs_latexmk
+def test_absent_studies_say_they_were_not_run(tmp_path):
+    results = write_results(tmp_path / "smoke", studies=("svd",), bench=False)
+    stale = tmp_path / "build" / "figures" / "lora_accuracy.pdf"  # left by an earlier build with LoRA
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"%PDF-")
+    pdf = latex.build_report(results, tmp_path / "build")
+    parts = sections(pdf_text(pdf), SECTIONS)
+    for title in ("LoRA", "Low-rank attention"):
+        assert "This study was not run for profile smoke" in parts[title].replace("\n", " ")
+        assert not re.search(r"^Figure \d+:", parts[title], flags=re.M)
+    assert re.search(r"^Figure \d+:", parts["SVD of MLP weights"], flags=re.M)
+    assert "not run for this profile" in parts["Conclusion"]
+    assert not stale.exists()
+
+
+def test_missing_latexmk_is_a_user_error_naming_the_packages(tmp_path, monkeypatch):
+    monkeypatch.setattr(latex.shutil, "which", lambda name: None)
+    with pytest.raises(UserError, match="apt-get install latexmk texlive-latex-recommended texlive-latex-extra"):
+        latex.build_report(tmp_path, tmp_path / "build")
+
+
+@needs_latexmk
+def test_a_latex_error_is_one_user_error_pointing_at_the_log(tmp_path, monkeypatch):
+    results = write_results(tmp_path / "smoke", studies=("svd",), bench=False)
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "report.tex").write_text("\\documentclass{article}\\begin{document}\\nosuchmacro\\end{document}\n")
+    monkeypatch.setattr(latex, "TEMPLATES", templates)
+    with pytest.raises(UserError, match=r"latexmk failed \(.*Undefined control sequence.*report\.log") as err:
+        latex.build_report(results, tmp_path / "build")
+    assert "\n" not in str(err.value)
+
+
+def test_locate_finds_a_class_or_one_method():
+    lines = ["import x", "", "class A(B):", '    """Doc."""', "", "    def forward(self, x):", "        return x",
+             "", "    @property", "    def other(self):", "        return 1", "", "", "def after():", "    pass"]
+    assert latex.locate(lines, "A") == (3, 11)
+    assert latex.locate(lines, "A", "forward") == (6, 7)
+    assert latex.locate(lines, "A", "after") is None  # a top-level def is not the class's method
+    assert latex.locate(lines, r"\w*Attention") is None
+
+
+def test_excerpts_come_from_the_real_sources_and_tolerate_missing_files(tmp_path):
+    found = latex.write_excerpts(tmp_path / "a")
+    name, first, last = found["LowRankLinear"]
+    copy = (tmp_path / "a" / "code" / name).read_text().splitlines()
+    assert copy[first - 1].startswith("class LowRankLinear") and first < last
+    assert all(ord(c) < 128 for line in copy for c in line)  # pdflatex's listings need ASCII
+    assert len(copy) == len((latex.ROOT / "models" / "lowrank.py").read_text().splitlines())
+    assert latex.write_excerpts(tmp_path / "b", root=tmp_path) == {}  # no models/ at all: nothing, no error
+
+
+def test_numbers_tex_has_a_macro_per_number_and_a_flag_per_study(tmp_path):
+    results = write_results(tmp_path / "smoke", studies=("svd", "lora"))
+    tex = latex.numbers_tex(collect(results, [results / "bench.json"]), {"LowRankLinear": ("lowrank.py", 37, 65)})
+    assert "\\newcommand{\\ChosenK}{128}" in tex and "\\newcommand{\\ChosenR}{4}" in tex
+    assert "\\newcommand{\\SvdChosenTestAcc}{98.65}" in tex and "\\newcommand{\\SvdChosenTruncAcc}{98.10}" in tex
+    assert "\\newcommand{\\SvdBaseParams}{1,579,530}" in tex
+    assert "\\newif\\ifSvdRan \\SvdRantrue" in tex and "\\newif\\ifLoraRan \\LoraRantrue" in tex
+    assert re.search(r"\\newif\\ifAttnRan$", tex, flags=re.M)  # declared, left false
+    assert "\\newcommand{\\LowRankLinearFirst}{37}" in tex and "\\newcommand{\\HaveLowRankLinear}{}" in tex
+    bench = json.loads(BENCH.read_text())["benchmarks"]
+    med = lambda suffix: next(b for b in bench if b["fullname"].endswith(suffix))["stats"]["median"]
+    speedup = med("test_hoda_svd.py::test_infer[dense-b256]") / med("test_hoda_svd.py::test_infer[k128-b256]")
+    assert f"\\newcommand{{\\SvdSpeedup}}{{{speedup:.2f}}}" in tex
+
+
+def test_tex_escape():
+    assert latex.tex_escape("a_b & 50% #1 {x} ~^\\") == \
+        r"a\_b \& 50\% \#1 \{x\} \textasciitilde{}\textasciicircum{}\textbackslash{}"
