@@ -85,11 +85,13 @@ def synchronized(fn, device):
 
 
 def iterations_for(fn, target_seconds=1e-3, cap=1000):
-    """Iterations per round so that a round lasts about `target_seconds`."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    once = time.perf_counter() - t0
+    """Iterations per round so that a round lasts about `target_seconds` (from the fastest of a few calls)."""
+    fn()  # first call: lazy initialisation, compilation
+    once = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        fn()
+        once = min(once, time.perf_counter() - t0)
     return max(1, min(cap, math.ceil(target_seconds / max(once, 1e-9))))
 
 

@@ -62,32 +62,28 @@ def run(profile, *, root, out, device):
                         trainable_pct=100 * sum(p.numel() for p in model.parameters() if p.requires_grad) / total,
                         latency_ms=median_latency_ms(model, latency_x), **extra))
 
-    def fit(name, model, seed=profile.seed):
-        torch.manual_seed(seed)
-        return train(model, splits, cfg.train, device=device, seed=seed, desc=f"fashion {name}")
+    def fit(name, build):
+        torch.manual_seed(profile.seed)  # new heads and adapters start the same whatever ran before
+        model = build()
+        return model, train(model, splits, cfg.train, device=device, seed=profile.seed, desc=f"fashion {name}")
 
     _, val_acc, _ = evaluate(base, splits.x_val.to(device), splits.y_val.to(device))
     _, test_acc, _ = evaluate(base, splits.x_test.to(device), splits.y_test.to(device))
     add_row("pretrained", "none", base, {"val_acc": val_acc, "test_acc": test_acc}, "svd/dense",
             k=None, r=None, alpha=None)
 
-    for name, method, model in [("head", "head", with_new_head(base, n_classes, train_body=False)),
-                                ("full", "full", with_new_head(base, n_classes, train_body=True))]:
-        metrics = fit(name, model)
-        add_row(name, method, model, metrics, save_run(out, "lora", name, model, metrics, profile, "fashion",
-                                                       splits.classes), k=None, r=None, alpha=None)
-    torch.manual_seed(profile.seed)
-    scratch = MLP(copy.deepcopy(base.config))
-    metrics = fit("scratch", scratch)
-    add_row("scratch", "scratch", scratch, metrics,
-            save_run(out, "lora", "scratch", scratch, metrics, profile, "fashion", splits.classes),
-            k=None, r=None, alpha=None)
+    baselines = {"head": lambda: with_new_head(base, n_classes, train_body=False),
+                 "full": lambda: with_new_head(base, n_classes, train_body=True),
+                 "scratch": lambda: MLP(copy.deepcopy(base.config))}
+    for name, build in baselines.items():
+        model, metrics = fit(name, build)
+        add_row(name, name, model, metrics, save_run(out, "lora", name, model, metrics, profile, "fashion",
+                                                     splits.classes), k=None, r=None, alpha=None)
 
     for r in cfg.ranks:
         lora_cfg = LoRAConfig(rank=r, alpha=cfg.alpha_per_rank * r, targets=tuple(cfg.targets), new_head=n_classes)
-        model = add_lora(base, lora_cfg)
         name = f"r{r}"
-        metrics = fit(name, model)
+        model, metrics = fit(name, lambda: add_lora(base, lora_cfg))
         rel = f"lora/{name}"
         meta = {k: v for k, v in metrics.items() if k not in ("history", "confusion")}
         checkpoint.save(Path(out) / rel, model, structure={"lora": vars(lora_cfg)}, base=base_stem, study="lora",
