@@ -37,9 +37,11 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
-        x = (x.flatten(1) - self.config.mean) / self.config.std  # (B, in_features)
+        # One new buffer for the normalised input, and ReLU in place: at small ranks the factored GEMMs are so
+        # cheap that every extra pass over a (B, 1024) activation shows in the latency.
+        x = x.flatten(1).sub(self.config.mean).div_(self.config.std)  # (B, in_features)
         for layer in self.hidden:
-            x = self.dropout(F.relu(layer(x)))
+            x = self.dropout(F.relu(layer(x), inplace=True))
         return self.head(x)  # (B, n_classes) logits
 
     def num_params(self, trainable_only=False):
