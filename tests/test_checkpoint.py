@@ -26,6 +26,14 @@ def test_round_trip_identical_outputs(tmp_path, mlp):
     assert sidecar["metrics"] == {"test_acc": 0.5} and sidecar["config"]["mean"] == 0.3
 
 
+def test_frozen_parameters_stay_frozen(tmp_path, mlp):
+    for p in mlp.hidden.parameters():
+        p.requires_grad_(False)
+    checkpoint.save(tmp_path / "m", mlp)
+    loaded, _ = checkpoint.load(tmp_path / "m")
+    assert [n for n, p in loaded.named_parameters() if p.requires_grad] == ["head.weight", "head.bias"]
+
+
 def test_factored_model_rebuilt_from_sidecar(tmp_path, mlp):
     model = factorize(mlp, {"hidden.0": 3, "hidden.1": 5}, targets=["hidden"]).eval()
     checkpoint.save(tmp_path / "k", model, structure={"lowrank": {"kind": "two_linear",

@@ -1,5 +1,6 @@
 """The command line end to end on tiny fixture data: every study trains, bad input is one line and exit 2."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +121,12 @@ def test_every_command_has_help(capsys):
             cli.main([command, "--help"])
         assert e.value.code == 0
         assert "usage: lowrank-bench " + command in capsys.readouterr().out
+
+
+def test_gate_through_the_cli(tmp_path, capsys):
+    """The CLI hands its parsed arguments to the gate: identical files pass, a missing file is one line."""
+    sample = Path(__file__).resolve().parent.parent / "fixtures" / "bench_sample.json"
+    rc, stdout, _ = run(capsys, "gate", sample, sample)
+    assert rc == 0 and "gate: ok" in stdout
+    rc, _, err = run(capsys, "gate", sample, tmp_path / "absent.json")
+    assert rc == 2 and "absent.json" in err and err.count("\n") == 1

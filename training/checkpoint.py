@@ -71,8 +71,9 @@ def save(stem, model, *, structure=None, base=None, **meta):
     if base:
         base_weights = paths(base)[0]
         base = {"checkpoint": os.path.relpath(Path(base), Path(stem).parent), "weights_sha256": file_sha256(base_weights)}
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]  # e.g. the body in head-only tuning
     write_json(sidecar, {"format": FORMAT, "arch": _base_arch(model), "config": dataclasses.asdict(model.config),
-                         "structure": structure or {}, "base": base, "torch": torch.__version__,
+                         "structure": structure or {}, "base": base, "frozen": frozen, "torch": torch.__version__,
                          "commit": git_commit(), "weights_sha256": file_sha256(weights), **meta})
     return weights, sidecar
 
@@ -112,6 +113,9 @@ def load(stem, *, expect_arch=None, device="cpu"):
         first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
         raise UserError(f"{weights}: weights do not match the sidecar's model ({first}); "
                         "re-create the checkpoint") from None
+    frozen = set(sidecar.get("frozen", []))
+    for name, p in model.named_parameters():
+        p.requires_grad_(name not in frozen)
     return model.to(device).eval(), sidecar
 
 

@@ -87,7 +87,7 @@ def cmd_report(args):
 
 def cmd_gate(args):
     from report import gate
-    return gate.main(args)
+    return gate.run(args)
 
 
 def cmd_run(args):
