@@ -84,7 +84,7 @@ def synchronized(fn, device):
     return call
 
 
-def iterations_for(fn, target_seconds=1e-3, cap=1000):
+def iterations_for(fn, target_seconds=5e-3, cap=1000):
     """Iterations per round so that a round lasts about `target_seconds` (from the fastest of a few calls)."""
     fn()  # first call: lazy initialisation, compilation
     once = float("inf")
