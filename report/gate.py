@@ -128,6 +128,17 @@ def machine_checks(base, head, allow_different) -> list[Check]:
             for label in b if b[label] != h[label]]
 
 
+def machine_drift(base_by, head_by, stat) -> float:
+    """Median head/base time ratio over the matched benchmarks: how much slower the whole machine ran."""
+    ratios = sorted(head_by[n]["stats"][stat] / b["stats"][stat] for n, b in base_by.items()
+                    if n in head_by and b["stats"].get(stat) and head_by[n]["stats"].get(stat))
+    return ratios[len(ratios) // 2] if ratios else 1.0
+
+
+def _scaled(bench, stat, factor):
+    return {**bench, "stats": {**bench["stats"], stat: bench["stats"][stat] / factor}}
+
+
 def gate_ab(base_path, head_path, args) -> int:
     base, head = load_bench(base_path), load_bench(head_path)
     base_by, head_by = by_fullname(base), by_fullname(head)
@@ -147,9 +158,12 @@ def gate_ab(base_path, head_path, args) -> int:
     checks = machine_checks(base, head, args.allow_different_machine)
     gate_time = not (checks and args.allow_different_machine)
     ms = metrics(args.stat, args.max_slowdown, args.max_acc_drop, args.max_mem_growth)
+    drift = machine_drift(base_by, head_by, args.stat) if args.normalize else 1.0
+    if args.normalize:
+        print(f"machine drift: head ran {drift:.3f}x base over all benchmarks; head times divided by it")
     for name, b in base_by.items():
         if name in head_by:
-            checks += compare_pair(name, b, head_by[name], ms, gate_time)
+            checks += compare_pair(name, b, _scaled(head_by[name], args.stat, drift), ms, gate_time)
     print(format_table(checks))
     failed = sum(c.verdict == "FAIL" for c in checks)
     time_note = f"time {args.stat} gated at +{args.max_slowdown:.0%}" if gate_time else \
@@ -299,6 +313,10 @@ def add_arguments(parser):
                              "(default: %(default)s)")
     parser.add_argument("--max-mem-growth", metavar="FRACTION", type=_fraction, default=0.10,
                         help="fail when peak memory grows by more than this fraction (default: %(default)s)")
+    parser.add_argument("--normalize", action="store_true", default=False,
+                        help="divide head times by the median head/base time ratio over all benchmarks, so a "
+                             "machine-wide drift cancels and only relative regressions fail (a slowdown of "
+                             "every benchmark alike then passes)")
     parser.add_argument("--allow-different-machine", action="store_true", default=False,
                         help="when machine_info differs (cpu, gpu, threads, torch), report time instead of "
                              "failing; other metrics stay gated")

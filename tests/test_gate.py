@@ -97,6 +97,16 @@ def test_slowdown_tolerance_and_stat_are_honoured(tmp_path):
     assert run_gate(tmp_path, suite(), head, "--stat", "min") == 1
 
 
+def test_normalize_cancels_machine_drift_but_not_a_relative_regression(tmp_path, capsys):
+    drifted = suite(time_scale=1.3)  # the whole machine ran 30 % slower
+    assert run_gate(tmp_path, suite(), drifted) == 1
+    assert run_gate(tmp_path, suite(), drifted, "--normalize") == 0
+    assert "head ran 1.300x base" in capsys.readouterr().out
+    drifted["benchmarks"][4]["stats"]["median"] *= 1.25  # and one benchmark 25 % slower than the rest
+    assert run_gate(tmp_path, suite(), drifted, "--normalize") == 1
+    assert verdicts(capsys.readouterr().out, "time.median").count("FAIL") == 1
+
+
 def test_accuracy_drop_beyond_tolerance_fails(tmp_path, capsys):
     assert run_gate(tmp_path, suite(), suite(accuracy=0.94)) == 1  # 1 point > 0.5
     out = capsys.readouterr().out
