@@ -34,70 +34,69 @@ def break_even_rank(m, n):
     return m * n / (m + n)
 
 
-class LowRankLinear(nn.Module):
-    """W ≈ W1 @ W2: `w2` (k×n, no bias) is applied first, then `w1` (m×k) with the original bias."""
+class _LowRank(nn.Module):
+    """What both parametrisations share: the rank check, the construction from an nn.Linear, the repr."""
 
-    def __init__(self, in_features, out_features, rank, bias=True):
+    def __init__(self, in_features, out_features, rank):
         super().__init__()
         _check_rank(rank, out_features, in_features)
         self.in_features, self.out_features, self.rank = in_features, out_features, rank
-        self.w2 = nn.Linear(in_features, rank, bias=False)
-        self.w1 = nn.Linear(rank, out_features, bias=bias)
 
     @classmethod
     def from_linear(cls, layer: nn.Linear, rank, name="layer"):
+        """The rank-`rank` truncated SVD of `layer`, keeping its bias; `name` goes into errors."""
         m, n = layer.weight.shape
         _check_rank(rank, m, n, name)
         new = cls(n, m, rank, bias=layer.bias is not None).to(layer.weight.device)
-        U, S, Vh = truncated_svd(layer.weight, rank)
-        dtype = layer.weight.dtype
+        U, S, Vh = (t.to(layer.weight.dtype) for t in truncated_svd(layer.weight, rank))
         with torch.no_grad():
-            new.w1.weight.copy_(U.to(dtype))
-            new.w2.weight.copy_((S[:, None] * Vh).to(dtype))
+            new.set_factors(U, S, Vh)
             if layer.bias is not None:
-                new.w1.bias.copy_(layer.bias)
+                new.bias.copy_(layer.bias)
         return new
-
-    def forward(self, x):
-        return self.w1(self.w2(x))
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
 
 
-class SVDLinear(nn.Module):
+class LowRankLinear(_LowRank):
+    """W ≈ W1 @ W2: `w2` (k×n, no bias) is applied first, then `w1` (m×k) with the original bias."""
+
+    def __init__(self, in_features, out_features, rank, bias=True):
+        super().__init__(in_features, out_features, rank)
+        self.w2 = nn.Linear(in_features, rank, bias=False)
+        self.w1 = nn.Linear(rank, out_features, bias=bias)
+
+    @property
+    def bias(self):
+        return self.w1.bias
+
+    def set_factors(self, U, S, Vh):
+        self.w1.weight.copy_(U)  # W1 = U_k
+        self.w2.weight.copy_(S[:, None] * Vh)  # W2 = Σ_k V_kᵀ
+
+    def forward(self, x):
+        return self.w1(self.w2(x))
+
+
+class SVDLinear(_LowRank):
     """y = ((x V) ⊙ s) Uᵀ + b with U (m×k), s (k), V (n×k) all trainable."""
 
     def __init__(self, in_features, out_features, rank, bias=True):
-        super().__init__()
-        _check_rank(rank, out_features, in_features)
-        self.in_features, self.out_features, self.rank = in_features, out_features, rank
+        super().__init__(in_features, out_features, rank)
         self.U = nn.Parameter(torch.empty(out_features, rank))
         self.s = nn.Parameter(torch.empty(rank))
         self.V = nn.Parameter(torch.empty(in_features, rank))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
 
-    @classmethod
-    def from_linear(cls, layer: nn.Linear, rank, name="layer"):
-        m, n = layer.weight.shape
-        _check_rank(rank, m, n, name)
-        new = cls(n, m, rank, bias=layer.bias is not None).to(layer.weight.device)
-        U, S, Vh = truncated_svd(layer.weight, rank)
-        dtype = layer.weight.dtype
-        with torch.no_grad():
-            new.U.copy_(U.to(dtype))
-            new.s.copy_(S.to(dtype))
-            new.V.copy_(Vh.T.to(dtype))
-            if layer.bias is not None:
-                new.bias.copy_(layer.bias)
-        return new
+    def set_factors(self, U, S, Vh):
+        self.U.copy_(U)
+        self.s.copy_(S)
+        self.V.copy_(Vh.T)
 
     def forward(self, x):
         y = ((x @ self.V) * self.s) @ self.U.T  # (..., k) then (..., m)
         return y if self.bias is None else y + self.bias
-
-    def extra_repr(self):
-        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
 
 
 LAYERS = {"two_linear": LowRankLinear, "svd": SVDLinear}

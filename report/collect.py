@@ -10,7 +10,6 @@ table per study joins them on `fullname` and gives each file's median latency as
 No pytest import: benchmark files are read as data (the habit of pytest-benchmark's stats.py).
 """
 import argparse
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -466,10 +465,3 @@ def main(argv=None) -> int:
             f"{len(c['figures'])} figures in {results_dir / 'figures'}")
     return 0
 
-
-if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)

@@ -279,11 +279,3 @@ def main(argv=None) -> int:
     print(f"report: {pdf} ({pages} pages) built in {time.perf_counter() - t0:.1f}s")
     return 0
 
-
-if __name__ == "__main__":
-    import sys
-    try:
-        sys.exit(main())
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
