@@ -21,7 +21,8 @@ BUILD = ROOT / "report" / "build"
 INSTALL_HINT = ("latexmk not found: install TeX with `apt-get install latexmk texlive-latex-recommended "
                 "texlive-latex-extra texlive-science texlive-fonts-recommended`")
 # Listings quoted in the report: macro stem -> (source file, class name pattern, method or None for the class).
-EXCERPTS = {"LowRankLinear": ("models/lowrank.py", "LowRankLinear", None),
+EXCERPTS = {"LowRankBase": ("models/lowrank.py", "_LowRank", "from_linear"),
+            "LowRankLinear": ("models/lowrank.py", "LowRankLinear", None),
             "SVDLinear": ("models/lowrank.py", "SVDLinear", None),
             "LoRAForward": ("models/lora.py", "LoRALinear", "forward"),
             "LoRADelta": ("models/lora.py", "LoRALinear", "delta_weight"),
