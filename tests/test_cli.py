@@ -130,3 +130,12 @@ def test_gate_through_the_cli(tmp_path, capsys):
     assert rc == 0 and "gate: ok" in stdout
     rc, _, err = run(capsys, "gate", sample, tmp_path / "absent.json")
     assert rc == 2 and "absent.json" in err and err.count("\n") == 1
+
+
+def test_failed_benchmark_run_keeps_previous_json(tmp_path, capsys, monkeypatch):
+    target = tmp_path / "bench.json"
+    target.write_text('{"previous": true}')
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, cwd: 1)  # pytest failing half-way
+    rc, _, err = run(capsys, "bench", "--profile", "smoke", "--json", target)
+    assert rc == 2 and "left as it was" in err
+    assert target.read_text() == '{"previous": true}' and [p.name for p in tmp_path.iterdir()] == ["bench.json"]

@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.io import UserError
+from training.io import UserError, atomic_path
 
 REPO = Path(__file__).resolve().parent.parent
 STUDIES = ("svd", "lora", "attention")
@@ -66,13 +66,20 @@ def cmd_train(args):
 
 def cmd_bench(args):
     profile, out = profile_out(args)
-    cmd = [sys.executable, "-m", "pytest", str(REPO / "bench"), "-q", f"--profile={profile.name}",
-           f"--device={args.device}", f"--out={args.out}", f"--benchmark-json={out / 'bench.json'}",
-           *args.pytest_args]
-    if args.data_root:
-        cmd.append(f"--data-root={args.data_root}")
-    print("$ " + " ".join(cmd))
-    return subprocess.call(cmd, cwd=REPO)
+    target = getattr(args, "json", None) or out / "bench.json"
+    if any(a.startswith("--benchmark-json") for a in args.pytest_args):
+        raise UserError("give the output file as `lowrank-bench bench --json PATH`, not --benchmark-json")
+    with atomic_path(target) as tmp:  # pytest-benchmark writes in place; an interrupted run keeps the old file
+        cmd = [sys.executable, "-m", "pytest", str(REPO / "bench"), "-q", f"--profile={profile.name}",
+               f"--device={args.device}", f"--out={args.out}", f"--benchmark-json={tmp}", *args.pytest_args]
+        if args.data_root:
+            cmd.append(f"--data-root={args.data_root}")
+        print("$ " + " ".join(cmd))
+        rc = subprocess.call(cmd, cwd=REPO)
+        if rc != 0:
+            raise UserError(f"the benchmark suite failed (pytest exit {rc}); {target} was left as it was")
+    print(f"benchmark results in {target}")
+    return 0
 
 
 def cmd_collect(args):
@@ -95,9 +102,7 @@ def cmd_run(args):
     t0 = time.perf_counter()
     train_studies(STUDIES, args)
     args.pytest_args = []
-    rc = cmd_bench(args)
-    if rc != 0:
-        raise UserError(f"the benchmark suite failed (pytest exit {rc}); see its output above")
+    cmd_bench(args)
     _, out = profile_out(args)
     args.bench = [out / "bench.json"]
     cmd_collect(args)
@@ -123,6 +128,8 @@ def build_parser():
 
     p = sub.add_parser("bench", help="run the pytest-benchmark suites; JSON to OUT/<profile>/bench.json")
     add_common(p)
+    p.add_argument("--json", metavar="PATH", type=Path, default=None,
+                   help="where the benchmark JSON goes (default OUT/<profile>/bench.json), written atomically")
     p.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG", help="passed on to pytest (after --)")
     p.set_defaults(func=cmd_bench)
 
