@@ -18,6 +18,12 @@ STAT_FIELDS = ("min", "max", "mean", "stddev", "rounds", "median", "iqr", "q1", 
 MACHINE_FIELDS = {"cpu": ("cpu", "brand_raw"), "gpu": ("gpu_name",), "threads": ("threads",),
                   "torch": ("torch",)}
 _HINT = "write it with `pytest bench --benchmark-json=FILE`"
+# The extra_info every benchmark of a study carries (issues 3-5): the contract between bench/ and the report.
+COMMON_EXTRA_INFO = ("study", "kind", "method", "k", "batch_size", "device", "dtype", "threads", "accuracy",
+                     "params_total", "params_trainable", "flops", "weights_bytes", "peak_mem_bytes", "flop_ratio")
+STUDY_EXTRA_INFO = {"svd": ("accuracy_truncated",),
+                    "lora": ("r", "alpha", "merged", "adapter_bytes", "train_step_peak_mem_bytes"),
+                    "attention": ("seq_len", "d_model", "heads", "init", "qkv_params")}
 
 
 def load_bench(path) -> dict:
@@ -57,6 +63,14 @@ def require_extra_info(bench, fields, path):
         more = f"; and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise UserError(f"{path}: {len(missing)} benchmark(s) lack extra_info fields: {shown}{more}; "
                         f"set them with benchmark.extra_info[...] in bench/")
+
+
+def check_study_extra_info(bench, path):
+    """require_extra_info with the full per-study contract: the common fields plus the study's own."""
+    for study, own in STUDY_EXTRA_INFO.items():
+        mine = {**bench, "benchmarks": [b for b in bench["benchmarks"] if b["extra_info"].get("study") == study]}
+        require_extra_info(mine, COMMON_EXTRA_INFO + own, path)
+    require_extra_info(bench, ("study",), path)
 
 
 def by_fullname(bench) -> dict[str, dict]:

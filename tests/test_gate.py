@@ -332,3 +332,12 @@ def test_real_pytest_benchmark_output_is_accepted(pytester, tmp_path):
     assert set(real["stats"]) - {"data"} == set(fake["stats"])
     assert rows(bench)[1]["params"] == {"k": "k2"} and rows(bench)[1]["rounds"] == 3
     assert gate.main([str(out), str(out)]) == 0
+
+
+def test_study_contract_names_the_missing_field(tmp_path):
+    from report.benchjson import check_study_extra_info
+    bench = suite(accuracy_truncated=0.5, cost=None)
+    check_study_extra_info(bench, "ok.json")  # every svd field present
+    del bench["benchmarks"][2]["extra_info"]["accuracy_truncated"]
+    with pytest.raises(UserError, match=r"1 benchmark\(s\) lack extra_info fields: .*\(accuracy_truncated\)"):
+        check_study_extra_info(bench, "bad.json")
