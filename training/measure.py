@@ -6,6 +6,10 @@ transient peak is the caching allocator's high-water mark (`max_memory_allocated
 before the call, so data sets kept on the device do not count. The CPU allocator keeps no statistics, so there
 the profiler records every allocation and free made during the call and their running sum gives the peak.
 """
+import os
+import sys
+from contextlib import contextmanager
+
 import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
@@ -40,6 +44,20 @@ def forward_flops(model, x):
     return counter.get_total_flops()
 
 
+@contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2: the profiler's C++ side logs its start and stop there on CPU-only machines."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def peak_memory(fn, device, resident_bytes=0):
     """`resident_bytes` plus the peak bytes allocated while `fn()` runs."""
     device = torch.device(device)
@@ -50,8 +68,14 @@ def peak_memory(fn, device, resident_bytes=0):
         fn()
         torch.cuda.synchronize(device)
         return resident_bytes + torch.cuda.max_memory_allocated(device) - before
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _quiet_stderr():
+        prof.start()
+    try:
         fn()
+    finally:
+        with _quiet_stderr():
+            prof.stop()
     live = peak = 0
     for event in sorted(prof.events(), key=lambda e: e.time_range.start):
         live += event.self_cpu_memory_usage  # allocations are positive, frees negative
