@@ -1,8 +1,8 @@
 """What the three benchmark files share: the session's settings, cached training, and the timed call.
 
 Timing stays in pytest-benchmark. The callable it times contains only the work and, on CUDA, ends with
-`torch.cuda.synchronize()` so a round measures finished kernels, not their launches. Calls shorter than a
-millisecond run several iterations per round so the timer's resolution does not dominate.
+`torch.cuda.synchronize()` so a round measures finished kernels, not their launches. Calls shorter than about
+5 ms run several iterations per round so the timer's resolution and one-off hiccups do not dominate.
 """
 import copy
 import math
@@ -50,26 +50,18 @@ def profile_of(config):
     return load_profile(config.getoption("profile"), config.getoption("device"))
 
 
-def ensure_trained(env, study, expected_rows, capture=None):
+def ensure_trained(env, study, expected_rows, capture):
     """The study's summary, training it first when it is missing or lacks a row the profile asks for."""
     path = env.out / study / "summary.json"
     if path.exists() and set(expected_rows) <= {r["name"] for r in read_json(path)["rows"]}:
         return read_json(path)
     from training.studies import attention, lora, svd
     study_module = {"svd": svd, "lora": lora, "attention": attention}[study]
-    with capture.global_and_fixture_disabled() if capture else _nothing():
+    with capture.global_and_fixture_disabled():  # show the training's progress through pytest's capture
         print(f"\n[lowrank-bench] no trained {study} results for profile {env.profile.name} in {env.out}: "
               "training them once now (cached for later runs)")
         study_module.run(env.profile, root=env.root, out=env.out, device=env.device)
     return read_json(path)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def synchronized(fn, device):
