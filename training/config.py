@@ -25,6 +25,7 @@ class TrainConfig:
     patience: int = 5  # epochs without a better validation accuracy before stopping early
     label_smoothing: float = 0.0
     augment: bool = False  # random shifts/rotations/scaling on image tensors
+    amp: bool = True  # on CUDA only: bf16 autocast for the training step's forward pass (weights stay fp32)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "patience"):

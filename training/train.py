@@ -80,12 +80,15 @@ def train(model, splits, cfg: TrainConfig, *, device, seed=0, desc="train"):
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     optimizer, scheduler = make_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
 
+    amp = cfg.amp and device.type == "cuda"  # tensor cores; evaluation stays in fp32
+
     def step(idx):
         x = x_train[idx]
         if cfg.augment and is_image:
             x = augment_images(x, generator)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y_train[idx], label_smoothing=cfg.label_smoothing)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y_train[idx], label_smoothing=cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
