@@ -269,25 +269,25 @@ def write_expect(path, head, head_path, margin_points) -> int:
 
 # ---- command line -----------------------------------------------------------------------------------------
 
-def _fraction(s):
-    """'0.15' or '15%' -> 0.15; negative tolerances make no sense and are refused here, not at the end."""
+def _non_negative(s, parse, example):
+    """Parse an option value; negative tolerances make no sense and are refused here, not at the end."""
     try:
-        v = float(s[:-1]) / 100 if s.endswith("%") else float(s)
+        v = parse(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a fraction (e.g. 0.15 or 15%)") from None
+        raise argparse.ArgumentTypeError(f"{s!r} is not {example}") from None
     if not v >= 0:
         raise argparse.ArgumentTypeError(f"{s!r} must be >= 0")
     return v
+
+
+def _fraction(s):
+    """'0.15' or '15%' -> 0.15."""
+    return _non_negative(s, lambda t: float(t[:-1]) / 100 if t.endswith("%") else float(t),
+                         "a fraction (e.g. 0.15 or 15%)")
 
 
 def _points(s):
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a number of accuracy points (e.g. 0.5)") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"{s!r} must be >= 0")
-    return v
+    return _non_negative(s, float, "a number of accuracy points (e.g. 0.5)")
 
 
 def add_arguments(parser):
