@@ -56,7 +56,7 @@ class MLP(nn.Module):
 
 
 def fold_normalisation(model: MLP) -> MLP:
-    """A copy of `model` that computes the same function with the input normalisation folded into its first layer.
+    """A copy of `model` computing the same function with the input normalisation folded into its first layer.
 
     For an affine first layer f(x) = L(x) + b, f((x − μ)/σ) = L(x)/σ + (b − (μ/σ)·L(1)): dividing the input-facing
     weights by σ and shifting the bias removes a whole pass over the (B, in_features) input from inference, the

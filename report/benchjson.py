@@ -41,7 +41,7 @@ def load_bench(path) -> dict:
             raise UserError(f"{path}: benchmark {name} appears twice; the file must come from one pytest run")
         seen.add(name)
         stats = b.get("stats")
-        if not isinstance(stats, dict) or not _is_number(stats.get("median")):
+        if not isinstance(stats, dict) or not is_number(stats.get("median")):
             raise UserError(f"{path}: benchmark {name} has no stats.median; not pytest-benchmark JSON, {_HINT}")
         if not isinstance(b.get("extra_info", {}), dict):
             raise UserError(f"{path}: benchmark {name} has an extra_info that is not an object")
@@ -107,5 +107,5 @@ def machine_summary(bench) -> dict:
     return out
 
 
-def _is_number(x):
+def is_number(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool)

@@ -108,7 +108,8 @@ def load_benches(paths):
                          "batch_size": e["batch_size"], "median_ms": 1e3 * s["median"],
                          "iqr_ms": 1e3 * (s.get("iqr") or 0.0), "accuracy": e["accuracy"],
                          "flop_ratio": e["flop_ratio"], "peak_mem_bytes": e["peak_mem_bytes"],
-                         "accuracy_by_init": e.get("accuracy_by_init")})
+                         "accuracy_by_init": e.get("accuracy_by_init"), "layer": e.get("layer"),
+                         **{f: e.get(f) for f in ("speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")}})
     return rows, machines
 
 
@@ -242,6 +243,31 @@ def latency_table(d, bench):
             line[f"bs {bs} (ms)"] = "-" if b is None else f"{b['median_ms']:.3g} [{b['iqr_ms']:.2g}]"
         shown.append(line)
     return raw, pd.DataFrame(shown)
+
+
+def ceiling_table(bench):
+    """Study 1 against the raw-GEMM ceiling, per k and batch size: each factored layer's bare dense product and
+    bare factored pair (median µs), the ceiling's speedup over dense, the model's, and their ratio."""
+    infer = [b for b in bench if b["study"] == "svd" and b["kind"] == "infer" and b["ceiling_speedup"]]
+    if not infer:
+        return None
+    gemm = {(b["k"], b["batch_size"], b["layer"]): 1e3 * b["median_ms"] for b in bench
+            if b["study"] == "svd" and b["kind"] in ("gemm_dense", "gemm_factored")}
+    layers = sorted({layer for _, _, layer in gemm})
+    raw, shown = [], []
+    for b in sorted(infer, key=lambda b: (b["batch_size"], b["k"])):
+        k, bs = b["k"], b["batch_size"]
+        raw.append({"k": k, "batch_size": bs, **{f"{layer}_dense_us": gemm.get((None, bs, layer)) for layer in layers},
+                    **{f"{layer}_factored_us": gemm.get((k, bs, layer)) for layer in layers},
+                    **{f: b[f] for f in ("speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")}})
+        line = {"k": k, "batch": bs}
+        for layer in layers:
+            pair = gemm.get((None, bs, layer)), gemm.get((k, bs, layer))
+            line[f"{layer} dense / pair (us)"] = " / ".join("-" if t is None else f"{t:,.0f}" for t in pair)
+        line |= {"ceiling speedup": f"{b['ceiling_speedup']:.2f}", "model speedup": f"{b['speedup_vs_dense']:.2f}",
+                 "efficiency": f"{b['ceiling_efficiency']:.2f}"}
+        shown.append(line)
+    return pd.DataFrame(raw), pd.DataFrame(shown)
 
 
 def comparison_table(d, bench, labels):
@@ -412,6 +438,8 @@ def collect(results_dir: Path, bench_files: list[Path]) -> dict:
             tables["svd_layers"] = write_table(tables_dir, "svd_layers", *layers_table(d["layers"]))
         if (t := latency_table(d, [b for b in bench if b["file"] == labels[0]] if labels else [])):
             tables[f"{study}_latency"] = write_table(tables_dir, f"{study}_latency", *t)
+        if study == "svd" and (t := ceiling_table([b for b in bench if b["file"] == labels[0]] if labels else [])):
+            tables["svd_ceiling"] = write_table(tables_dir, "svd_ceiling", *t)
         if (t := comparison_table(d, bench, labels)):
             tables[f"{study}_comparison"] = write_table(tables_dir, f"{study}_comparison", *t,
                                                         longtable_caption=f"\\ComparisonCaption{{{study}}}")

@@ -139,3 +139,26 @@ def test_failed_benchmark_run_keeps_previous_json(tmp_path, capsys, monkeypatch)
     rc, _, err = run(capsys, "bench", "--profile", "smoke", "--json", target)
     assert rc == 2 and "left as it was" in err
     assert target.read_text() == '{"previous": true}' and [p.name for p in tmp_path.iterdir()] == ["bench.json"]
+
+
+def test_repeated_benchmark_runs_are_pooled(tmp_path, capsys, monkeypatch):
+    """--repeat N runs pytest N times in fresh processes and writes one pooled file, and no per-run files."""
+    sample = json.loads((Path(__file__).resolve().parent.parent / "fixtures" / "bench_sample.json").read_text())
+    factors = iter([1.0, 5.0, 1.2])
+
+    def fake_pytest(cmd, cwd):
+        factor = next(factors)
+        for b in sample["benchmarks"]:
+            b["stats"]["median"] *= factor
+        out = next(a.split("=", 1)[1] for a in cmd if a.startswith("--benchmark-json="))
+        Path(out).write_text(json.dumps(sample))
+        for b in sample["benchmarks"]:
+            b["stats"]["median"] /= factor
+        return 0
+    monkeypatch.setattr(cli.subprocess, "call", fake_pytest)
+    target = tmp_path / "bench.json"
+    rc, stdout, _ = run(capsys, "bench", "--profile", "smoke", "--repeat", "3", "--json", target)
+    assert rc == 0 and "pooled from 3 runs" in stdout
+    pooled = json.loads(target.read_text())["benchmarks"][0]
+    assert pooled["stats"]["median"] == pytest.approx(1.2 * sample["benchmarks"][0]["stats"]["median"])
+    assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # the per-run files are gone

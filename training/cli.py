@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.io import UserError, atomic_path
+from training.io import UserError, atomic_path, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 STUDIES = ("svd", "lora", "attention")
@@ -64,21 +64,43 @@ def cmd_train(args):
     return train_studies(STUDIES if args.study == "all" else [args.study], args)
 
 
+def run_suite(args, profile, json_path, target):
+    """One `pytest bench` process writing its JSON to `json_path`; `target` is what the user will be told about."""
+    cmd = [sys.executable, "-m", "pytest", str(REPO / "bench"), "-q", f"--profile={profile.name}",
+           f"--device={args.device}", f"--out={args.out}", f"--benchmark-json={json_path}", *args.pytest_args]
+    if args.data_root:
+        cmd.append(f"--data-root={args.data_root}")
+    print("$ " + " ".join(cmd))
+    rc = subprocess.call(cmd, cwd=REPO)
+    if rc != 0:
+        raise UserError(f"the benchmark suite failed (pytest exit {rc}); {target} was left as it was")
+
+
 def cmd_bench(args):
     profile, out = profile_out(args)
     target = getattr(args, "json", None) or out / "bench.json"
+    repeat = getattr(args, "repeat", 1)
+    if repeat < 1:
+        raise UserError(f"--repeat must be at least 1, got {repeat}")
     if any(a.startswith("--benchmark-json") for a in args.pytest_args):
         raise UserError("give the output file as `lowrank-bench bench --json PATH`, not --benchmark-json")
     with atomic_path(target) as tmp:  # pytest-benchmark writes in place; an interrupted run keeps the old file
-        cmd = [sys.executable, "-m", "pytest", str(REPO / "bench"), "-q", f"--profile={profile.name}",
-               f"--device={args.device}", f"--out={args.out}", f"--benchmark-json={tmp}", *args.pytest_args]
-        if args.data_root:
-            cmd.append(f"--data-root={args.data_root}")
-        print("$ " + " ".join(cmd))
-        rc = subprocess.call(cmd, cwd=REPO)
-        if rc != 0:
-            raise UserError(f"the benchmark suite failed (pytest exit {rc}); {target} was left as it was")
-    print(f"benchmark results in {target}")
+        if repeat == 1:
+            run_suite(args, profile, tmp, target)
+        else:
+            from report.benchjson import load_bench
+            from report.pool import pool_runs
+            runs = [tmp.with_name(f"{tmp.name}.run{i}") for i in range(1, repeat + 1)]
+            try:
+                for i, run_json in enumerate(runs, 1):
+                    print(f"== benchmark run {i} of {repeat}, in a fresh process ==")
+                    run_suite(args, profile, run_json, target)
+                write_json(tmp, pool_runs([load_bench(r) for r in runs], runs))
+            finally:
+                for run_json in runs:
+                    run_json.unlink(missing_ok=True)
+    pooled = f" (pooled from {repeat} runs in separate processes)" if repeat > 1 else ""
+    print(f"benchmark results in {target}{pooled}")
     return 0
 
 
@@ -130,6 +152,10 @@ def build_parser():
     add_common(p)
     p.add_argument("--json", metavar="PATH", type=Path, default=None,
                    help="where the benchmark JSON goes (default OUT/<profile>/bench.json), written atomically")
+    p.add_argument("--repeat", metavar="N", type=int, default=1,
+                   help="run the suite N times, each in a fresh process, and pool them: min over all rounds, "
+                        "other stats the median over runs; with `gate --stat min` what makes time gates hold on "
+                        "a noisy machine (default %(default)s)")
     p.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG", help="passed on to pytest (after --)")
     p.set_defaults(func=cmd_bench)
 

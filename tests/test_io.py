@@ -1,0 +1,24 @@
+"""Atomic result files: all or nothing, with the permissions any other new file would get."""
+import os
+
+import pytest
+
+from training.io import atomic_path, atomic_write, read_json, write_json
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "result.json"
+    write_json(target, {"v": 1})
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text('{"v": 2, "half')
+        raise RuntimeError("interrupted half-way")
+    assert read_json(target) == {"v": 1} and [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "table.csv", "a,b\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "table.csv").stat().st_mode & 0o777 == 0o644
