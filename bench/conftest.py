@@ -30,8 +30,8 @@ def capture(pytestconfig):
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     """Speedups that need two benchmarks: factored vs dense model, and the raw-GEMM ceiling for the same k.
 
-    For each Study 1 inference benchmark: `speedup_vs_dense` = dense median / this median at the same batch size;
-    `ceiling_speedup` = Σ dense GEMM medians / Σ factored GEMM-pair medians over the factored layers; and
+    For each Study 1 inference benchmark: `speedup_vs_dense` = dense min / this min at the same batch size;
+    `ceiling_speedup` = Σ dense GEMM mins / Σ factored GEMM-pair mins over the factored layers; and
     `ceiling_efficiency` = speedup_vs_dense / ceiling_speedup (1.0 = the model gets all the GEMMs allow).
     """
     from report.benchjson import check_study_extra_info

@@ -305,7 +305,7 @@ def test_a_study_without_chosen_rank_still_collects(tmp_path):
 
 def test_ceiling_table_puts_each_layer_beside_the_model_speedup():
     row = lambda kind, k, layer, ms, **speedups: {
-        "study": "svd", "kind": kind, "k": k, "batch_size": 2048, "layer": layer, "median_ms": ms,
+        "study": "svd", "kind": kind, "k": k, "batch_size": 2048, "layer": layer, "min_ms": ms,
         **{f: speedups.get(f) for f in ("speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")}}
     bench = [row("infer", None, None, 40.0), row("infer", 16, None, 5.0, speedup_vs_dense=8.0, ceiling_speedup=10.0,
                                                  ceiling_efficiency=0.8),
