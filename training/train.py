@@ -52,7 +52,9 @@ def make_optimizer(model, cfg: TrainConfig, total_steps):
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    # fused: one kernel per step instead of a dozen elementwise passes; the attention model's 3.9M-weight embedding
+    # made the unfused update about a fifth of a CPU training step.
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
     warmup = max(1, int(cfg.warmup_frac * total_steps))
 
     def lr_factor(step):  # linear warm-up, then cosine to zero
