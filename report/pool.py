@@ -18,16 +18,15 @@ from training.io import UserError
 
 def pool_runs(runs: list[dict], paths: list) -> dict:
     """One document from `runs` (loaded pytest-benchmark JSON, `paths` name them in errors)."""
-    first, first_by = runs[0], by_fullname(runs[0])
-    for run, path in zip(runs[1:], paths[1:]):
+    first, keyed = runs[0], [by_fullname(run) for run in runs]
+    for run, benches, path in zip(runs[1:], keyed[1:], paths[1:]):
         if machine_summary(run) != machine_summary(first):
             raise UserError(f"{path}: machine_info differs from {paths[0]} ({machine_summary(run)} vs "
                             f"{machine_summary(first)}); pool only runs of one machine and thread count")
-        if by_fullname(run).keys() != first_by.keys():
+        if benches.keys() != keyed[0].keys():
             raise UserError(f"{path}: holds other benchmarks than {paths[0]}; pool only runs of one suite")
-    keyed = [by_fullname(run) for run in runs]
     pooled = []
-    for name, bench in first_by.items():
+    for name, bench in keyed[0].items():
         records = [k[name]["stats"] for k in keyed]
         stats = {field: statistics.median(r[field] for r in records) if is_number(bench["stats"][field])
                  else bench["stats"][field] for field in STAT_FIELDS if field in bench["stats"]}
@@ -35,6 +34,5 @@ def pool_runs(runs: list[dict], paths: list) -> dict:
                   "rounds": sum(r["rounds"] for r in records)}
         extra = {**bench["extra_info"], "run_medians": [r["median"] for r in records]}
         pooled.append({**bench, "stats": stats, "extra_info": extra})
-    add_speedups(pooled)  # from the pooled medians, not any one run's
+    add_speedups(pooled)  # from the pooled times, not any one run's
     return {**first, "benchmarks": pooled, "datetime": runs[-1].get("datetime")}
-

@@ -162,3 +162,9 @@ def test_repeated_benchmark_runs_are_pooled(tmp_path, capsys, monkeypatch):
     pooled = json.loads(target.read_text())["benchmarks"][0]
     assert pooled["stats"]["median"] == pytest.approx(1.2 * sample["benchmarks"][0]["stats"]["median"])
     assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # the per-run files are gone
+
+
+def test_a_repeat_below_one_is_refused_before_anything_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, cwd: pytest.fail("pytest must not start"))
+    rc, _, err = run(capsys, "bench", "--profile", "smoke", "--repeat", "0", "--json", tmp_path / "bench.json")
+    assert rc == 2 and "--repeat must be at least 1, got 0" in err and not list(tmp_path.iterdir())
