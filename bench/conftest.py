@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from harness import Env
+from bench.harness import Env
 
 
 def pytest_configure(config):
@@ -34,7 +34,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
     `ceiling_speedup` = Σ dense GEMM mins / Σ factored GEMM-pair mins over the factored layers; and
     `ceiling_efficiency` = speedup_vs_dense / ceiling_speedup (1.0 = the model gets all the GEMMs allow).
     """
-    from report.benchjson import check_study_extra_info
-    from report.speedups import add_speedups
+    from lowrank_bench.benchjson import check_study_extra_info
+    from bench.speedups import add_speedups
     check_study_extra_info(output_json, "this benchmark run")  # a suite that breaks the contract fails here
     add_speedups(output_json["benchmarks"])

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from training import checkpoint
 from training.config import Profile, load_profile, resolve_device
 from training.data import resolve_root
-from training.io import read_json
+from lowrank_bench.io import read_json
 from training.measure import peak_memory, weights_bytes
 from training.train import make_optimizer
 

@@ -7,7 +7,7 @@ x·Aᵀ·Bᵀ per layer (PEFT's way); merged inference folds s·BA into W once a
 import pytest
 import torch
 
-from harness import (batch_of, common_info, ensure_trained, inference_peak, load_row, profile_of, run_timed,
+from bench.harness import (batch_of, common_info, ensure_trained, inference_peak, load_row, profile_of, run_timed,
                      device_test_split, train_step)
 from models.lora import lora_layers, lora_state_dict, merge_lora
 from training.measure import forward_flops, param_counts, tensor_bytes, weights_bytes

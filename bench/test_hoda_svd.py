@@ -6,7 +6,7 @@ Ids: `dense`, `k1`, `k2` …; every benchmark carries the parameters `k` and `ba
 import pytest
 import torch
 
-from harness import (batch_of, common_info, ensure_trained, inference_peak, load_row, profile_of, run_timed,
+from bench.harness import (batch_of, common_info, ensure_trained, inference_peak, load_row, profile_of, run_timed,
                      device_test_split, train_step)
 from models.mlp import fold_normalisation
 from training.measure import forward_flops, param_counts, peak_memory, weights_bytes

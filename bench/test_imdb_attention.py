@@ -7,7 +7,7 @@ Inputs are full-length (`seq_len` = the profile's max_len) real reviews from the
 import pytest
 import torch
 
-from harness import (batch_of, common_info, ensure_trained, inference_peak, load_row, profile_of, run_timed,
+from bench.harness import (batch_of, common_info, ensure_trained, inference_peak, load_row, profile_of, run_timed,
                      device_test_split, train_step)
 from training.measure import forward_flops, param_counts, peak_memory, weights_bytes
 from training.studies.attention import load_data

@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from report import plots
-from report.benchjson import load_bench, require_extra_info
-from training.io import UserError, atomic_write, read_json, write_json
+from lowrank_bench.benchjson import load_bench, require_extra_info
+from lowrank_bench.io import UserError, atomic_write, read_json, write_json
 
 STUDIES = ("svd", "lora", "attention")
 # Keys every summary row must carry (values may be null, e.g. no epochs for the untrained "pretrained" row).

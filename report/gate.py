@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from report.benchjson import by_fullname, load_bench, machine_summary
-from training.io import UserError, read_json, write_json
+from lowrank_bench.benchjson import by_fullname, load_bench, machine_summary
+from lowrank_bench.io import UserError, read_json, write_json
 
 MIN_MATCHED = 0.9
 TIME_STATS = ("min", "q1", "median", "mean", "q3", "max")

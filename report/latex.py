@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from report.collect import MIB, STUDIES, bench_name, collect, default_bench, results_dir_of
-from training.io import UserError, atomic_write, read_json
+from lowrank_bench.io import UserError, atomic_write, read_json
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).parent / "templates"

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from fixtures.build import build_data_root
-from training import checkpoint, cli, config
+from lowrank_bench import cli
+from training import checkpoint, config
 
 TINY = """
 [data]

@@ -11,7 +11,7 @@ import pytest
 
 from report import collect as collect_mod
 from report.collect import ceiling_table, collect, pareto_front, to_markdown
-from training.io import UserError
+from lowrank_bench.io import UserError
 
 BENCH = Path(__file__).resolve().parent.parent / "fixtures" / "bench_sample.json"
 STUDIES = ("svd", "lora", "attention")

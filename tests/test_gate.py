@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from report import gate
-from report.benchjson import by_fullname, load_bench, machine_summary, require_extra_info, rows
-from training.io import UserError
+from lowrank_bench.benchjson import by_fullname, load_bench, machine_summary, require_extra_info, rows
+from lowrank_bench.io import UserError
 
 pytest_plugins = ["pytester"]
 
@@ -335,7 +335,7 @@ def test_real_pytest_benchmark_output_is_accepted(pytester, tmp_path):
 
 
 def test_study_contract_names_the_missing_field(tmp_path):
-    from report.benchjson import check_study_extra_info
+    from lowrank_bench.benchjson import check_study_extra_info
     bench = suite(accuracy_truncated=0.5, cost=None)
     check_study_extra_info(bench, "ok.json")  # every svd field present
     del bench["benchmarks"][2]["extra_info"]["accuracy_truncated"]

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from training.io import atomic_path, atomic_write, read_json, write_json
+from lowrank_bench.io import atomic_path, atomic_write, read_json, write_json
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from report.benchjson import load_bench
-from report.pool import pool_runs
-from training.io import UserError
+from lowrank_bench.benchjson import load_bench
+from bench.pool import pool_runs
+from lowrank_bench.io import UserError
 
 SAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "bench_sample.json"
 

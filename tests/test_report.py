@@ -10,7 +10,7 @@ import pytest
 from report import latex
 from report.collect import collect
 from test_collect import BENCH, write_results  # tests/ is on sys.path: pytest's default rootdir-less import
-from training.io import UserError
+from lowrank_bench.io import UserError
 
 SECTIONS = ["Setup", "SVD of MLP weights", "LoRA", "Low-rank attention", "Conclusion"]
 needs_latexmk = pytest.mark.skipif(shutil.which("latexmk") is None,

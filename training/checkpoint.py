@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from training.io import UserError, atomic_path, read_json, write_json
+from lowrank_bench.io import UserError, atomic_path, read_json, write_json
 
 FORMAT = "lowrank-bench-checkpoint/1"
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from training import formats
-from training.io import UserError, atomic_path
+from lowrank_bench.io import UserError, atomic_path
 
 SIZE = 32  # the MLP's input side; Hoda is shrunk to fit, Fashion-MNIST's 28×28 padded to it
 CACHE_VERSION = 1  # bump when a cached array's meaning changes (preprocessing, dtype)

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from training import data, formats
-from training.io import atomic_path
+from lowrank_bench.io import atomic_path
 
 BASE_URLS = {
     "hoda": "https://raw.githubusercontent.com/amir-saniyan/HodaDatasetReader/HEAD/DigitDB",  # HEAD: default branch

@@ -7,7 +7,7 @@ import cpuinfo
 import torch
 
 from training import checkpoint
-from training.io import write_json
+from lowrank_bench.io import write_json
 from training.measure import forward_flops, param_counts
 
 

@@ -16,7 +16,7 @@ from models.lowrank import check_ranks
 from models.mlp import MLP
 from training import checkpoint
 from training.data import load_fashion
-from training.io import UserError
+from lowrank_bench.io import UserError
 from training.studies.common import choose_smallest, median_latency_ms, print_table, row, save_run, write_summary
 from training.train import evaluate, train
 

@@ -11,9 +11,9 @@ Every other stat is the median of that stat over the runs, so one disturbed proc
 """
 import statistics
 
-from report.benchjson import STAT_FIELDS, by_fullname, is_number, machine_summary
-from report.speedups import add_speedups
-from training.io import UserError
+from lowrank_bench.benchjson import STAT_FIELDS, by_fullname, is_number, machine_summary
+from bench.speedups import add_speedups
+from lowrank_bench.io import UserError
 
 
 def pool_runs(runs: list[dict], paths: list) -> dict:

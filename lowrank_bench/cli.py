@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.io import UserError, atomic_path, write_json
+from lowrank_bench.io import UserError, atomic_path, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 STUDIES = ("svd", "lora", "attention")
@@ -88,8 +88,8 @@ def cmd_bench(args):
         if repeat == 1:
             run_suite(args, profile, tmp, target)
         else:
-            from report.benchjson import load_bench
-            from report.pool import pool_runs
+            from lowrank_bench.benchjson import load_bench
+            from bench.pool import pool_runs
             runs = [tmp.with_name(f"{tmp.name}.run{i}") for i in range(1, repeat + 1)]
             try:
                 for i, run_json in enumerate(runs, 1):
