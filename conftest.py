@@ -5,17 +5,12 @@ import platform
 import psutil
 import torch
 
+from lowrank_bench.options import add_common
+
 
 def pytest_addoption(parser):
     group = parser.getgroup("lowrank-bench")
-    group.addoption("--profile", metavar="NAME", default="smoke",
-                    help="profile the benchmarks use; missing checkpoints are trained for it (default smoke)")
-    group.addoption("--device", metavar="DEV", default="auto", choices=["auto", "cpu", "cuda"],
-                    help="device the benchmarks run on: auto, cpu or cuda (default auto)")
-    group.addoption("--data-root", metavar="DIR", default=None,
-                    help="data sets folder (default: $LOWRANK_DATA, else ./data)")
-    group.addoption("--out", metavar="DIR", default="results",
-                    help="results folder holding <profile>/ checkpoints (default results)")
+    add_common(group.addoption)  # the CLI's --profile, --set, --device, --data-root, --out; missing results are trained
     group.addoption("--compile", action="store_true",
                     help="time inference through torch.compile (CUDA graphs on CUDA) instead of eager mode")
 

@@ -1,10 +1,18 @@
-"""Session-wide settings and data for the benchmark suites; the options live in the root conftest.py."""
+"""The one parametrization of the three suites, their session settings, and what is added to the JSON at the end.
+
+Options live in the root conftest.py. Each suite module sets `STUDY`; every test asking for `method` and `rank`
+runs once per variant of that study (ids from `variant_id`: `dense`, `k32`, `r4`), `merged` adds LoRA's merged
+forms, and `batch_size` takes the profile's benchmark batch sizes.
+"""
 import os
 
 import pytest
 import torch
 
-from bench.harness import Env
+from bench.harness import Env, Suite, profile_of, variants
+from bench.speedups import add_speedups
+from lowrank_bench.benchjson import check_study_extra_info
+from lowrank_bench.variants import variant_id
 
 
 def pytest_configure(config):
@@ -12,6 +20,41 @@ def pytest_configure(config):
     # leaves one core to the OS and pytest: a parallel region waits for its slowest thread, so with every core busy
     # each interruption stalls the whole op (on 2 vCPUs the run-to-run spread of medians fell from 46 % to 12 %).
     torch.set_num_threads(int(os.environ.get("LOWRANK_THREADS", max(1, (os.cpu_count() or 1) - 1))))
+
+
+def pytest_generate_tests(metafunc):
+    study = getattr(metafunc.module, "STUDY", None)
+    if study is None:
+        return
+    profile = profile_of(metafunc.config)
+    if "merged" in metafunc.fixturenames:  # merging only exists for LoRA adapters
+        cases = [(m, r, False) for m, r in variants(study, profile)]
+        cases += [(m, r, True) for m, r in variants(study, profile) if m == "lora"]
+        metafunc.parametrize("method,rank,merged", cases,
+                             ids=[f"{variant_id(m, r)}-{'merged' if merged else 'unmerged'}" for m, r, merged in cases])
+    elif "rank" in metafunc.fixturenames:
+        cases = variants(study, profile)
+        metafunc.parametrize("method,rank", cases, ids=[variant_id(m, r) for m, r in cases])
+    if "batch_size" in metafunc.fixturenames:
+        metafunc.parametrize("batch_size", getattr(profile, study).bench.batch_sizes, ids=lambda b: f"b{b}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Each benchmark's settings, from its study's profile, as the marker pytest-benchmark reads: `rounds`
+    rounds, each calibrated by the plugin to last at least `min_time`, after one warm-up round (max_time 0:
+    exactly `rounds`, however short a round is). The group names the study and the batch size, so
+    `pytest-benchmark compare --group-by=group` never mixes studies."""
+    profile = None
+    for item in items:
+        study = getattr(item.module, "STUDY", None)
+        if study is None:
+            continue
+        profile = profile or profile_of(config)
+        bench = getattr(profile, study).bench
+        batch_size = item.callspec.params.get("batch_size")
+        group = f"{study}-b{batch_size}" if batch_size else f"{study}-{item.originalname.removeprefix('test_')}"
+        item.add_marker(pytest.mark.benchmark(group=group, min_rounds=bench.rounds, min_time=bench.min_time,
+                                              max_time=0, warmup=True, warmup_iterations=1))
 
 
 @pytest.fixture(scope="session")
@@ -22,9 +65,10 @@ def env(pytestconfig):
         pytest.skip(str(e))
 
 
-@pytest.fixture(scope="session")
-def capture(pytestconfig):
-    return pytestconfig.pluginmanager.getplugin("capturemanager")
+@pytest.fixture(scope="module")
+def suite(request, env, pytestconfig):
+    """The module's study: trained results (trained once if missing), models and test split on the device."""
+    return Suite(env, request.module.STUDY, pytestconfig.pluginmanager.getplugin("capturemanager"))
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
@@ -34,7 +78,5 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
     `ceiling_speedup` = Σ dense GEMM mins / Σ factored GEMM-pair mins over the factored layers; and
     `ceiling_efficiency` = speedup_vs_dense / ceiling_speedup (1.0 = the model gets all the GEMMs allow).
     """
-    from lowrank_bench.benchjson import check_study_extra_info
-    from bench.speedups import add_speedups
     check_study_extra_info(output_json, "this benchmark run")  # a suite that breaks the contract fails here
     add_speedups(output_json["benchmarks"])

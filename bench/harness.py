@@ -1,24 +1,36 @@
-"""What the three benchmark files share: the session's settings, cached training, and the timed call.
+"""What the three benchmark suites share: which variants each study times, the models they load, the timed call.
 
-Timing stays in pytest-benchmark. The callable it times contains only the work and, on CUDA, ends with
-`torch.cuda.synchronize()` so a round measures finished kernels, not their launches. Calls shorter than about
-5 ms run several iterations per round so the timer's resolution and one-off hiccups do not dominate.
+A suite module names its study (`STUDY = "svd"`) and holds only what differs (its tests and the extra_info of its
+own); `bench/conftest.py` parametrizes every test from `variants()` and hands it a `Suite` that trains missing
+results once, loads each checkpoint once and re-evaluates its test accuracy. Timing stays in pytest-benchmark:
+the timed callable contains only the work and, on CUDA, ends with `torch.cuda.synchronize()` so a round measures
+finished kernels, not their launches.
 """
 import copy
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from lowrank_bench.io import read_json
 from training import checkpoint
 from training.config import Profile, load_profile, resolve_device
 from training.data import resolve_root
-from lowrank_bench.io import read_json
-from training.measure import peak_memory, weights_bytes
-from training.train import make_optimizer
+from training.measure import forward_flops, param_counts, peak_memory, weights_bytes
+from training.studies import STUDIES
+from training.train import evaluate, make_optimizer
+
+ARCH = {"svd": "MLP", "lora": "MLP", "attention": "Transformer"}
+REFERENCE = {"svd": "dense", "lora": "full", "attention": "dense"}  # what flop_ratio divides by
+NEEDS = {"lora": ("svd",)}  # studies whose results a study starts from
+
+
+def variants(study, profile):
+    """(method, rank) of every model a study's suite times, the unfactored ones first."""
+    cfg = getattr(profile, study)
+    plain = {"svd": ["dense"], "lora": ["head", "full"], "attention": ["dense"]}[study]
+    return [(m, None) for m in plain] + [("lora" if study == "lora" else "svd", r) for r in cfg.ranks]
 
 
 @dataclass
@@ -31,7 +43,7 @@ class Env:
 
     @classmethod
     def from_config(cls, config):
-        profile = load_profile(config.getoption("profile"), config.getoption("device"))
+        profile = profile_of(config)
         return cls(profile, resolve_device(config.getoption("device")), Path(config.getoption("out")) / profile.name,
                    resolve_root(config.getoption("data_root")), config.getoption("compile"))
 
@@ -47,21 +59,96 @@ class Env:
 
 
 def profile_of(config):
-    return load_profile(config.getoption("profile"), config.getoption("device"))
+    return load_profile(config.getoption("profile"), config.getoption("device"), config.getoption("overrides"))
 
 
-def ensure_trained(env, study, expected_rows, capture):
-    """The study's summary, training it first when it is missing or lacks a row the profile asks for."""
+def ensure_trained(env, study, capture):
+    """The study's summary, training it (and what it starts from) first when a variant the profile asks for is
+    missing."""
     path = env.out / study / "summary.json"
-    if path.exists() and set(expected_rows) <= {r["name"] for r in read_json(path)["rows"]}:
+    wanted = set(variants(study, env.profile))
+    if path.exists() and wanted <= {(r["method"], r["rank"]) for r in read_json(path)["rows"]}:
         return read_json(path)
-    from training.studies import attention, lora, svd
-    study_module = {"svd": svd, "lora": lora, "attention": attention}[study]
+    for needed in NEEDS.get(study, ()):
+        ensure_trained(env, needed, capture)
     with capture.global_and_fixture_disabled():  # show the training's progress through pytest's capture
         print(f"\n[lowrank-bench] no trained {study} results for profile {env.profile.name} in {env.out}: "
               "training them once now (cached for later runs)")
-        study_module.run(env.profile, root=env.root, out=env.out, device=env.device)
+        STUDIES[study].run(env.profile, root=env.root, out=env.out, device=env.device)
     return read_json(path)
+
+
+class Suite:
+    """One study's trained results on the benchmark device: models loaded once, accuracy evaluated once."""
+
+    def __init__(self, env, study, capture):
+        self.env, self.study = env, study
+        self.cfg = getattr(env.profile, study)
+        self.summary = ensure_trained(env, study, capture)
+        splits = STUDIES[study].load_data(env.profile, env.root)
+        self.test = splits.x_test.to(env.device), splits.y_test.to(env.device)
+        self._models = {}
+
+    def rows(self, method, rank):
+        """The summary rows of a variant: one, or one per init for factored attention."""
+        rows = [r for r in self.summary["rows"] if (r["method"], r["rank"]) == (method, rank)]
+        assert rows, f"{self.study}: no summary row for {method} rank {rank}"
+        return rows
+
+    def model(self, method, rank, row=None):
+        """(model, its summary row, its test accuracy re-evaluated from the loaded checkpoint)."""
+        row = row or self.rows(method, rank)[0]
+        key = row["checkpoint"]
+        if key not in self._models:
+            model, _ = checkpoint.load(self.env.out / key, expect_arch=ARCH[self.study], device=self.env.device)
+            self._models[key] = (model, row, self.accuracy(model))
+        return self._models[key]
+
+    def accuracy(self, model):
+        return evaluate(model, *self.test, batch_size=256)[1]
+
+    def batch(self, batch_size):
+        """The first `batch_size` test examples, repeated when the (subset) test split is smaller."""
+        x, y = self.test
+        idx = torch.arange(batch_size, device=x.device) % len(x)
+        return x[idx], y[idx]
+
+    def fields(self, model, row, accuracy, batch_size, kind):
+        """The extra_info every benchmark carries (`COMMON_EXTRA_INFO`) but its FLOPs."""
+        return {"study": self.study, "kind": kind, "method": row["method"], "rank": row["rank"],
+                "init": row.get("init"), "batch_size": batch_size, "device": self.env.device.type,
+                "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "threads": torch.get_num_threads(),
+                "profile": self.env.profile.name, "compiled": self.env.compile, "accuracy": accuracy,
+                **param_counts(model), "weights_bytes": weights_bytes(model)}
+
+    def flop_info(self, model, x):
+        """The model's FLOPs per example on `x`, and their ratio to the study's reference model's."""
+        flops = forward_flops(model, x[:1])
+        reference = self.model(REFERENCE[self.study], None)[0]
+        return {"flops": flops, "flop_ratio": flops / forward_flops(reference, x[:1])}
+
+    def info(self, model, row, accuracy, x, kind):
+        return {**self.fields(model, row, accuracy, len(x), kind), **self.flop_info(model, x)}
+
+    def train_step(self, model, train_cfg, x, y):
+        """One optimizer step (forward, backward, AdamW) on a copy of `model`, and that first step's peak memory,
+        which allocates the gradients and the optimizer state: frozen weights get neither."""
+        model = copy.deepcopy(model).train()  # the cached model stays as loaded for the inference benchmarks
+        optimizer, _ = make_optimizer(model, train_cfg, total_steps=1000)
+
+        def step():
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return step, peak_memory(step, self.env.device, weights_bytes(model))
+
+
+def inference_peak(model, x, device):
+    def infer():
+        with torch.no_grad():
+            model(x)
+    return peak_memory(infer, device, weights_bytes(model))
 
 
 def synchronized(fn, device):
@@ -76,70 +163,15 @@ def synchronized(fn, device):
     return call
 
 
-def iterations_for(fn, target_seconds=5e-3, cap=1000):
-    """Iterations per round so that a round lasts about `target_seconds` (from the fastest of a few calls)."""
-    fn()  # first call: lazy initialisation, compilation
-    once = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        fn()
-        once = min(once, time.perf_counter() - t0)
-    return max(1, min(cap, math.ceil(target_seconds / max(once, 1e-9))))
+def run_timed(benchmark, fn, device):
+    """Time `fn` (synchronised) with pytest-benchmark's own calibration; record the coefficient of variation too.
 
-
-def run_timed(benchmark, fn, device, bench_cfg):
-    """Time `fn` (synchronised) with the profile's rounds; record the coefficient of variation too."""
+    The profile's rounds and minimum round time reach the plugin through the benchmark marker (bench/conftest.py).
+    """
     call = synchronized(fn, device)
-    result = benchmark.pedantic(call, rounds=bench_cfg.rounds, warmup_rounds=bench_cfg.warmup_rounds,
-                                iterations=iterations_for(call))
+    call()  # lazy initialisation and compilation stay out of the calibration
+    result = benchmark(call)
     if benchmark.stats:  # None under --benchmark-disable
         stats = benchmark.stats.stats
         benchmark.extra_info["cv"] = stats.stddev / stats.mean if stats.mean else None
     return result
-
-
-def inference_peak(model, x, device):
-    def infer():
-        with torch.no_grad():
-            model(x)
-    return peak_memory(infer, device, weights_bytes(model))
-
-
-def common_info(env, model, batch_size):
-    return {"device": env.device.type, "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-            "threads": torch.get_num_threads(), "batch_size": batch_size, "profile": env.profile.name,
-            "compiled": env.compile}
-
-
-def device_test_split(env, load_data):
-    """The profile's test split on the device, loaded once per suite."""
-    splits = load_data(env.profile, env.root)
-    return splits.x_test.to(env.device), splits.y_test.to(env.device)
-
-
-def batch_of(data, batch_size):
-    """The first `batch_size` test examples, repeated when the (subset) test split is smaller."""
-    x, y = data
-    idx = torch.arange(batch_size, device=x.device) % len(x)
-    return x[idx], y[idx]
-
-
-def load_row(env, summary, name, arch):
-    """(model, row) of the summary row called `name`, loaded from its checkpoint onto the device."""
-    row = next(r for r in summary["rows"] if r["name"] == name)
-    model, _ = checkpoint.load(env.out / row["checkpoint"], expect_arch=arch, device=env.device)
-    return model, row
-
-
-def train_step(env, model, train_cfg, x, y):
-    """One optimizer step (forward, backward, AdamW) on a copy of `model`, and that first step's peak memory,
-    which allocates the gradients and the optimizer state: frozen weights get neither."""
-    model = copy.deepcopy(model).train()  # the cached model stays as loaded for the inference benchmarks
-    optimizer, _ = make_optimizer(model, train_cfg, total_steps=1000)
-
-    def step():
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step, peak_memory(step, env.device, weights_bytes(model))

@@ -15,9 +15,9 @@ def add_speedups(benchmarks):
         if e.get("study") != "svd":
             continue
         if e.get("kind") == "infer":
-            infer[e["k"], e["batch_size"]] = b
+            infer[e["rank"], e["batch_size"]] = b
         elif e.get("kind") in ("gemm_dense", "gemm_factored"):
-            gemm[e["k"], e["batch_size"]] += fastest(b)  # summed over the factored layers
+            gemm[e["rank"], e["batch_size"]] += fastest(b)  # summed over the factored layers
     for (k, batch_size), b in infer.items():
         dense = infer.get((None, batch_size))
         if k is None or dense is None:

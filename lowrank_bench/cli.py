@@ -1,39 +1,35 @@
-"""`lowrank-bench`: the command line. It parses options into configs and calls the code that does the work."""
+"""`lowrank-bench`: the command line. It parses options into configs and calls the code that does the work.
+
+It sits above everything it calls (models, training, bench, report); none of them imports it.
+"""
 import argparse
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench.pool import pool_runs
+from lowrank_bench.benchjson import load_bench
 from lowrank_bench.io import UserError, atomic_path, write_json
+from lowrank_bench.options import add_common, as_argv
+from report import collect, gate, latex
+from report.results import default_bench
+from training.config import load_profile, resolve_device
+from training.data import check, resolve_root
+from training.download import download
+from training.studies import STUDIES
 
 REPO = Path(__file__).resolve().parent.parent
-STUDIES = ("svd", "lora", "attention")
-
-
-def add_common(parser):
-    from training.config import available_profiles
-    parser.add_argument("--profile", metavar="NAME", default="smoke", choices=available_profiles(),
-                        help="profile: %(choices)s (default %(default)s; auto = full on CUDA, quick otherwise)")
-    parser.add_argument("--device", metavar="DEV", default="auto", choices=["auto", "cpu", "cuda"],
-                        help="auto, cpu or cuda (default %(default)s)")
-    parser.add_argument("--data-root", metavar="DIR", default=None,
-                        help="data sets folder (default: $LOWRANK_DATA, else ./data)")
-    parser.add_argument("--out", metavar="DIR", type=Path, default=Path("results"),
-                        help="results folder; each profile writes to OUT/<profile>/ (default %(default)s)")
 
 
 def profile_out(args):
-    from training.config import load_profile
-    profile = load_profile(args.profile, args.device)
-    return profile, args.out / profile.name
+    profile = load_profile(args.profile, args.device, args.overrides)
+    return profile, Path(args.out) / profile.name
 
 
 def cmd_data(args):
-    from training.data import check, resolve_root
     root = resolve_root(args.data_root)
     if args.download:
-        from training.download import download
         for path in download(root):
             print(f"downloaded {path}")
     if args.check or not args.download:
@@ -46,30 +42,24 @@ def cmd_data(args):
 
 
 def train_studies(studies, args):
-    from training.config import resolve_device
-    from training.data import resolve_root
-    from training.studies import attention, lora, svd
     profile, out = profile_out(args)
     device, root = resolve_device(args.device), resolve_root(args.data_root)
-    modules = {"svd": svd, "lora": lora, "attention": attention}
     for study in studies:
         t0 = time.perf_counter()
         print(f"== train {study} (profile {profile.name}, device {device}) ==")
-        modules[study].run(profile, root=root, out=out, device=device)
+        STUDIES[study].run(profile, root=root, out=out, device=device)
         print(f"== {study} done in {time.perf_counter() - t0:.1f}s, results in {out / study} ==")
     return 0
 
 
 def cmd_train(args):
-    return train_studies(STUDIES if args.study == "all" else [args.study], args)
+    return train_studies(list(STUDIES) if args.study == "all" else [args.study], args)
 
 
-def run_suite(args, profile, json_path, target):
+def run_suite(args, json_path, target):
     """One `pytest bench` process writing its JSON to `json_path`; `target` is what the user will be told about."""
-    cmd = [sys.executable, "-m", "pytest", str(REPO / "bench"), "-q", f"--profile={profile.name}",
-           f"--device={args.device}", f"--out={args.out}", f"--benchmark-json={json_path}", *args.pytest_args]
-    if args.data_root:
-        cmd.append(f"--data-root={args.data_root}")
+    cmd = [sys.executable, "-m", "pytest", str(REPO / "bench"), "-q", *as_argv(args),
+           f"--benchmark-json={json_path}", *args.pytest_args]
     print("$ " + " ".join(cmd))
     rc = subprocess.call(cmd, cwd=REPO)
     if rc != 0:
@@ -77,58 +67,53 @@ def run_suite(args, profile, json_path, target):
 
 
 def cmd_bench(args):
-    profile, out = profile_out(args)
-    target = getattr(args, "json", None) or out / "bench.json"
-    repeat = getattr(args, "repeat", 1)
-    if repeat < 1:
-        raise UserError(f"--repeat must be at least 1, got {repeat}")
+    _, out = profile_out(args)  # a bad profile fails here, before pytest starts
+    target = args.json or out / "bench.json"
+    if args.repeat < 1:
+        raise UserError(f"--repeat must be at least 1, got {args.repeat}")
     if any(a.startswith("--benchmark-json") for a in args.pytest_args):
         raise UserError("give the output file as `lowrank-bench bench --json PATH`, not --benchmark-json")
     with atomic_path(target) as tmp:  # pytest-benchmark writes in place; an interrupted run keeps the old file
-        if repeat == 1:
-            run_suite(args, profile, tmp, target)
+        if args.repeat == 1:
+            run_suite(args, tmp, target)
         else:
-            from lowrank_bench.benchjson import load_bench
-            from bench.pool import pool_runs
-            runs = [tmp.with_name(f"{tmp.name}.run{i}") for i in range(1, repeat + 1)]
+            runs = [tmp.with_name(f"{tmp.name}.run{i}") for i in range(1, args.repeat + 1)]
             try:
                 for i, run_json in enumerate(runs, 1):
-                    print(f"== benchmark run {i} of {repeat}, in a fresh process ==")
-                    run_suite(args, profile, run_json, target)
+                    print(f"== benchmark run {i} of {args.repeat}, in a fresh process ==")
+                    run_suite(args, run_json, target)
                 write_json(tmp, pool_runs([load_bench(r) for r in runs], runs))
             finally:
                 for run_json in runs:
                     run_json.unlink(missing_ok=True)
-    pooled = f" (pooled from {repeat} runs in separate processes)" if repeat > 1 else ""
+    pooled = f" (pooled from {args.repeat} runs in separate processes)" if args.repeat > 1 else ""
     print(f"benchmark results in {target}{pooled}")
     return 0
 
 
 def cmd_collect(args):
-    from report import collect
-    return collect.main(args)
+    _, out = profile_out(args)
+    return collect.main(out, args.bench or default_bench(out))
 
 
 def cmd_report(args):
-    from report import latex
-    return latex.main(args)
+    _, out = profile_out(args)
+    return latex.main(out, args.build_dir)
 
 
 def cmd_gate(args):
-    from report import gate
     return gate.run(args)
 
 
 def cmd_run(args):
     """Everything for one profile: train every study, benchmark, collect, build the report."""
     t0 = time.perf_counter()
-    train_studies(STUDIES, args)
-    args.pytest_args = []
+    train_studies(list(STUDIES), args)
+    args.pytest_args, args.json, args.repeat = [], None, 1
     cmd_bench(args)
     _, out = profile_out(args)
-    args.bench = [out / "bench.json"]
-    cmd_collect(args)
-    cmd_report(args)
+    collect.main(out, [out / "bench.json"])
+    latex.main(out, args.build_dir)
     print(f"run --profile {args.profile} finished in {time.perf_counter() - t0:.1f}s")
     return 0
 
@@ -137,19 +122,20 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="lowrank-bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("data", help="check or download the data sets")
-    add_common(p)
+    def command(name, func, help):
+        p = sub.add_parser(name, help=help)
+        add_common(p.add_argument)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("data", cmd_data, "check or download the data sets")
     p.add_argument("--check", action="store_true", help="decode every record and compare counts (default)")
     p.add_argument("--download", action="store_true", help="fetch missing data sets from their public homes")
-    p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("train", help="train one study (or all) and write checkpoints and summary.json")
+    p = command("train", cmd_train, "train one study (or all) and write checkpoints and summary.json")
     p.add_argument("study", choices=[*STUDIES, "all"], help="%(choices)s")
-    add_common(p)
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("bench", help="run the pytest-benchmark suites; JSON to OUT/<profile>/bench.json")
-    add_common(p)
+    p = command("bench", cmd_bench, "run the pytest-benchmark suites; JSON to OUT/<profile>/bench.json")
     p.add_argument("--json", metavar="PATH", type=Path, default=None,
                    help="where the benchmark JSON goes (default OUT/<profile>/bench.json), written atomically")
     p.add_argument("--repeat", metavar="N", type=int, default=1,
@@ -157,28 +143,19 @@ def build_parser():
                         "other stats the median over runs; with `gate --stat min` what makes time gates hold on "
                         "a noisy machine (default %(default)s)")
     p.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG", help="passed on to pytest (after --)")
-    p.set_defaults(func=cmd_bench)
 
-    from report import collect, gate, latex
-    p = sub.add_parser("collect", help="turn results and benchmark JSON into tables and figures")
-    add_common(p)
+    p = command("collect", cmd_collect, "turn results and benchmark JSON into tables and figures")
     collect.add_arguments(p)
-    p.set_defaults(func=cmd_collect)
 
-    p = sub.add_parser("report", help="build the LaTeX report into report/build/report.pdf")
-    add_common(p)
+    p = command("report", cmd_report, "build the LaTeX report into report/build/report.pdf")
     latex.add_arguments(p)
-    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("gate", help="compare two benchmark JSON files and fail on regressions")
     gate.add_arguments(p)
     p.set_defaults(func=cmd_gate)
 
-    p = sub.add_parser("run", help="train every study, benchmark, collect and build the report")
-    add_common(p)
-    collect.add_arguments(p)
+    p = command("run", cmd_run, "train every study, benchmark, collect and build the report")
     latex.add_arguments(p)
-    p.set_defaults(func=cmd_run)
     return parser
 
 

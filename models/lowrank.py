@@ -148,7 +148,7 @@ def layer_report(weight, ranks, name="layer"):
     for k in ranks:
         _check_rank(k, m, n, name)
         tail = S[k:].square().sum().sqrt() / S.square().sum().sqrt()
-        rows.append({"k": k, "m": m, "n": n, "rel_error": tail.item(), "energy": energy[k - 1].item(),
+        rows.append({"rank": k, "m": m, "n": n, "rel_error": tail.item(), "energy": energy[k - 1].item(),
                      "params": k * (m + n) + m, "flops": 2 * k * (m + n), "bytes": 4 * (k * (m + n) + m),
                      "dense_params": m * n + m, "break_even": break_even_rank(m, n),
                      "costs_more_than_dense": k >= break_even_rank(m, n)})

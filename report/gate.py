@@ -12,6 +12,7 @@ Exit status: 0 pass, 1 regression, 2 unusable input (not pytest-benchmark JSON; 
 benchmarks found in head, which is what renamed ids look like and must never pass silently).
 """
 import argparse
+import json
 import math
 import sys
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from lowrank_bench.benchjson import by_fullname, load_bench, machine_summary
 from lowrank_bench.io import UserError, read_json, write_json
+from report import fmt
 
 MIN_MATCHED = 0.9
 TIME_STATS = ("min", "q1", "median", "mean", "q3", "max")
@@ -41,20 +43,12 @@ class Check:
 
 # ---- formatting -------------------------------------------------------------------------------------------
 
-def _seconds(v):
-    return f"{v * 1e6:.1f} us" if v < 1e-3 else f"{v * 1e3:.3f} ms" if v < 1 else f"{v:.3f} s"
-
-
 def _percent(v):
-    return f"{v * 100:.2f}%"
+    return f"{fmt.pct(v)}%"
 
 
 def _mib(v):
-    return f"{v / 2**20:.1f} MiB"
-
-
-def _count(v):
-    return f"{v:,}"
+    return f"{fmt.mib(v)} MiB"
 
 
 def _relative(base, head):
@@ -91,12 +85,12 @@ def metrics(stat="median", max_slowdown=0.15, max_acc_drop=0.5, max_mem_growth=0
     pct = lambda d: f"{d * 100:+.1f}%"  # noqa: E731
     extra = lambda field: lambda b: b.get("extra_info", {}).get(field)  # noqa: E731
     return [
-        Metric(f"time.{stat}", lambda b: b["stats"].get(stat), _relative, max_slowdown, _seconds, pct),
+        Metric(f"time.{stat}", lambda b: b["stats"].get(stat), _relative, max_slowdown, fmt.seconds, pct),
         # Accuracies are fractions; tolerance and change are in points, as the studies report them.
         Metric("accuracy", extra("accuracy"), lambda b, h: (b - h) * 100, max_acc_drop, _percent,
                lambda d: f"{-d:+.2f} pt"),
         Metric("peak_mem", extra("peak_mem_bytes"), _relative, max_mem_growth, _mib, pct),
-        *(Metric(f, extra(f), lambda b, h: h - b, 0, _count, lambda d: f"{d:+,}") for f in PARAM_FIELDS),
+        *(Metric(f, extra(f), lambda b, h: h - b, 0, fmt.count, lambda d: f"{d:+,}") for f in PARAM_FIELDS),
     ]
 
 
@@ -178,44 +172,45 @@ def gate_ab(base_path, head_path, args) -> int:
 def load_expect(path) -> dict:
     """Load and check an expectations file (format EXPECT_FORMAT).
 
-    {"format", "margin_points", "source", "benchmarks": {KEY: {"accuracy_min", "params_total",
-    "params_trainable"}}} where KEY is a benchmark fullname ("bench/test_x.py::test_y[k4-1]") or a selector
-    "study/k" or "study/kind/k" (extra_info.study, extra_info.kind, params.k) that must match at least one
-    benchmark; every entry field is optional, an empty entry only requires the benchmark to exist.
+    {"format", "margin_points", "source", "benchmarks": {FULLNAME: ENTRY}, "selectors": [{"match": {FIELD:
+    VALUE}, **ENTRY}]} where ENTRY holds any of "accuracy_min", "params_total", "params_trainable" (an empty entry
+    only requires the benchmark to exist). A selector applies its entry to every benchmark whose extra_info has
+    all the `match` fields ({"study": "svd", "kind": "infer", "rank": 4}) and must match at least one.
     """
     exp = read_json(path)
     write_hint = f"write it with `lowrank-bench gate --write-expect {path} BENCH.json`"
     if not isinstance(exp, dict) or exp.get("format") != EXPECT_FORMAT or not isinstance(exp.get("benchmarks"), dict):
         raise UserError(f"{path}: not a lowrank-bench expectations file (format {EXPECT_FORMAT}); {write_hint}")
-    if not exp["benchmarks"]:
+    selectors = exp.setdefault("selectors", [])
+    if not isinstance(selectors, list) or not all(isinstance(s, dict) and isinstance(s.get("match"), dict)
+                                                  and s["match"] for s in selectors):
+        raise UserError(f"{path}: 'selectors' must be a list of objects, each with a non-empty 'match' object")
+    if not exp["benchmarks"] and not selectors:
         raise UserError(f"{path}: holds no expectations, so it would pass anything; {write_hint}")
-    for key, entry in exp["benchmarks"].items():
-        parts = key.split("/")
-        if "::" not in key and not (2 <= len(parts) <= 3 and all(parts)):
-            raise UserError(f"{path}: key {key!r} is neither a benchmark fullname (with '::') nor 'study/k' "
-                            f"or 'study/kind/k'")
+    entries = [(key, entry) for key, entry in exp["benchmarks"].items()]
+    entries += [(json.dumps(s["match"]), {k: v for k, v in s.items() if k != "match"}) for s in selectors]
+    for key, entry in entries:
         if not isinstance(entry, dict) or entry.keys() - EXPECT_KEYS:
-            raise UserError(f"{path}: entry {key!r} must be an object with only {sorted(EXPECT_KEYS)}")
+            raise UserError(f"{path}: entry {key} must be an object with only {sorted(EXPECT_KEYS)}")
         if any(isinstance(v, bool) or not isinstance(v, int | float) for v in entry.values()):
-            raise UserError(f"{path}: entry {key!r} holds a value that is not a number")
+            raise UserError(f"{path}: entry {key} holds a value that is not a number")
     return exp
 
 
-def select(key, benches) -> list[dict]:
-    """The benchmarks an expectation key names: one fullname, or every match of a study/[kind/]k selector."""
-    if "::" in key:
-        return [benches[key]] if key in benches else []
-    study, *kind, k = key.split("/")
-    return [b for b in benches.values()
-            if b.get("extra_info", {}).get("study") == study and (b.get("params") or {}).get("k") == k
-            and (not kind or b["extra_info"].get("kind") == kind[0])]
+def expectations(exp, benches):
+    """(what to call it in the table, the benchmarks it applies to, the entry) for every fullname and selector."""
+    for name, entry in exp["benchmarks"].items():
+        yield name, [benches[name]] if name in benches else [], entry
+    for selector in exp["selectors"]:
+        match = selector["match"]
+        found = [b for b in benches.values() if all(b.get("extra_info", {}).get(f, object()) == v
+                                                   for f, v in match.items())]
+        yield json.dumps(match), found, {k: v for k, v in selector.items() if k != "match"}
 
 
 def expect_checks(exp, head) -> list[Check]:
-    benches = by_fullname(head)
     checks = []
-    for key, entry in exp["benchmarks"].items():
-        found = select(key, benches)
+    for key, found, entry in expectations(exp, by_fullname(head)):
         if not found:
             checks.append(Check(key, "present", "expected", "missing", "", "FAIL"))
         for b in found:
@@ -230,7 +225,7 @@ def expect_checks(exp, head) -> list[Check]:
             for f in PARAM_FIELDS:
                 if f in entry:  # exact: a parameter count that moves either way means the model changed
                     want, got = entry[f], extra.get(f)
-                    checks.append(Check(b["fullname"], f, _count(want), "-" if got is None else _count(got),
+                    checks.append(Check(b["fullname"], f, fmt.count(want), fmt.count(got),
                                         "missing" if got is None else f"{got - want:+,}",
                                         "ok" if got == want else "FAIL"))
     return checks

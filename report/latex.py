@@ -2,18 +2,21 @@
 
 This module writes data only: numbers.tex (every number the text quotes, as \\newcommand macros, and one
 \\if per study that ran), the collector's tables and figures, and copies of the source files that the listings
-quote, with the line ranges found by searching for the class or def line. Prose, derivations and captions live
+quote, with the line ranges of each class or def taken from the standard `ast` module (the code is parsed, never
+imported). Prose, derivations and captions live
 in report/templates/*.tex, so nothing in the PDF is typed by hand and an absent study only switches a flag.
 """
-import argparse
+import ast
 import re
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
-from report.collect import MIB, STUDIES, bench_name, collect, default_bench, results_dir_of
 from lowrank_bench.io import UserError, atomic_write, read_json
+from report import fmt
+from report.collect import collect
+from report.results import STUDIES, default_bench, same_model
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).parent / "templates"
@@ -26,7 +29,7 @@ EXCERPTS = {"LowRankBase": ("models/lowrank.py", "_LowRank", "from_linear"),
             "SVDLinear": ("models/lowrank.py", "SVDLinear", None),
             "LoRAForward": ("models/lora.py", "LoRALinear", "forward"),
             "LoRADelta": ("models/lora.py", "LoRALinear", "delta_weight"),
-            "Attention": ("models/transformer.py", r"\w*Attention", None)}
+            "Attention": ("models/transformer.py", "SelfAttention", None)}
 PREFIX = {"svd": "Svd", "lora": "Lora", "attention": "Attn"}
 # pdflatex's listings cannot typeset multi-byte characters; the copies the listings read spell them in ASCII.
 ASCII = {"×": "x", "≈": "~", "·": "*", "Σ": "S", "σ": "s", "α": "alpha", "√": "sqrt", "ᵀ": "^T", "—": "--",
@@ -42,28 +45,15 @@ def tex_escape(text):
 
 # ---------------------------------------------------------------- listings
 
-def locate(lines, cls, method=None):
-    """1-based (first, last) lines of `class <cls>` (or of its `def <method>`), or None if absent.
-
-    The block ends before the next non-blank line indented no deeper than its first line; trailing blank
-    lines are dropped.
-    """
-    start = next((i for i, l in enumerate(lines) if re.match(rf"class {cls}\b", l)), None)
-    if start is not None and method:
-        start = next((i for i in range(start + 1, len(lines))
-                      if re.match(rf"\s+def {method}\(", lines[i])
-                      or (lines[i].strip() and not lines[i][0].isspace())), None)
-        if start is None or not lines[start][0].isspace():
-            return None
-    if start is None:
-        return None
-    indent = len(lines[start]) - len(lines[start].lstrip())
-    end = start + 1
-    while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent):
-        end += 1
-    while end > start + 1 and not lines[end - 1].strip():
-        end -= 1
-    return start + 1, end
+def locate(source, cls, method=None):
+    """1-based (first, last) lines of `class <cls>` (or of its `def <method>`) in `source`, or None if absent."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            if method is None:
+                return node.lineno, node.end_lineno
+            return next(((f.lineno, f.end_lineno) for f in node.body
+                         if isinstance(f, ast.FunctionDef) and f.name == method), None)
+    return None
 
 
 def write_excerpts(out_dir, root=ROOT):
@@ -74,8 +64,7 @@ def write_excerpts(out_dir, root=ROOT):
         if not path.exists():
             continue  # the file is written by another study: the report says the excerpt is missing
         text = path.read_text()
-        lines = text.split("\n")  # LaTeX counts "\n" only; str.splitlines also splits on \f, \x1c, ...
-        span = locate(lines, cls, method)
+        span = locate(text, cls, method)
         if span is None:
             continue
         copy = "".join(ASCII.get(c, c if ord(c) < 128 else "?") for c in text)
@@ -87,33 +76,36 @@ def write_excerpts(out_dir, root=ROOT):
 # ---------------------------------------------------------------- numbers
 
 def _pct(x):
-    return "--" if x is None else f"{100 * x:.2f}"
+    return fmt.pct(x, "--")
 
 
 def _int(n):
-    return "--" if n is None else f"{int(n):,}"
+    return fmt.count(n, "--")
 
 
-def _num(x, fmt=".2f"):
-    return "--" if x is None else format(x, fmt)
+def _num(x, spec=".2f"):
+    return fmt.num(x, spec, "--")
 
 
-def _ratio(a, b, fmt=".2f"):
-    return "--" if not a or not b else format(a / b, fmt)
+def _ratio(a, b, spec=".2f"):
+    return fmt.ratio(a, b, spec, "--")
+
+
+def _mib(n_bytes):
+    return fmt.mib(n_bytes, "--")
 
 
 def study_numbers(d, bench):
     """The macros a study's section quotes, without the study prefix."""
-    rows = {r["name"]: r for r in d["rows"]}
-    base = rows.get(d["baseline"]) or d["rows"][0]
-    chosen = rows.get(d["chosen"])
+    base = d["baseline"] or d["rows"][0]
+    chosen = d["chosen"]
     c = chosen or {}
     ranks = sorted({r["rank"] for r in d["rows"] if r["rank"] is not None})
     meta = d["meta"]
     n = {"Device": tex_escape(meta.get("device", "--")), "DeviceName": tex_escape(meta.get("device_name") or "--"),
          "Tolerance": _num(meta.get("tolerance_points"), "g"), "Rows": str(len(d["rows"])),
-         "Ranks": ", ".join(map(str, ranks)) or "--", "Base": tex_escape(base["name"]),
-         "Chosen": tex_escape(c.get("name", "none")), "ChosenRank": str(c.get("rank", "--")),
+         "Ranks": ", ".join(map(str, ranks)) or "--", "Base": tex_escape(base["label"]),
+         "Chosen": tex_escape(c.get("label", "none")), "ChosenRank": str(c.get("rank") or "--"),
          "BaseTestAcc": _pct(base["test_acc"]), "BaseValAcc": _pct(base["val_acc"]),
          "ChosenTestAcc": _pct(c.get("test_acc")), "ChosenValAcc": _pct(c.get("val_acc")),
          "AccDelta": "--" if not chosen else f"${100 * (c['test_acc'] - base['test_acc']):+.2f}$",
@@ -122,16 +114,15 @@ def study_numbers(d, bench):
          "BaseTrainable": _int(base["params_trainable"]), "ChosenTrainable": _int(c.get("params_trainable")),
          "FlopRatio": _ratio(c.get("flops"), base["flops"], ".3f"),
          "BaseEpochSec": _num(base["epoch_seconds"]), "ChosenEpochSec": _num(c.get("epoch_seconds")),
-         "BaseMem": _num(base["peak_mem_bytes"] and base["peak_mem_bytes"] / MIB, ".1f"),
-         "ChosenMem": _num(c.get("peak_mem_bytes") and c["peak_mem_bytes"] / MIB, ".1f")}
+         "BaseMem": _mib(base["peak_mem_bytes"]), "ChosenMem": _mib(c.get("peak_mem_bytes"))}
     # Latency of baseline and chosen at the largest batch size of the reference file (LoRA: merged if measured).
     infer = [b for b in bench if b["study"] == d["study"] and b["kind"] == "infer" and b["file"] == bench[0]["file"]]
     n |= {"LatBatch": "--", "BaseLat": "--", "ChosenLat": "--", "Speedup": "--"}
     if infer:
         bs = max(b["batch_size"] for b in infer)
         at = sorted((b for b in infer if b["batch_size"] == bs), key=lambda b: b["variant"] != "merged")
-        b_base = next((b for b in at if b["name"] == bench_name(d["study"], base)), None)
-        b_chosen = next((b for b in at if chosen and b["name"] == bench_name(d["study"], chosen)), None)
+        b_base = next((b for b in at if same_model(base, b)), None)
+        b_chosen = next((b for b in at if chosen and same_model(chosen, b)), None)
         n |= {"LatBatch": str(bs), "BaseLat": _num(b_base and b_base["median_ms"], ".3g"),
               "ChosenLat": _num(b_chosen and b_chosen["median_ms"], ".3g"),
               "Speedup": _ratio(b_base and b_base["median_ms"], b_chosen and b_chosen["median_ms"])}
@@ -139,42 +130,39 @@ def study_numbers(d, bench):
 
 
 def svd_numbers(d):
-    rows = {r["name"]: r for r in d["rows"]}
-    c = rows.get(d["chosen"]) or {}
     layers = d["layers"]
-    return {"ChosenK": str(c.get("k", "--")), "SvdChosenTruncAcc": _pct(c.get("acc_truncated")),
+    return {"SvdChosenTruncAcc": _pct((d["chosen"] or {}).get("acc_truncated")),
             "SvdLayers": tex_escape(", ".join(dict.fromkeys(lay["layer"] for lay in layers))) or "--",
             "SvdBreakEven": ", ".join(dict.fromkeys(f"{lay['break_even']:.1f}" for lay in layers)) or "--",
             "SvdCostlyRows": str(sum(bool(r.get("costs_more_than_dense")) for r in d["rows"]))}
 
 
 def lora_numbers(d):
-    rows = {r["name"]: r for r in d["rows"]}
-    c = rows.get(d["chosen"]) or {}
-    acc = lambda name: _pct(rows[name]["test_acc"]) if name in rows else "--"
+    rows = {r["method"]: r for r in d["rows"] if r["rank"] is None}  # pretrained, head, full, scratch
+    c = d["chosen"] or {}
+    acc = lambda method: _pct(rows[method]["test_acc"]) if method in rows else "--"
     full = rows.get("full", {})
-    return {"ChosenR": str(c.get("r", c.get("rank", "--"))), "LoraChosenAlpha": _num(c.get("alpha"), "g"),
+    return {"LoraChosenAlpha": _num(c.get("alpha"), "g"),
             "LoraChosenTrainablePct": _num(c.get("trainable_pct")),
             "LoraPretrainedTestAcc": acc("pretrained"), "LoraHeadTestAcc": acc("head"),
             "LoraFullTestAcc": acc("full"), "LoraScratchTestAcc": acc("scratch"),
             "LoraDeltaToFull": "--" if not (c and full) else f"${100 * (c['test_acc'] - full['test_acc']):+.2f}$",
-            "LoraFullMem": _num(full.get("peak_mem_bytes") and full["peak_mem_bytes"] / MIB, ".1f"),
+            "LoraFullMem": _mib(full.get("peak_mem_bytes")),
             "LoraMemRatio": _ratio(full.get("peak_mem_bytes"), c.get("peak_mem_bytes")),
-            "LoraChosenCkptKiB": _num(c.get("checkpoint_bytes") and c["checkpoint_bytes"] / 1024, ".1f"),
-            "LoraFullCkptKiB": _num(full.get("checkpoint_bytes") and full["checkpoint_bytes"] / 1024, ".1f")}
+            "LoraChosenCkptKiB": fmt.kib(c.get("checkpoint_bytes"), "--"),
+            "LoraFullCkptKiB": fmt.kib(full.get("checkpoint_bytes"), "--")}
 
 
 def attention_numbers(d):
-    rows = {r["name"]: r for r in d["rows"]}
-    c, base = rows.get(d["chosen"]) or {}, rows.get(d["baseline"]) or {}
+    c, base = d["chosen"] or {}, d["baseline"] or {}
     best = {init: max((r for r in d["rows"] if r.get("init") == init), key=lambda r: r["val_acc"], default=None)
             for init in ("random", "trained")}
-    out = {"ChosenAttnK": str(c.get("k", "--")), "AttnChosenInit": tex_escape(c.get("init") or "--"),
+    out = {"AttnChosenInit": tex_escape(c.get("init") or "--"),
            "AttnBaseQKV": _int(base.get("qkv_params")), "AttnChosenQKV": _int(c.get("qkv_params")),
            "AttnQKVRatio": _ratio(base.get("qkv_params"), c.get("qkv_params"), ".1f")}
     for init, r in best.items():
         key = init.capitalize()
-        out[f"AttnBest{key}"] = tex_escape(r["name"]) if r else "--"
+        out[f"AttnBest{key}"] = tex_escape(r["label"]) if r else "--"
         out[f"AttnBest{key}TestAcc"] = _pct(r and r["test_acc"])
     return out
 
@@ -262,21 +250,9 @@ def add_arguments(parser):
                         help="where the .tex sources, figures and report.pdf go (default report/build)")
 
 
-def parser():
-    p = argparse.ArgumentParser(prog="python -m report.latex", description=__doc__.splitlines()[0])
-    p.add_argument("--out", metavar="DIR", type=Path, default=Path("results"),
-                   help="results folder (default %(default)s)")
-    p.add_argument("--profile", metavar="NAME", default="smoke", help="profile to report on (default %(default)s)")
-    add_arguments(p)
-    return p
-
-
-def main(argv=None) -> int:
-    """`lowrank-bench report`: takes the CLI's parsed arguments, or an argv list when run on its own."""
-    args = argv if isinstance(argv, argparse.Namespace) else parser().parse_args(argv)
+def main(results_dir, build_dir=BUILD) -> int:
+    """`lowrank-bench report`: build the PDF for the results in `results_dir` and say where it is."""
     t0 = time.perf_counter()
-    pdf = build_report(results_dir_of(args), args.build_dir)
-    pages = page_count(args.build_dir)
-    print(f"report: {pdf} ({pages} pages) built in {time.perf_counter() - t0:.1f}s")
+    pdf = build_report(results_dir, build_dir)
+    print(f"report: {pdf} ({page_count(build_dir)} pages) built in {time.perf_counter() - t0:.1f}s")
     return 0
-

@@ -178,8 +178,8 @@ def layer_error(layers, stem):
     for lay in layers:
         by_layer.setdefault(lay["layer"], []).append(lay)
     for i, (name, ls) in enumerate(by_layer.items()):
-        ls = sorted(ls, key=lambda lay: lay["k"])
-        k = [lay["k"] for lay in ls]
+        ls = sorted(ls, key=lambda lay: lay["rank"])
+        k = [lay["rank"] for lay in ls]
         ranks += k
         left.plot(k, [lay["rel_error"] for lay in ls], "o-", color=f"C{i}", label=f"{name} ({ls[0]['m']}×{ls[0]['n']})")
         right.plot(k, [100 * lay["energy"] for lay in ls], "o-", color=f"C{i}", label=name)

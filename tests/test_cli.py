@@ -12,22 +12,20 @@ TINY = """
 [data]
 val_fraction = 0.2
 [svd]
-hidden = [24, 16]
+model = { hidden = [24, 16] }
 ranks = [2, 4]
 baseline = { epochs = 2, batch_size = 8 }
 retrain = { epochs = 1, batch_size = 8 }
-bench = { batch_sizes = [1, 4], rounds = 1, warmup_rounds = 0 }
+bench = { batch_sizes = [1, 4], rounds = 1 }
 [lora]
 ranks = [1, 2]
 train = { epochs = 1, batch_size = 8 }
-bench = { batch_sizes = [1, 4], rounds = 1, warmup_rounds = 0 }
+bench = { batch_sizes = [1, 4], rounds = 1 }
 [attention]
-d_model = 16
-n_heads = 2
-d_ff = 32
+model = { d_model = 16, n_heads = 2, d_ff = 32 }
 ranks = [2, 16]
 train = { epochs = 1, batch_size = 4 }
-bench = { batch_sizes = [1, 2], rounds = 1, warmup_rounds = 0 }
+bench = { batch_sizes = [1, 2], rounds = 1 }
 """
 
 
@@ -57,22 +55,29 @@ def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
     rc, stdout, err = run(capsys, "train", "all", "--profile", tiny_profile, "--device", "cpu",
                           "--data-root", root, "--out", out)
     assert rc == 0, err
-    for study, names in {"svd": ["dense", "k2", "k4"], "lora": ["pretrained", "head", "full", "scratch", "r1", "r2"],
-                         "attention": ["dense", "random-k2", "random-k16", "trained-k2", "trained-k16"]}.items():
+    expected = {"svd": [("dense", None, None), ("svd", 2, None), ("svd", 4, None)],
+                "lora": [("pretrained", None, None), ("head", None, None), ("full", None, None),
+                         ("scratch", None, None), ("lora", 1, None), ("lora", 2, None)],
+                "attention": [("dense", None, None), ("svd", 2, "random"), ("svd", 16, "random"),
+                              ("svd", 2, "trained"), ("svd", 16, "trained")]}
+    for study, keys in expected.items():
         summary = json.loads((out / "tiny" / study / "summary.json").read_text())
-        assert [r["name"] for r in summary["rows"]] == names
+        assert [(r["method"], r["rank"], r["init"]) for r in summary["rows"]] == keys
         for r in summary["rows"]:
             assert 0 <= r["test_acc"] <= 1 and r["params_total"] > 0
             model, sidecar = checkpoint.load(out / "tiny" / r["checkpoint"])  # every checkpoint rebuilds
-            assert sidecar["profile"] == "tiny" or r["name"] == "pretrained"
+            assert sidecar["profile"] == "tiny"
+            assert r["method"] == "pretrained" or (sidecar["method"], sidecar["rank"]) == (r["method"], r["rank"])
     svd = json.loads((out / "tiny" / "svd" / "summary.json").read_text())
-    assert {r["k"] for r in svd["layers"]} == {2, 4} and "chosen k" in stdout or "no k within" in stdout
+    assert {r["rank"] for r in svd["layers"]} == {2, 4}
+    said = f"chosen k = {svd['chosen']['rank']}:" if svd["chosen"] else "no k within 0.5 validation points"
+    assert said in stdout  # the study says which k it chose, or that none qualified
     lora = json.loads((out / "tiny" / "lora" / "summary.json").read_text())
-    r1 = next(r for r in lora["rows"] if r["name"] == "r1")
-    full = next(r for r in lora["rows"] if r["name"] == "full")
+    r1 = next(r for r in lora["rows"] if (r["method"], r["rank"]) == ("lora", 1))
+    full = next(r for r in lora["rows"] if r["method"] == "full")
     assert r1["params_trainable"] < full["params_trainable"] and r1["checkpoint_bytes"] < full["checkpoint_bytes"]
     attention = json.loads((out / "tiny" / "attention" / "summary.json").read_text())
-    k16 = next(r for r in attention["rows"] if r["name"] == "random-k16")
+    k16 = next(r for r in attention["rows"] if (r["rank"], r["init"]) == (16, "random"))
     assert k16["qkv_params"] == 3 * (16 * 32 + 16 + 16)  # k(d+d) + k + d per projection at k = d
 
 

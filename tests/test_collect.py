@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from report import collect as collect_mod
-from report.collect import ceiling_table, collect, pareto_front, to_markdown
 from lowrank_bench.io import UserError
+from lowrank_bench.variants import variant_id
+from report import collect as collect_mod
+from report.collect import collect
+from report.figures import _latency_panels, pareto_front
+from report.tables import ceiling_table, to_markdown
 
 BENCH = Path(__file__).resolve().parent.parent / "fixtures" / "bench_sample.json"
 STUDIES = ("svd", "lora", "attention")
@@ -36,58 +39,59 @@ def _confusion(classes, acc, n=100):
              for j in range(k)] for i in range(k)]
 
 
-def _row(study, name, method, k, test_acc, params, trainable, flops, **extra):
-    return {"name": name, "method": method, "k": k, "val_acc": test_acc + 0.001, "test_acc": test_acc,
-            "params_total": params, "params_trainable": trainable, "flops": flops,
+def _row(study, method, rank, test_acc, params, trainable, flops, init=None, **extra):
+    return {"study": study, "method": method, "rank": rank, "init": init, "val_acc": test_acc + 0.001,
+            "test_acc": test_acc, "params_total": params, "params_trainable": trainable, "flops": flops,
             "epoch_seconds": 0.8 + (params / 2e6), "train_seconds": 2.4 + params / 1e6,
-            "peak_mem_bytes": 40 * 2 ** 20 + 12 * trainable, "checkpoint": f"{study}/{name}", **extra}
+            "peak_mem_bytes": 40 * 2 ** 20 + 12 * trainable,
+            "checkpoint": f"{study}/{variant_id(method, rank, init)}", **extra}
 
 
 def svd_summary():
-    rows = [_row("svd", "dense", "dense", None, 0.9870, 1_579_530, 1_579_530, 3_155_968, acc_truncated=None,
+    rows = [_row("svd", "dense", None, 0.9870, 1_579_530, 1_579_530, 3_155_968, acc_truncated=None,
                  costs_more_than_dense=False)]
     for k, p, f, acc, acc_t in ((4, 21_002, 38_912, 0.9420, 0.3110), (32, 121_354, 239_616, 0.9820, 0.8950),
                                 (128, 465_418, 927_744, 0.9865, 0.9810)):
-        rows.append(_row("svd", f"k{k}", "svd", k, acc, p, p, f, acc_truncated=acc_t, costs_more_than_dense=False))
+        rows.append(_row("svd", "svd", k, acc, p, p, f, acc_truncated=acc_t, costs_more_than_dense=False))
     layers = []
     for layer, m, n in (("hidden.0", 1024, 1024), ("hidden.3", 512, 1024)):
         for k in (4, 32, 128):
             be = m * n / (m + n)
-            layers.append({"layer": layer, "k": k, "m": m, "n": n, "rel_error": 0.9 / k ** 0.5,
+            layers.append({"layer": layer, "rank": k, "m": m, "n": n, "rel_error": 0.9 / k ** 0.5,
                            "energy": 1 - 0.81 / k, "params": k * (m + n) + m, "flops": 2 * k * (m + n),
                            "bytes": 4 * (k * (m + n) + m), "dense_params": m * n + m, "break_even": be,
                            "costs_more_than_dense": k >= be})
-    return {"chosen": "k128", "rows": rows, "layers": layers}
+    return {"chosen": {"method": "svd", "rank": 128, "init": None}, "rows": rows, "layers": layers}
 
 
 def lora_summary():
     total = 1_579_530
-    rows = [_row("lora", "pretrained", "none", None, 0.1040, total, 0, 3_155_968, r=None, alpha=None,
+    rows = [_row("lora", "pretrained", None, 0.1040, total, 0, 3_155_968, alpha=None,
                  trainable_pct=0.0, checkpoint_bytes=None),
-            _row("lora", "head", "head", None, 0.7840, total, 5_130, 3_155_968, r=None, alpha=None,
+            _row("lora", "head", None, 0.7840, total, 5_130, 3_155_968, alpha=None,
                  trainable_pct=100 * 5_130 / total, checkpoint_bytes=20_900),
-            _row("lora", "full", "full", None, 0.8890, total, total, 3_155_968, r=None, alpha=None,
+            _row("lora", "full", None, 0.8890, total, total, 3_155_968, alpha=None,
                  trainable_pct=100.0, checkpoint_bytes=6_320_000),
-            _row("lora", "scratch", "scratch", None, 0.8800, total, total, 3_155_968, r=None, alpha=None,
+            _row("lora", "scratch", None, 0.8800, total, total, 3_155_968, alpha=None,
                  trainable_pct=100.0, checkpoint_bytes=6_320_000)]
     rows[0]["epoch_seconds"] = rows[0]["train_seconds"] = None
     for r, acc, trainable in ((1, 0.8610, 8_714), (4, 0.8790, 19_466), (16, 0.8850, 62_474)):
         t = total + r * 3584
-        rows.append(_row("lora", f"r{r}", "lora", None, acc, t, trainable, 3_155_968 + 2 * r * 3584, r=r,
+        rows.append(_row("lora", "lora", r, acc, t, trainable, 3_155_968 + 2 * r * 3584,
                          alpha=2.0 * r, trainable_pct=100 * trainable / t, checkpoint_bytes=4 * trainable + 900))
-    return {"chosen": "r4", "rows": rows}
+    return {"chosen": {"method": "lora", "rank": 4, "init": None}, "rows": rows}
 
 
 def attention_summary():
     rest, dense_qkv = 3_990_018, 49_536
-    rows = [_row("attention", "dense", "dense", None, 0.7650, rest + dense_qkv, rest + dense_qkv, 18_874_368,
-                 init=None, qkv_params=dense_qkv)]
+    rows = [_row("attention", "dense", None, 0.7650, rest + dense_qkv, rest + dense_qkv, 18_874_368,
+                 qkv_params=dense_qkv)]
     for k, accs in ((4, (0.6980, 0.7310)), (16, (0.7320, 0.7590)), (64, (0.7570, 0.7640))):
         for init, acc in zip(("random", "trained"), accs):
             qkv = 3 * (257 * k + 128)
-            rows.append(_row("attention", f"{init}-k{k}", "svd", k, acc, rest + qkv, rest + qkv,
+            rows.append(_row("attention", "svd", k, acc, rest + qkv, rest + qkv,
                              18_874_368 - 128 * (dense_qkv - qkv), init=init, qkv_params=qkv))
-    return {"chosen": "trained-k16", "rows": rows}
+    return {"chosen": {"method": "svd", "rank": 16, "init": "trained"}, "rows": rows}
 
 
 SUMMARIES = {"svd": svd_summary, "lora": lora_summary, "attention": attention_summary}
@@ -256,11 +260,11 @@ def test_two_files_give_side_by_side_comparison_with_ratios(tmp_path):
 
 
 def test_latency_prediction_is_reference_times_flop_ratio():
-    bench = [{"study": "svd", "kind": "infer", "batch_size": 8, "name": "dense", "k": None, "series": "dense",
-              "median_ms": 2.0, "iqr_ms": 0.1, "flop_ratio": 1.0},
-             {"study": "svd", "kind": "infer", "batch_size": 8, "name": "k4", "k": 4, "series": "retrained",
-              "median_ms": 0.9, "iqr_ms": 0.1, "flop_ratio": 0.25}]
-    panel = collect_mod._latency_panels("svd", bench)[8]
+    bench = [{"study": "svd", "kind": "infer", "batch_size": 8, "label": "dense", "method": "dense", "rank": None,
+              "series": "dense", "median_ms": 2.0, "iqr_ms": 0.1, "flop_ratio": 1.0},
+             {"study": "svd", "kind": "infer", "batch_size": 8, "label": "k4", "method": "svd", "rank": 4,
+              "series": "retrained", "median_ms": 0.9, "iqr_ms": 0.1, "flop_ratio": 0.25}]
+    panel = _latency_panels("svd", bench)[8]
     assert panel["reference"] == ("dense (measured)", 2.0)
     assert list(panel["predicted"]) == ["predicted: dense × FLOP ratio"]
     assert list(panel["predicted"].values()) == [[(4, 0.5)]]
@@ -280,7 +284,7 @@ def test_markdown_writer():
 
 def test_main_reads_the_profile_folder_and_its_bench_json(tmp_path, capsys):
     write_results(tmp_path / "smoke", studies=("attention",))
-    assert collect_mod.main(["--out", str(tmp_path), "--profile", "smoke"]) == 0
+    assert collect_mod.main(tmp_path / "smoke", [tmp_path / "smoke" / "bench.json"]) == 0
     out = capsys.readouterr().out
     assert "collected attention (svd, lora not run) with 1 benchmark file(s)" in out
     assert (tmp_path / "smoke" / "tables" / "attention_latency.tex").exists()
@@ -300,12 +304,12 @@ def test_a_study_without_chosen_rank_still_collects(tmp_path):
     assert c["studies"]["attention"]["chosen"] is None
     assert "chosen" not in read(c["tables"]["attention_results"]["md"])
     assert {"attention_accuracy", "attention_curves", "attention_confusion"} <= set(c["figures"])
-    assert list(c["studies"]["attention"]["runs"]) == ["dense"]  # curves and confusion of the baseline only
+    assert list(c["studies"]["attention"]["runs"]) == ["baseline"]  # curves and confusion of the baseline only
 
 
 def test_ceiling_table_puts_each_layer_beside_the_model_speedup():
     row = lambda kind, k, layer, ms, **speedups: {
-        "study": "svd", "kind": kind, "k": k, "batch_size": 2048, "layer": layer, "min_ms": ms,
+        "study": "svd", "kind": kind, "rank": k, "batch_size": 2048, "layer": layer, "min_ms": ms,
         **{f: speedups.get(f) for f in ("speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")}}
     bench = [row("infer", None, None, 40.0), row("infer", 16, None, 5.0, speedup_vs_dense=8.0, ceiling_speedup=10.0,
                                                  ceiling_efficiency=0.8),
@@ -314,4 +318,4 @@ def test_ceiling_table_puts_each_layer_beside_the_model_speedup():
     raw, shown = ceiling_table(bench)
     assert list(shown.iloc[0]) == [16, 2048, "25,000 / 2,000", "13,000 / 1,800", "10.00", "8.00", "0.80"]
     assert raw.iloc[0]["hidden.1_factored_us"] == pytest.approx(1800.0) and raw.iloc[0]["ceiling_efficiency"] == 0.8
-    assert ceiling_table([b for b in bench if b["kind"] != "infer" or b["k"] is None]) is None
+    assert ceiling_table([b for b in bench if b["kind"] != "infer" or b["rank"] is None]) is None

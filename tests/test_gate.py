@@ -38,7 +38,7 @@ def suite(time_scale=1.0, machine=None, rename=(), **extra):
             if param in rename:
                 name = f"test_infer_renamed[{param}]"
             info = {"study": "svd", "kind": "infer", "method": "dense" if k == "dense" else "svd",
-                    "k": None if k == "dense" else int(k[1:]), "batch_size": batch, "device": "cpu",
+                    "rank": None if k == "dense" else int(k[1:]), "init": None, "batch_size": batch, "device": "cpu",
                     "dtype": "float32", "threads": 2, "accuracy": 0.95, "params_total": 10_000,
                     "params_trainable": 10_000, "flops": 20_000, "weights_bytes": 40_000,
                     "peak_mem_bytes": 8 * 2**20, "flop_ratio": 1.0} | extra
@@ -273,26 +273,34 @@ def test_expect_missing_benchmark_fails(tmp_path, capsys):
     assert "(1 expected benchmark(s) missing)" in out
 
 
-def test_expect_selector_by_study_and_k(tmp_path, capsys):
+def selectors(*entries):
+    return {"format": gate.EXPECT_FORMAT, "benchmarks": {}, "selectors": list(entries)}
+
+
+def test_expect_selector_by_fields(tmp_path, capsys):
     exp = tmp_path / "sel.json"
-    exp.write_text(json.dumps({"format": gate.EXPECT_FORMAT, "benchmarks": {
-        "svd/k4": {"accuracy_min": 0.9}, "svd/infer/dense": {"params_total": 10_000}}}))
+    exp.write_text(json.dumps(selectors({"match": {"study": "svd", "rank": 4}, "accuracy_min": 0.9},
+                                        {"match": {"study": "svd", "kind": "infer", "rank": None},
+                                         "params_total": 10_000})))
     assert expect(tmp_path, exp, suite()) == 0
-    assert len(verdicts(capsys.readouterr().out, "accuracy")) == 2  # k4 at both batch sizes
+    out = capsys.readouterr().out
+    assert len(verdicts(out, "accuracy")) == 2 and len(verdicts(out, "params_total")) == 2  # both batch sizes
     assert expect(tmp_path, exp, suite(accuracy=0.8)) == 1
-    exp.write_text(json.dumps({"format": gate.EXPECT_FORMAT, "benchmarks": {"svd/k16": {}}}))
+    exp.write_text(json.dumps(selectors({"match": {"study": "svd", "rank": 16}})))
     assert expect(tmp_path, exp, suite()) == 1  # a selector that matches nothing is a missing benchmark
-    exp.write_text(json.dumps({"format": gate.EXPECT_FORMAT, "benchmarks": {"svd/train_step/k4": {}}}))
-    assert expect(tmp_path, exp, suite()) == 1  # kind must match too
+    exp.write_text(json.dumps(selectors({"match": {"kind": "train_step", "rank": 4}})))
+    assert expect(tmp_path, exp, suite()) == 1  # every field must match
+    exp.write_text(json.dumps(selectors({"match": {"rank": "4"}})))
+    assert expect(tmp_path, exp, suite()) == 1  # typed: the string "4" is not the rank 4
 
 
 @pytest.mark.parametrize("content", [
-    {"benchmarks": {"svd/k4": {}}},                                          # no format
+    {"benchmarks": {"b::x": {}}},                                            # no format
     {"format": "lowrank-bench-expect/1", "benchmarks": {}},                 # would pass anything
-    {"format": "lowrank-bench-expect/1", "benchmarks": {"k4": {}}},          # not a selector
-    {"format": "lowrank-bench-expect/1", "benchmarks": {"svd/k4": {"acc": 0.9}}},
-    {"format": "lowrank-bench-expect/1", "benchmarks": {"svd/k4": {"accuracy_min": "high"}}},
-], ids=["format", "empty", "key", "field", "value"])
+    {"format": "lowrank-bench-expect/1", "benchmarks": {}, "selectors": [{"rank": 4}]},  # no match object
+    {"format": "lowrank-bench-expect/1", "benchmarks": {"b::x": {"acc": 0.9}}},
+    {"format": "lowrank-bench-expect/1", "benchmarks": {"b::x": {"accuracy_min": "high"}}},
+], ids=["format", "empty", "selector", "field", "value"])
 def test_bad_expectations_file_exits_2(tmp_path, capsys, content):
     exp = tmp_path / "exp.json"
     exp.write_text(json.dumps(content))

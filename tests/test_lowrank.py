@@ -69,7 +69,7 @@ def test_params_and_flops_match_formula(mlp, k):
 
 def test_break_even_flag():
     layer = nn.Linear(64, 48)  # k* = 48·64/112 ≈ 27.4
-    flags = {r["k"]: r["costs_more_than_dense"] for r in layer_report(layer.weight, [27, 28])}
+    flags = {r["rank"]: r["costs_more_than_dense"] for r in layer_report(layer.weight, [27, 28])}
     assert flags == {27: False, 28: True}
 
 

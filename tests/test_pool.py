@@ -47,8 +47,8 @@ def test_one_disturbed_process_does_not_move_the_result(sample):
 
 def test_speedups_come_from_the_pooled_times(sample):
     infer = [b for b in sample["benchmarks"] if b["extra_info"]["kind"] == "infer"]
-    dense = next(b for b in infer if b["extra_info"]["k"] is None and b["extra_info"]["batch_size"] == 256)
-    factored = next(b for b in infer if b["extra_info"]["k"] is not None and b["extra_info"]["batch_size"] == 256)
+    dense = next(b for b in infer if b["extra_info"]["rank"] is None and b["extra_info"]["batch_size"] == 256)
+    factored = next(b for b in infer if b["extra_info"]["rank"] is not None and b["extra_info"]["batch_size"] == 256)
     pooled = pool_runs([scaled(sample, f, only=dense["fullname"]) for f in (3.0, 2.0, 4.0)], ["a", "b", "c"])
     got = next(b for b in pooled["benchmarks"] if b["fullname"] == factored["fullname"])["extra_info"]
     assert got["speedup_vs_dense"] == pytest.approx(2.0 * dense["stats"]["min"] / factored["stats"]["min"])

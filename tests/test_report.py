@@ -68,7 +68,7 @@ def test_numbers_in_the_pdf_come_from_the_results(built):
     assert "r = 4" in sections(text, SECTIONS)["LoRA"]
     attention = sections(text, SECTIONS)["Low-rank attention"].replace("\n", " ")
     assert "trained-k16" in attention and "a speed-up of" in attention  # chosen row found among the k benchmarks
-    assert "\\newcommand{\\ChosenK}{128}" in (out / "numbers.tex").read_text()
+    assert "\\newcommand{\\SvdChosenRank}{128}" in (out / "numbers.tex").read_text()
     # Listings quote the real source at the lines where the class starts.
     first = int(re.search(r"\\newcommand\{\\LowRankLinearFirst\}\{(\d+)\}", (out / "numbers.tex").read_text())[1])
     source = (latex.ROOT / "models" / "lowrank.py").read_text().splitlines()
@@ -113,10 +113,11 @@ def test_a_latex_error_is_one_user_error_pointing_at_the_log(tmp_path, monkeypat
 def test_locate_finds_a_class_or_one_method():
     lines = ["import x", "", "class A(B):", '    """Doc."""', "", "    def forward(self, x):", "        return x",
              "", "    @property", "    def other(self):", "        return 1", "", "", "def after():", "    pass"]
-    assert latex.locate(lines, "A") == (3, 11)
-    assert latex.locate(lines, "A", "forward") == (6, 7)
-    assert latex.locate(lines, "A", "after") is None  # a top-level def is not the class's method
-    assert latex.locate(lines, r"\w*Attention") is None
+    source = "\n".join(lines)
+    assert latex.locate(source, "A") == (3, 11)
+    assert latex.locate(source, "A", "forward") == (6, 7)
+    assert latex.locate(source, "A", "after") is None  # a top-level def is not the class's method
+    assert latex.locate(source, "Attention") is None
 
 
 def test_excerpts_come_from_the_real_sources_and_tolerate_missing_files(tmp_path):
@@ -132,7 +133,7 @@ def test_excerpts_come_from_the_real_sources_and_tolerate_missing_files(tmp_path
 def test_numbers_tex_has_a_macro_per_number_and_a_flag_per_study(tmp_path):
     results = write_results(tmp_path / "smoke", studies=("svd", "lora"))
     tex = latex.numbers_tex(collect(results, [results / "bench.json"]), {"LowRankLinear": ("lowrank.py", 37, 65)})
-    assert "\\newcommand{\\ChosenK}{128}" in tex and "\\newcommand{\\ChosenR}{4}" in tex
+    assert "\\newcommand{\\SvdChosenRank}{128}" in tex and "\\newcommand{\\LoraChosenRank}{4}" in tex
     assert "\\newcommand{\\SvdChosenTestAcc}{98.65}" in tex and "\\newcommand{\\SvdChosenTruncAcc}{98.10}" in tex
     assert "\\newcommand{\\SvdBaseParams}{1,579,530}" in tex
     assert "\\newif\\ifSvdRan \\SvdRantrue" in tex and "\\newif\\ifLoraRan \\LoraRantrue" in tex

@@ -5,7 +5,7 @@ from bench.speedups import add_speedups
 
 
 def bench(kind, k, batch_size, fastest, layer=None):
-    return {"stats": {"min": fastest, "median": 2 * fastest}, "extra_info": {"study": "svd", "kind": kind, "k": k,
+    return {"stats": {"min": fastest, "median": 2 * fastest}, "extra_info": {"study": "svd", "kind": kind, "rank": k,
                                                         "batch_size": batch_size, "layer": layer}}
 
 
@@ -23,6 +23,6 @@ def test_speedups_and_ceiling():
 
 
 def test_other_studies_untouched():
-    rows = [{"stats": {"min": 1.0, "median": 1.0}, "extra_info": {"study": "lora", "kind": "infer", "k": 4, "batch_size": 1}}]
+    rows = [{"stats": {"min": 1.0, "median": 1.0}, "extra_info": {"study": "lora", "kind": "infer", "rank": 4, "batch_size": 1}}]
     add_speedups(rows)
-    assert rows[0]["extra_info"] == {"study": "lora", "kind": "infer", "k": 4, "batch_size": 1}
+    assert rows[0]["extra_info"] == {"study": "lora", "kind": "infer", "rank": 4, "batch_size": 1}

@@ -19,20 +19,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lowrank_bench.io import UserError, atomic_path, read_json, write_json
+from models.lora import LoRAConfig, add_lora, load_lora_state_dict, lora_state_dict
+from models.lowrank import factorize
+from models.mlp import MLP, MLPConfig
+from models.transformer import Transformer, TransformerConfig
 
 FORMAT = "lowrank-bench-checkpoint/1"
-
-
-def _architectures():
-    from models.mlp import MLP, MLPConfig
-    from models.transformer import Transformer, TransformerConfig
-    return {"MLP": (MLP, MLPConfig), "Transformer": (Transformer, TransformerConfig)}
+ARCHITECTURES = {"MLP": (MLP, MLPConfig), "Transformer": (Transformer, TransformerConfig)}
 
 
 def _apply_structure(model, structure):
     """Re-apply the structural changes recorded by `save` (their weights are then loaded over them)."""
-    from models.lora import LoRAConfig, add_lora
-    from models.lowrank import factorize
     if "lowrank" in structure:
         s = structure["lowrank"]
         model = factorize(model, s["ranks"], targets=list(s["ranks"]), kind=s["kind"])
@@ -63,7 +60,6 @@ def save(stem, model, *, structure=None, base=None, **meta):
 
     With `base` (the stem of the pretrained checkpoint), only the adapter's weights are written.
     """
-    from models.lora import lora_state_dict
     weights, sidecar = paths(stem)
     state = lora_state_dict(model) if base else model.state_dict()
     with atomic_path(weights) as tmp:
@@ -79,10 +75,10 @@ def save(stem, model, *, structure=None, base=None, **meta):
 
 
 def _base_arch(model):
-    for name, (cls, _) in _architectures().items():
+    for name, (cls, _) in ARCHITECTURES.items():
         if isinstance(model, cls):
             return name
-    raise TypeError(f"cannot checkpoint a {type(model).__name__}: known architectures are {list(_architectures())}")
+    raise TypeError(f"cannot checkpoint a {type(model).__name__}: known architectures are {list(ARCHITECTURES)}")
 
 
 def load(stem, *, expect_arch=None, device="cpu"):
@@ -92,8 +88,7 @@ def load(stem, *, expect_arch=None, device="cpu"):
         raise UserError(f"checkpoint {stem}: {sidecar_path.name} or {weights.name} is missing; "
                         "train it first (lowrank-bench train <study>)")
     sidecar = read_json(sidecar_path)
-    archs = _architectures()
-    if sidecar.get("format") != FORMAT or sidecar.get("arch") not in archs:
+    if sidecar.get("format") != FORMAT or sidecar.get("arch") not in ARCHITECTURES:
         raise UserError(f"{sidecar_path}: not a lowrank-bench checkpoint (format {sidecar.get('format')!r}, "
                         f"arch {sidecar.get('arch')!r}); re-create it with lowrank-bench train")
     if expect_arch and sidecar["arch"] != expect_arch:
@@ -101,7 +96,7 @@ def load(stem, *, expect_arch=None, device="cpu"):
                         "point to the right checkpoint")
     if sidecar.get("base"):
         return _load_adapter(Path(stem), sidecar, device)
-    cls, config_cls = archs[sidecar["arch"]]
+    cls, config_cls = ARCHITECTURES[sidecar["arch"]]
     try:
         model = _apply_structure(cls(config_cls(**sidecar["config"])), sidecar.get("structure", {}))
         state = load_file(str(weights))
@@ -121,7 +116,6 @@ def load(stem, *, expect_arch=None, device="cpu"):
 
 def _load_adapter(stem, sidecar, device):
     """The base checkpoint named in the sidecar, with the adapter of `<stem>.safetensors` put onto it."""
-    from models.lora import LoRAConfig, add_lora, load_lora_state_dict
     base_stem = stem.parent / sidecar["base"]["checkpoint"]
     base_weights = paths(base_stem)[0]
     if not base_weights.exists():

@@ -1,8 +1,10 @@
 """Every default in one visible block, and the profiles that override them.
 
-A profile (`training/profiles/<name>.toml`) sets only what differs from the defaults below. It is read as data,
-never executed; an unknown key or a bad value raises `ValueError` naming it. `auto` means `full` on CUDA and
-`quick` otherwise.
+A profile (`training/profiles/<name>.toml`, or any `PATH.toml` of the same schema) sets only what differs from the
+defaults below, and `--set svd.ranks=[4,8]` overrides single keys on top of it (values parsed as TOML). Profiles are
+read as data, never executed; an unknown key or a bad value raises `ValueError` naming the file and the key.
+`auto` means `full` on CUDA and `quick` otherwise. Study configs nest their model's config, so a model setting
+has one name everywhere (`attention.model.max_len` is also the tokenizer's length).
 """
 import dataclasses
 import tomllib
@@ -10,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from models.mlp import MLPConfig
+from models.transformer import TransformerConfig
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 
@@ -47,24 +52,38 @@ class DataConfig:
     fashion_test: int | None = None
     imdb_train: int | None = None
     imdb_test: int | None = None
-    imdb_max_len: int = 256
 
     def __post_init__(self):
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
 
+def check_ranks(ranks, name="ranks"):
+    """A rank grid: a non-empty list of distinct integers >= 1 (whether each fits its layer is checked later)."""
+    if not isinstance(ranks, list) or not ranks:
+        raise ValueError(f"{name} must be a non-empty list of integers, got {ranks!r}")
+    bad = [r for r in ranks if isinstance(r, bool) or not isinstance(r, int) or r < 1]
+    if bad:
+        raise ValueError(f"{name} must hold integers >= 1, got {bad}")
+    if len(set(ranks)) < len(ranks):
+        raise ValueError(f"{name} lists a rank twice: {ranks}")
+
+
 @dataclass
 class BenchConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [1, 256])
-    rounds: int = 20
-    warmup_rounds: int = 3
+    rounds: int = 20  # rounds per benchmark; pytest-benchmark calibrates the iterations in each to min_time
+    min_time: float = 5e-3  # seconds a round lasts at least, so timer resolution and one-off hiccups do not dominate
+
+    def __post_init__(self):
+        check_ranks(self.batch_sizes, "batch_sizes")  # the same rule: distinct integers >= 1
+        if self.rounds < 1 or self.min_time <= 0:
+            raise ValueError(f"rounds must be >= 1 and min_time > 0, got {self.rounds}, {self.min_time}")
 
 
 @dataclass
 class SVDStudyConfig:
-    hidden: list[int] = field(default_factory=lambda: [1024, 512])
-    dropout: float = 0.2
+    model: MLPConfig = field(default_factory=MLPConfig)
     targets: list[str] = field(default_factory=lambda: ["hidden"])  # the 10-class head is too small to pay
     ranks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
     tolerance_points: float = 0.5  # chosen k: smallest within this many validation points of dense
@@ -72,6 +91,9 @@ class SVDStudyConfig:
     baseline: TrainConfig = field(default_factory=TrainConfig)
     retrain: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, lr=3e-4))
     bench: BenchConfig = field(default_factory=BenchConfig)
+
+    def __post_init__(self):
+        check_ranks(self.ranks)
 
 
 @dataclass
@@ -83,14 +105,13 @@ class LoRAStudyConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, lr=2e-3))
     bench: BenchConfig = field(default_factory=BenchConfig)
 
+    def __post_init__(self):
+        check_ranks(self.ranks)
+
 
 @dataclass
 class AttentionStudyConfig:
-    d_model: int = 128
-    n_heads: int = 4
-    n_layers: int = 1
-    d_ff: int = 512
-    dropout: float = 0.1
+    model: TransformerConfig = field(default_factory=TransformerConfig)  # vocab_size, pad_id: the tokenizer's
     ranks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
     targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj"])  # + out_proj, fc1, fc2
     inits: list[str] = field(default_factory=lambda: ["random", "trained"])
@@ -99,6 +120,7 @@ class AttentionStudyConfig:
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(batch_sizes=[1, 32]))
 
     def __post_init__(self):
+        check_ranks(self.ranks)
         bad = set(self.inits) - {"random", "trained"}
         if bad:
             raise ValueError(f"inits must be 'random' and/or 'trained', got {sorted(bad)}")
@@ -131,27 +153,68 @@ def _merge(cls, defaults, overrides, where):
                 new = _merge(type(value), value, new, f"{where}.{name}")
             value = new
         values[name] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {e}") from None
 
 
 def available_profiles():
     return sorted(p.stem for p in PROFILES_DIR.glob("*.toml")) + ["auto"]
 
 
-def resolve_profile_name(name, device="auto"):
+def profile_path(name, device="auto"):
+    """The TOML file of a built-in profile name (`auto` resolved for `device`) or of a user's `PATH.toml`."""
+    if name.endswith(".toml"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ValueError(f"profile file {path} does not exist")
+        return path
     if name == "auto":
-        cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-        return "full" if cuda else "quick"
-    return name
-
-
-def load_profile(name, device="auto"):
-    name = resolve_profile_name(name, device)
+        name = "full" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "quick"
     path = PROFILES_DIR / f"{name}.toml"
     if not path.exists():
-        raise ValueError(f"unknown profile {name!r}; available: {', '.join(available_profiles())}")
-    overrides = tomllib.loads(path.read_text())
-    return _merge(Profile, Profile(name=name), {**overrides, "name": name}, path.name)
+        raise ValueError(f"unknown profile {name!r}; available: {', '.join(available_profiles())}, or a PATH.toml")
+    return path
+
+
+def parse_overrides(assignments):
+    """["svd.ranks=[4,8]", "seed=1"] -> {"svd": {"ranks": [4, 8]}, "seed": 1}; values are TOML values."""
+    tree = {}
+    for text in assignments:
+        key, sep, value = text.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ValueError(f"--set {text!r}: expected KEY=VALUE, e.g. svd.ranks=[4,8,16]")
+        try:
+            parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise ValueError(f"--set {text!r}: {value.strip()!r} is not a TOML value (strings need quotes)") from None
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {text!r}: {part} is set twice")
+        node[parts[-1]] = parsed
+    return tree
+
+
+def _deep_update(base, update):
+    for key, value in update.items():
+        base[key] = _deep_update(base.get(key, {}), value) if isinstance(value, dict) else value
+    return base
+
+
+def load_profile(name, device="auto", overrides=()):
+    """The profile `name` (or PATH.toml) with `overrides` ("KEY=VALUE" strings) applied, checked throughout."""
+    path = profile_path(name, device)
+    try:
+        tree = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid TOML ({e})") from None
+    _deep_update(tree, parse_overrides(overrides))
+    where = path.name + (" with --set" if overrides else "")
+    return _merge(Profile, Profile(name=path.stem), {**tree, "name": path.stem}, where)
 
 
 def as_dict(config):

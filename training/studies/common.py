@@ -6,8 +6,9 @@ from pathlib import Path
 import cpuinfo
 import torch
 
-from training import checkpoint
 from lowrank_bench.io import write_json
+from lowrank_bench.variants import variant_id
+from training import checkpoint
 from training.measure import forward_flops, param_counts
 
 
@@ -18,28 +19,31 @@ def device_name(device):
     return cpuinfo.get_cpu_info().get("brand_raw") or platform.machine()  # py-cpuinfo: pytest-benchmark's own
 
 
-def row(name, method, model, metrics, sample, checkpoint_name, **extra):
-    """One summary row: accuracies, sizes, FLOPs per sample, seconds and memory of a trained model."""
-    return {"name": name, "method": method, "val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"],
+def row(study, method, rank, model, metrics, sample, checkpoint_name, init=None, **extra):
+    """One summary row: the variant's key fields, then accuracies, sizes, FLOPs per sample, seconds and memory."""
+    return {"study": study, "method": method, "rank": rank, "init": init,
+            "val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"],
             **param_counts(model), "flops": forward_flops(model.eval(), sample),
             "epoch_seconds": metrics.get("epoch_seconds"), "train_seconds": metrics.get("train_seconds"),
             "peak_mem_bytes": metrics.get("peak_mem_bytes"), "train_state_bytes": metrics.get("train_state_bytes"),
             "checkpoint": checkpoint_name, **extra}
 
 
-def choose_smallest(rows, reference_val_acc, tolerance_points, rank_key="k"):
+def choose_smallest(rows, reference_val_acc, tolerance_points):
     """The row of smallest rank whose validation accuracy is within `tolerance_points` of the reference."""
-    ok = [r for r in rows if r.get(rank_key) is not None and r["val_acc"] >= reference_val_acc - tolerance_points / 100]
-    return min(ok, key=lambda r: r[rank_key]) if ok else None
+    ok = [r for r in rows if r["rank"] is not None and r["val_acc"] >= reference_val_acc - tolerance_points / 100]
+    return min(ok, key=lambda r: r["rank"]) if ok else None
 
 
-def save_run(out, study, name, model, metrics, profile, dataset, classes, structure=None):
-    """Checkpoint `model` with its training history; returns the checkpoint name relative to `out`."""
-    rel = f"{study}/{name}"
+def save_run(out, study, method, rank, model, metrics, profile, dataset, classes, init=None, **save_args):
+    """Checkpoint `model` with its key fields and training history; returns the checkpoint name relative to `out`.
+
+    `save_args` go to `checkpoint.save` (structure, base)."""
+    rel = f"{study}/{variant_id(method, rank, init)}"
     meta = {k: v for k, v in metrics.items() if k not in ("history", "confusion")}
-    checkpoint.save(Path(out) / rel, model, structure=structure, study=study, dataset=dataset,
-                    profile=profile.name, seed=profile.seed, metrics=meta, history=metrics.get("history", []),
-                    confusion=metrics.get("confusion"), classes=classes)
+    checkpoint.save(Path(out) / rel, model, **save_args, study=study, method=method, rank=rank, init=init,
+                    dataset=dataset, profile=profile.name, seed=profile.seed, metrics=meta,
+                    history=metrics.get("history", []), confusion=metrics.get("confusion"), classes=classes)
     return rel
 
 
@@ -57,26 +61,23 @@ def median_latency_ms(model, x, repeats=20):
     return 1000 * sorted(times[2:])[repeats // 2]
 
 
-def pareto_front(rows, cost="latency_ms", gain="test_acc"):
-    """Rows not dominated by a cheaper-and-at-least-as-accurate row, cheapest first."""
-    front, best = [], -1.0
-    for r in sorted(rows, key=lambda r: (r[cost], -r[gain])):
-        if r[gain] > best:
-            front.append(r)
-            best = r[gain]
-    return front
+def chosen_key(chosen_row):
+    """What a summary records of its chosen row: the key fields (None when no rank qualified)."""
+    return {f: chosen_row[f] for f in ("method", "rank", "init")} if chosen_row else None
 
 
 def write_summary(out, study, profile, device, rows, chosen, tolerance_points, **extra):
     summary = {"study": study, "profile": profile.name, "device": torch.device(device).type,
-               "device_name": device_name(device), "chosen": chosen["name"] if chosen else None,
+               "device_name": device_name(device), "chosen": chosen_key(chosen),
                "tolerance_points": tolerance_points, "rows": rows, **extra}
     write_json(Path(out) / study / "summary.json", summary)
     return summary
 
 
 def print_table(rows, columns):
-    """A plain fixed-width table on stdout."""
+    """A plain fixed-width table on stdout, each row led by its readable id."""
+    rows = [{"name": variant_id(r["method"], r["rank"], r["init"]), **r} for r in rows]
+    columns = ["name", *columns]
     widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
     print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
     for r in rows:

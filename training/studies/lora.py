@@ -17,6 +17,7 @@ from models.mlp import MLP
 from training import checkpoint
 from training.data import load_fashion
 from lowrank_bench.io import UserError
+from lowrank_bench.variants import variant_id
 from training.studies.common import choose_smallest, median_latency_ms, print_table, row, save_run, write_summary
 from training.train import evaluate, train
 
@@ -55,51 +56,48 @@ def run(profile, *, root, out, device):
     latency_x = splits.x_test[:max(cfg.bench.batch_sizes)].to(device)
     rows = []
 
-    def add_row(name, method, model, metrics, rel, **extra):
+    def add_row(method, rank, model, metrics, rel, **extra):
         size = sum(p.stat().st_size for p in checkpoint.paths(Path(out) / rel))
         total = sum(p.numel() for p in model.parameters())
-        rows.append(row(name, method, model, metrics, sample, rel, checkpoint_bytes=size,
+        rows.append(row("lora", method, rank, model, metrics, sample, rel, checkpoint_bytes=size,
                         trainable_pct=100 * sum(p.numel() for p in model.parameters() if p.requires_grad) / total,
                         latency_ms=median_latency_ms(model, latency_x), **extra))
 
-    def fit(name, build):
+    def fit(method, rank, build):
         torch.manual_seed(profile.seed)  # new heads and adapters start the same whatever ran before
         model = build()
-        return model, train(model, splits, cfg.train, device=device, seed=profile.seed, desc=f"fashion {name}")
+        metrics = train(model, splits, cfg.train, device=device, seed=profile.seed,
+                        desc=f"fashion {variant_id(method, rank)}")
+        return model, metrics
 
     _, val_acc, _ = evaluate(base, splits.x_val.to(device), splits.y_val.to(device))
     _, test_acc, _ = evaluate(base, splits.x_test.to(device), splits.y_test.to(device))
-    add_row("pretrained", "none", base, {"val_acc": val_acc, "test_acc": test_acc}, "svd/dense",
-            k=None, r=None, alpha=None)
+    add_row("pretrained", None, base, {"val_acc": val_acc, "test_acc": test_acc}, "svd/dense", alpha=None)
 
     baselines = {"head": lambda: with_new_head(base, n_classes, train_body=False),
                  "full": lambda: with_new_head(base, n_classes, train_body=True),
                  "scratch": lambda: MLP(copy.deepcopy(base.config))}
-    for name, build in baselines.items():
-        model, metrics = fit(name, build)
-        add_row(name, name, model, metrics, save_run(out, "lora", name, model, metrics, profile, "fashion",
-                                                     splits.classes), k=None, r=None, alpha=None)
+    for method, build in baselines.items():
+        model, metrics = fit(method, None, build)
+        add_row(method, None, model, metrics,
+                save_run(out, "lora", method, None, model, metrics, profile, "fashion", splits.classes), alpha=None)
 
     for r in cfg.ranks:
         lora_cfg = LoRAConfig(rank=r, alpha=cfg.alpha_per_rank * r, targets=tuple(cfg.targets), new_head=n_classes)
-        name = f"r{r}"
-        model, metrics = fit(name, lambda: add_lora(base, lora_cfg))
-        rel = f"lora/{name}"
-        meta = {k: v for k, v in metrics.items() if k not in ("history", "confusion")}
-        checkpoint.save(Path(out) / rel, model, structure={"lora": vars(lora_cfg)}, base=base_stem, study="lora",
-                        dataset="fashion", profile=profile.name, seed=profile.seed, metrics=meta,
-                        history=metrics["history"], confusion=metrics["confusion"], classes=splits.classes)
+        model, metrics = fit("lora", r, lambda: add_lora(base, lora_cfg))
+        rel = save_run(out, "lora", "lora", r, model, metrics, profile, "fashion", splits.classes,
+                       structure={"lora": vars(lora_cfg)}, base=base_stem)
         merged = merge_lora(copy.deepcopy(model))
-        add_row(name, "lora", model, metrics, rel, k=r, r=r, alpha=lora_cfg.effective_alpha,
+        add_row("lora", r, model, metrics, rel, alpha=lora_cfg.effective_alpha,
                 latency_merged_ms=median_latency_ms(merged, latency_x))
 
     lora_rows = [r for r in rows if r["method"] == "lora"]
     best = max(r["val_acc"] for r in lora_rows)
-    chosen = choose_smallest(lora_rows, best, cfg.tolerance_points, rank_key="r")
-    print_table(rows, ["name", "val_acc", "test_acc", "params_trainable", "trainable_pct", "epoch_seconds",
+    chosen = choose_smallest(lora_rows, best, cfg.tolerance_points)
+    print_table(rows, ["val_acc", "test_acc", "params_trainable", "trainable_pct", "epoch_seconds",
                        "peak_mem_bytes", "train_state_bytes", "latency_ms", "latency_merged_ms", "checkpoint_bytes"])
-    full = next(r for r in rows if r["name"] == "full")
-    print(f"chosen r = {chosen['r']}: validation {chosen['val_acc']:.4f} (best LoRA {best:.4f}), test "
+    full = next(r for r in rows if r["method"] == "full")
+    print(f"chosen r = {chosen['rank']}: validation {chosen['val_acc']:.4f} (best LoRA {best:.4f}), test "
           f"{chosen['test_acc']:.4f}, full fine-tuning test {full['test_acc']:.4f}, "
           f"{chosen['trainable_pct']:.2f}% of parameters trainable")
     return write_summary(out, "lora", profile, device, rows, chosen, cfg.tolerance_points,

@@ -9,11 +9,10 @@ import dataclasses
 import torch
 
 from models.lowrank import check_ranks, factorize, factored_ranks, layer_report
+from models.mlp import MLP
 from models.select import linear_layers
-from models.mlp import MLP, MLPConfig
 from training.data import load_hoda
-from training.studies.common import (choose_smallest, median_latency_ms, pareto_front, print_table, row,
-                                     save_run, write_summary)
+from training.studies.common import choose_smallest, median_latency_ms, print_table, row, save_run, write_summary
 from training.train import evaluate, train
 
 
@@ -26,7 +25,7 @@ def load_data(profile, root):
 def train_baseline(profile, splits, device):
     """The dense MLP; trained with and without augmentation when the profile asks, kept by validation."""
     cfg = profile.svd
-    config = MLPConfig(hidden=cfg.hidden, dropout=cfg.dropout, mean=splits.mean, std=splits.std)
+    config = dataclasses.replace(cfg.model, mean=splits.mean, std=splits.std)
     check_ranks(MLP(config), cfg.ranks, cfg.targets)  # a bad k fails now, not after the baseline has trained
     candidates = []
     for augment in ([False, True] if cfg.augment_ablation else [cfg.baseline.augment]):
@@ -49,11 +48,11 @@ def run(profile, *, root, out, device):
     x_val, y_val = splits.x_val.to(device), splits.y_val.to(device)
     sample = splits.x_test[:1].to(device)
     latency_x = splits.x_test[:max(cfg.bench.batch_sizes)].to(device)
-    save = lambda name, model, metrics, structure=None: save_run(out, "svd", name, model, metrics, profile,
-                                                                 "hoda", splits.classes, structure)
+    save = lambda method, rank, model, metrics, **structure: save_run(out, "svd", method, rank, model, metrics,
+                                                                      profile, "hoda", splits.classes, **structure)
 
     dense, metrics, augment, ablation = train_baseline(profile, splits, device)
-    rows = [row("dense", "dense", dense, metrics, sample, save("dense", dense, metrics), k=None,
+    rows = [row("svd", "dense", None, dense, metrics, sample, save("dense", None, dense, metrics),
                 acc_truncated=None, costs_more_than_dense=False, latency_ms=median_latency_ms(dense, latency_x))]
     print(f"dense baseline: test accuracy {metrics['test_acc']:.4f} (augmentation {'on' if augment else 'off'})")
 
@@ -65,24 +64,21 @@ def run(profile, *, root, out, device):
         _, acc_truncated, _ = evaluate(model, x_test, y_test)
         _, val_truncated, _ = evaluate(model, x_val, y_val)
         metrics = train(model, splits, cfg.retrain, device=device, seed=profile.seed, desc=f"hoda k={k}")
-        costs_more = any(r["costs_more_than_dense"] for r in layers if r["k"] == k)
-        name = f"k{k}"
-        ckpt = save(name, model, metrics, {"lowrank": {"kind": "two_linear", "ranks": factored_ranks(model)}})
-        rows.append(row(name, "svd", model, metrics, sample, ckpt, k=k, acc_truncated=acc_truncated,
+        costs_more = any(r["costs_more_than_dense"] for r in layers if r["rank"] == k)
+        ckpt = save("svd", k, model, metrics,
+                    structure={"lowrank": {"kind": "two_linear", "ranks": factored_ranks(model)}})
+        rows.append(row("svd", "svd", k, model, metrics, sample, ckpt, acc_truncated=acc_truncated,
                         val_acc_truncated=val_truncated, costs_more_than_dense=costs_more,
                         latency_ms=median_latency_ms(model, latency_x)))
 
     chosen = choose_smallest(rows[1:], rows[0]["val_acc"], cfg.tolerance_points)
-    print_table(rows, ["name", "acc_truncated", "val_acc", "test_acc", "params_total", "flops", "latency_ms",
+    print_table(rows, ["acc_truncated", "val_acc", "test_acc", "params_total", "flops", "latency_ms",
                        "epoch_seconds", "peak_mem_bytes", "costs_more_than_dense"])
-    front = pareto_front(rows)
-    print("Pareto front (test accuracy vs latency at batch "
-          f"{len(latency_x)}): " + ", ".join(f"{r['name']} {r['test_acc']:.4f}@{r['latency_ms']:.3f}ms" for r in front))
     if chosen:
-        print(f"chosen k = {chosen['k']}: validation {chosen['val_acc']:.4f} (dense {rows[0]['val_acc']:.4f}), "
+        print(f"chosen k = {chosen['rank']}: validation {chosen['val_acc']:.4f} (dense {rows[0]['val_acc']:.4f}), "
               f"test {chosen['test_acc']:.4f}")
     else:
         print(f"no k within {cfg.tolerance_points} validation points of dense")
     return write_summary(out, "svd", profile, device, rows, chosen, cfg.tolerance_points, layers=layers,
-                         augmentation={"chosen": augment, **ablation}, pareto=[r["name"] for r in front],
+                         augmentation={"chosen": augment, **ablation},
                          latency_batch_size=len(latency_x))

@@ -1,0 +1,20 @@
+"""How a trained or benchmarked model is identified: typed fields for every join, one readable id for people.
+
+A variant is (study, method, rank, init): `rank` is an int, or None for a model that is not low rank (dense, head
+only, full fine-tuning, …); `init` says where attention factors started ("random" or "trained"), None elsewhere.
+Summary rows, checkpoint sidecars and benchmark extra_info all carry these fields, and tables, the gate and the
+collector join on them. `variant_id` is the only place that turns them into a name such as `k32` or `r4`: names
+are for people (pytest ids, file names, table labels) and are never parsed back.
+"""
+KEY_FIELDS = ("study", "method", "rank", "init")
+
+
+def variant_id(method, rank=None, init=None):
+    """`dense`, `full` … for rank None; `k32` for a factorisation, `r4` for a LoRA adapter; `random-k32` with init."""
+    name = method if rank is None else f"{'r' if method == 'lora' else 'k'}{rank}"
+    return name if init is None else f"{init}-{name}"
+
+
+def key(row):
+    """The fields that identify `row` (a summary row, a sidecar or a benchmark's extra_info), as a tuple."""
+    return tuple(row.get(f) for f in KEY_FIELDS)

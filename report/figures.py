@@ -1,0 +1,105 @@
+"""Which figures each study's rows allow, and the data each one is drawn from; `plots` does the drawing."""
+from report import plots
+from report.results import BASELINES
+
+RANK_LABEL = {"svd": "rank k (log$_2$ scale)", "lora": "LoRA rank r (log$_2$ scale)",
+              "attention": "rank k of Q, K, V (log$_2$ scale)"}
+
+
+def pareto_front(points):
+    """The (label, cost, gain) points no other point beats on both, cheapest first."""
+    front, best = [], float("-inf")
+    for p in sorted(points, key=lambda p: (p[1], -p[2])):
+        if p[2] > best:
+            front.append(p)
+            best = p[2]
+    return front
+
+
+def _points(rows, value):
+    out = {}
+    for r in rows:
+        out.setdefault(r["series"], []).append((r["rank"], value(r)))
+    return {s: sorted(p) for s, p in out.items()}
+
+
+def study_figures(d, bench, figures_dir):
+    """Every figure the study's data allows: {name: {"png": path, "pdf": path}}."""
+    study, rows, figs = d["study"], d["rows"], {}
+    stem = lambda what: figures_dir / f"{study}_{what}"
+    ranked = sorted((r for r in rows if r["rank"] is not None), key=lambda r: r["rank"])
+    # references drawn as lines; the near-chance "pretrained" row would squash the axes
+    refs = [{**r, "name": r["label"]} for r in rows if r["rank"] is None and r["method"] != "pretrained"]
+    chosen = d["chosen"]
+    star = (chosen["rank"], chosen["test_acc"], f"chosen: {chosen['label']}") if chosen else None
+    xlabel = RANK_LABEL[study]
+
+    if ranked and study == "lora":
+        figs["lora_accuracy"] = plots.lora_accuracy(
+            [{"rank": r["rank"], "test_acc": r["test_acc"], "trainable_pct": r.get("trainable_pct")} for r in ranked],
+            refs, star, stem("accuracy"))
+    elif ranked:
+        truncated = ({"truncated, not retrained": sorted((r["rank"], r.get("acc_truncated")) for r in ranked)}
+                     if study == "svd" else None)
+        figs[f"{study}_accuracy"] = plots.accuracy_vs_rank(_points(ranked, lambda r: r["test_acc"]), refs, star,
+                                                           stem("accuracy"), xlabel, truncated)
+    if ranked:
+        one = list({r["rank"]: r for r in ranked}.values())  # attention: both inits share their sizes
+        params = {"total": [(r["rank"], r["params_total"]) for r in one]}
+        if study == "lora":
+            params["trainable"] = [(r["rank"], r["params_trainable"]) for r in one]
+        if study == "attention" and all(r.get("qkv_params") is not None for r in one):
+            params["Q, K, V projections"] = [(r["rank"], r["qkv_params"]) for r in one]
+        figs[f"{study}_cost"] = plots.cost_vs_rank(params, _points(ranked, lambda r: r["peak_mem_bytes"]), refs,
+                                                   stem("cost"), xlabel)
+    if study == "svd" and d["layers"]:
+        figs["svd_layers"] = plots.layer_error(d["layers"], stem("layers"))
+
+    infer = [b for b in bench if b["study"] == study and b["kind"] == "infer" and b["file"] == bench[0]["file"]]
+    if infer:
+        figs[f"{study}_latency"] = plots.latency_vs_rank(_latency_panels(study, infer), stem("latency"), xlabel)
+        panels = {}
+        for bs in sorted({b["batch_size"] for b in infer}):
+            pts = []
+            for b in (b for b in infer if b["batch_size"] == bs):
+                if b["accuracy_by_init"] and b["rank"] is not None:  # one timing, one accuracy per init
+                    pts += [(f"{init}-{b['label']}", b["median_ms"], a) for init, a in b["accuracy_by_init"].items()]
+                elif b["accuracy"] is not None:
+                    pts.append((b["label"] + (f" ({b['variant']})" if b["variant"] else ""), b["median_ms"],
+                                b["accuracy"]))
+            if pts:
+                panels[bs] = {"points": pts, "front": pareto_front(pts)}
+        if panels:
+            figs[f"{study}_pareto"] = plots.pareto(panels, stem("pareto"))
+
+    runs = {f"{role}: {run['label']}": run for role, run in d["runs"].items()}
+    histories = {t: r["history"] for t, r in runs.items() if r.get("history")}
+    if histories:
+        figs[f"{study}_curves"] = plots.curves(histories, stem("curves"))
+    matrices = {t: (r["confusion"], r.get("classes")) for t, r in runs.items() if r.get("confusion")}
+    if matrices:
+        figs[f"{study}_confusion"] = plots.confusion(matrices, stem("confusion"))
+    return figs
+
+
+def _latency_panels(study, infer):
+    panels = {}
+    for bs in sorted({b["batch_size"] for b in infer}):
+        here = [b for b in infer if b["batch_size"] == bs]
+        refs = [b for b in here if b["rank"] is None]
+        ref = next((b for m in BASELINES[study] for b in refs if b["method"] == m), refs[0] if refs else None)
+        series, predicted = {}, {}
+        for b in sorted((b for b in here if b["rank"] is not None), key=lambda b: b["rank"]):
+            series.setdefault(b["series"], []).append((b["rank"], b["median_ms"], b["iqr_ms"]))
+            if ref:
+                predicted.setdefault(f"{b['series']}: {ref['label']} × FLOP ratio", []).append(
+                    (b["rank"], ref["median_ms"] * b["flop_ratio"]))
+        unique = {}
+        for name, pts in predicted.items():  # both attention inits predict the same line: draw it once
+            if pts not in unique.values():
+                unique[name] = pts
+        if len(unique) == 1:
+            unique = {f"predicted: {ref['label']} × FLOP ratio": next(iter(unique.values()))}
+        panels[bs] = {"series": series, "predicted": unique,
+                      "reference": (f"{ref['label']} (measured)", ref["median_ms"]) if ref else None}
+    return panels

@@ -1,0 +1,118 @@
+"""Read the studies' summaries and pytest-benchmark JSON files into plain rows (no pytest, no torch).
+
+Reads results/<profile>/{svd,lora,attention}/summary.json (with the checkpoint sidecars of the baseline and the
+chosen run for training curves and confusion matrices) and any number of benchmark files. Rows keep the variant's
+key fields (`lowrank_bench.variants`): every join below is on those, and `label` is only what people read.
+"""
+from pathlib import Path
+
+from lowrank_bench.benchjson import load_bench, require_extra_info
+from lowrank_bench.io import UserError, read_json
+from lowrank_bench.variants import variant_id
+
+STUDIES = ("svd", "lora", "attention")
+# Keys every summary row must carry (values may be null, e.g. no epochs for the untrained "pretrained" row).
+ROW_FIELDS = ("study", "method", "rank", "init", "val_acc", "test_acc", "params_total", "params_trainable", "flops",
+              "epoch_seconds", "peak_mem_bytes", "checkpoint")
+# What the latency tables and figures read from each benchmark's extra_info.
+BENCH_FIELDS = ("study", "kind", "method", "rank", "batch_size", "accuracy", "flop_ratio", "peak_mem_bytes")
+# The method each study compares against, first present wins: dense for SVD, full fine-tuning for LoRA.
+BASELINES = {"svd": ("dense",), "lora": ("full", "scratch", "head"), "attention": ("dense",)}
+
+
+def label(row):
+    """What a person reads for a row: `dense`, `k32`, `r4`, `random-k32`."""
+    return variant_id(row["method"], row["rank"], row.get("init"))
+
+
+def same_model(a, b):
+    """Whether a summary row and a benchmark row measured the same architecture (timing ignores the init)."""
+    return (a["method"], a["rank"]) == (b["method"], b["rank"])
+
+
+def load_study(results_dir, study):
+    """The study's summary with its rows marked (chosen, series) and the baseline/chosen runs' sidecars.
+
+    None when the study was not run (no summary.json).
+    """
+    path = results_dir / study / "summary.json"
+    if not path.exists():
+        return None
+    summary = read_json(path)
+    rows = summary.get("rows") if isinstance(summary, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise UserError(f"{path}: no 'rows' list; re-run `lowrank-bench train {study}`")
+    chosen_key = summary.get("chosen") or {}
+    for i, row in enumerate(rows):
+        missing = [f for f in ROW_FIELDS if f not in row]
+        if missing:
+            raise UserError(f"{path}: rows[{i}] lacks {', '.join(missing)}; re-run `lowrank-bench train {study}`")
+        row["label"] = label(row)
+        row["series"] = _series(study, row)
+        row["chosen"] = bool(chosen_key) and all(row[f] == v for f, v in chosen_key.items())
+    baseline = next((r for m in BASELINES[study] for r in rows if r["method"] == m and r["rank"] is None), None)
+    chosen = next((r for r in rows if r["chosen"]), None)
+    runs = {}
+    for role, row in (("baseline", baseline), ("chosen", chosen)):
+        sidecar = results_dir / f"{row['checkpoint']}.json" if row and row["checkpoint"] else None
+        if sidecar and sidecar.exists() and row["label"] not in {r["label"] for r in runs.values()}:
+            meta = read_json(sidecar)
+            runs[role] = {"label": row["label"], **{k: meta.get(k) for k in ("history", "confusion", "classes")}}
+    return {"study": study, "rows": rows, "layers": summary.get("layers") or [], "baseline": baseline,
+            "chosen": chosen, "runs": runs,
+            "meta": {k: v for k, v in summary.items() if k not in ("rows", "layers")}}
+
+
+def _series(study, row):
+    """The line a summary row belongs to in the accuracy and cost figures."""
+    if study == "attention":
+        return f"{row['init']} init" if row.get("init") else row["method"]
+    return {"svd": "retrained", "lora": "LoRA"}[study] if row["method"] in ("svd", "lora") else row["method"]
+
+
+def bench_labels(paths):
+    """Short, distinct labels for the benchmark files: the stem, or parent/stem where stems collide."""
+    labels = [p.stem for p in paths]
+    if len(set(labels)) < len(labels):
+        labels = [f"{p.parent.name}/{p.stem}" for p in paths]
+    if len(set(labels)) < len(labels):
+        labels = [f"{i + 1}:{p.stem}" for i, p in enumerate(paths)]
+    return labels
+
+
+def load_benches(paths):
+    """(plain rows, one per benchmark of every file; one machine description per file)."""
+    rows, machines = [], []
+    for path, file_label in zip(paths, bench_labels(paths)):
+        bench = load_bench(path)
+        require_extra_info(bench, BENCH_FIELDS, path)
+        info = bench["machine_info"]
+        machines.append({"label": file_label, "file": str(path), "node": info.get("node"),
+                         "cpu": (info.get("cpu") or {}).get("brand_raw"), "gpu": info.get("gpu_name"),
+                         "threads": info.get("threads"), "torch": info.get("torch"),
+                         "datetime": bench.get("datetime")})
+        for b in bench["benchmarks"]:
+            e, s = b["extra_info"], b["stats"]
+            merged = e.get("merged") if e["method"] == "lora" else None
+            # Timing depends on the architecture only, not on retraining or initialisation.
+            series = {"attention": "factored Q, K, V"}.get(e["study"], "factored") if merged is None else \
+                ("merged" if merged else "unmerged")
+            rows.append({"file": file_label, "fullname": b["fullname"], "label": variant_id(e["method"], e["rank"]),
+                         "series": series, "variant": "" if merged is None else ("merged" if merged else "unmerged"),
+                         "study": e["study"], "kind": e["kind"], "method": e["method"], "rank": e["rank"],
+                         "batch_size": e["batch_size"], "median_ms": 1e3 * s["median"], "min_ms": 1e3 * s["min"],
+                         "iqr_ms": 1e3 * (s.get("iqr") or 0.0), "accuracy": e["accuracy"],
+                         "flop_ratio": e["flop_ratio"], "peak_mem_bytes": e["peak_mem_bytes"],
+                         "accuracy_by_init": e.get("accuracy_by_init"), "layer": e.get("layer"),
+                         **{f: e.get(f) for f in ("speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")}})
+    return rows, machines
+
+
+def bench_order(b):
+    """Unfactored models first, then by rank; merged before unmerged."""
+    return (b["rank"] is not None, b["rank"] or 0, b["label"], b["variant"] != "merged", b["batch_size"])
+
+
+def default_bench(results_dir):
+    path = Path(results_dir) / "bench.json"
+    return [path] if path.exists() else []

@@ -1,0 +1,158 @@
+"""Tables from the collector's rows: raw values to CSV, formatted to Markdown and LaTeX (booktabs)."""
+import pandas as pd
+
+from lowrank_bench.io import atomic_write
+from report import fmt
+from report.results import bench_order
+
+
+def _note(row):
+    notes = ["chosen"] if row["chosen"] else []
+    if row.get("costs_more_than_dense"):
+        notes.append("costs > dense")
+    return ", ".join(notes)
+
+
+# Display columns per study: (header, row -> text). Few and short so that the LaTeX table fits a page.
+COLUMNS = {
+    "svd": [("model", lambda r: r["label"]), ("trunc. acc (%)", lambda r: fmt.pct(r.get("acc_truncated"))),
+            ("test acc (%)", lambda r: fmt.pct(r["test_acc"])), ("val acc (%)", lambda r: fmt.pct(r["val_acc"])),
+            ("params", lambda r: fmt.count(r["params_total"])), ("FLOPs", lambda r: fmt.si(r["flops"])),
+            ("peak MiB", lambda r: fmt.mib(r["peak_mem_bytes"])), ("s/epoch", lambda r: fmt.num(r["epoch_seconds"])),
+            ("note", _note)],
+    "lora": [("model", lambda r: r["label"]), ("alpha", lambda r: fmt.num(r.get("alpha"), "g")),
+             ("test acc (%)", lambda r: fmt.pct(r["test_acc"])), ("val acc (%)", lambda r: fmt.pct(r["val_acc"])),
+             ("trainable", lambda r: fmt.count(r["params_trainable"])),
+             ("trainable (%)", lambda r: fmt.num(r.get("trainable_pct"))),
+             ("total", lambda r: fmt.count(r["params_total"])), ("peak MiB", lambda r: fmt.mib(r["peak_mem_bytes"])),
+             ("s/epoch", lambda r: fmt.num(r["epoch_seconds"])), ("ckpt KiB", lambda r: fmt.kib(r.get("checkpoint_bytes"))),
+             ("note", _note)],
+    "attention": [("model", lambda r: r["label"]), ("test acc (%)", lambda r: fmt.pct(r["test_acc"])),
+                  ("val acc (%)", lambda r: fmt.pct(r["val_acc"])),
+                  ("QKV params", lambda r: fmt.count(r.get("qkv_params"))),
+                  ("params", lambda r: fmt.count(r["params_total"])), ("FLOPs", lambda r: fmt.si(r["flops"])),
+                  ("peak MiB", lambda r: fmt.mib(r["peak_mem_bytes"])),
+                  ("s/epoch", lambda r: fmt.num(r["epoch_seconds"])), ("note", _note)],
+}
+
+
+def results_table(d):
+    """(every field of every row, the formatted columns)."""
+    raw = pd.DataFrame([{k: v for k, v in r.items() if k != "series" and not isinstance(v, (dict, list))}
+                        for r in d["rows"]])  # per-parameter counts and the like stay in summary.json
+    shown = pd.DataFrame([{h: f(r) for h, f in COLUMNS[d["study"]]} for r in d["rows"]])
+    return raw, shown
+
+
+def layers_table(layers):
+    raw = pd.DataFrame(layers)
+    shown = pd.DataFrame([{"layer": l["layer"], "k": l["rank"], "m x n": f"{l['m']} x {l['n']}",
+                           "rel. error": f"{l['rel_error']:.4f}", "energy (%)": fmt.pct(l["energy"]),
+                           "params": fmt.count(l["params"]), "dense params": fmt.count(l["dense_params"]),
+                           "break-even k": f"{l['break_even']:.1f}",
+                           "note": "costs > dense" if l["costs_more_than_dense"] else ""} for l in layers])
+    return raw, shown
+
+
+def latency_table(d, bench):
+    """Median [IQR] latency per batch in ms for each model, one column per batch size (reference file)."""
+    rows = [b for b in bench if b["study"] == d["study"] and b["kind"] == "infer"]
+    if not rows:
+        return None
+    raw = pd.DataFrame(rows)
+    sizes = sorted({b["batch_size"] for b in rows})
+    keys = list(dict.fromkeys((b["method"], b["rank"], b["variant"]) for b in sorted(rows, key=bench_order)))
+    shown = []
+    for key in keys:
+        mine = {b["batch_size"]: b for b in rows if (b["method"], b["rank"], b["variant"]) == key}
+        first = next(iter(mine.values()))
+        line = {"model": first["label"]}
+        if d["study"] == "lora":
+            line["variant"] = first["variant"] or "-"
+        line["FLOP ratio"] = f"{first['flop_ratio']:.3g}"
+        for bs in sizes:
+            b = mine.get(bs)
+            line[f"bs {bs} (ms)"] = "-" if b is None else f"{b['median_ms']:.3g} [{b['iqr_ms']:.2g}]"
+        shown.append(line)
+    return raw, pd.DataFrame(shown)
+
+
+def ceiling_table(bench):
+    """Study 1 against the raw-GEMM ceiling, per k and batch size: each factored layer's bare dense product and
+    bare factored pair (min µs, as the speedups use), the ceiling's speedup over dense, the model's, and their
+    ratio."""
+    infer = [b for b in bench if b["study"] == "svd" and b["kind"] == "infer" and b["ceiling_speedup"]]
+    if not infer:
+        return None
+    gemm = {(b["rank"], b["batch_size"], b["layer"]): 1e3 * b["min_ms"] for b in bench
+            if b["study"] == "svd" and b["kind"] in ("gemm_dense", "gemm_factored")}
+    layers = sorted({layer for _, _, layer in gemm})
+    raw, shown = [], []
+    for b in sorted(infer, key=lambda b: (b["batch_size"], b["rank"])):
+        k, bs = b["rank"], b["batch_size"]
+        raw.append({"rank": k, "batch_size": bs,
+                    **{f"{layer}_dense_us": gemm.get((None, bs, layer)) for layer in layers},
+                    **{f"{layer}_factored_us": gemm.get((k, bs, layer)) for layer in layers},
+                    **{f: b[f] for f in ("speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")}})
+        line = {"k": k, "batch": bs}
+        for layer in layers:
+            pair = gemm.get((None, bs, layer)), gemm.get((k, bs, layer))
+            line[f"{layer} dense / pair (us)"] = " / ".join("-" if t is None else f"{t:,.0f}" for t in pair)
+        line |= {"ceiling speedup": f"{b['ceiling_speedup']:.2f}", "model speedup": f"{b['speedup_vs_dense']:.2f}",
+                 "efficiency": f"{b['ceiling_efficiency']:.2f}"}
+        shown.append(line)
+    return pd.DataFrame(raw), pd.DataFrame(shown)
+
+
+def comparison_table(d, bench, labels):
+    """Each file's median latency (ms) side by side, joined on fullname, as a ratio to the first file's."""
+    mine = [b for b in bench if b["study"] == d["study"]]
+    first = [b for b in mine if b["file"] == labels[0]]
+    if len(labels) < 2 or not first:
+        return None
+    by_file = {lab: {b["fullname"]: b for b in mine if b["file"] == lab} for lab in labels}
+    first.sort(key=lambda b: (b["kind"], bench_order(b)))
+    raw, shown = [], []
+    for b in first:
+        line = {"benchmark": b["fullname"].rpartition("::")[2]}  # the test id names model, batch size and layer
+        rec = {"fullname": b["fullname"], "kind": b["kind"], "batch_size": b["batch_size"]}
+        for lab in labels:
+            other = by_file[lab].get(b["fullname"])
+            ms = None if other is None else other["median_ms"]
+            rec[f"{lab}_median_ms"] = ms
+            line[f"{lab} (ms)"] = fmt.num(ms, ".3g")
+            if lab != labels[0]:
+                ratio = None if ms is None else ms / b["median_ms"]
+                rec[f"{lab}/{labels[0]}"] = ratio
+                line[f"{lab}/{labels[0]}"] = fmt.num(ratio)
+        raw.append(rec)
+        shown.append(line)
+    return pd.DataFrame(raw), pd.DataFrame(shown)
+
+
+def machines_table(machines):
+    raw = pd.DataFrame(machines)
+    shown = pd.DataFrame([{"file": m["label"], "node": m["node"] or "-", "CPU": m["cpu"] or "-",
+                           "GPU": m["gpu"] or "-", "threads": m["threads"] if m["threads"] is not None else "-",
+                           "torch": m["torch"] or "-"} for m in machines])
+    return raw, shown
+
+
+def to_markdown(df):
+    """A GitHub Markdown table (pandas' to_markdown needs `tabulate`, which is not a dependency)."""
+    cells = lambda values: "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+    lines = [cells(df.columns), "|" + "|".join("---" for _ in df.columns) + "|"]
+    lines += [cells(row) for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(tables_dir, name, raw, shown, longtable_caption=None):
+    """`name`.csv (raw values), .md and .tex (formatted; a booktabs tabular, or a longtable with a caption)."""
+    atomic_write(tables_dir / f"{name}.csv", raw.to_csv(index=False))
+    atomic_write(tables_dir / f"{name}.md", to_markdown(shown))
+    column_format = "l" + "r" * (len(shown.columns) - 1)
+    tex = shown.to_latex(index=False, escape=True, column_format=column_format,
+                         longtable=longtable_caption is not None, caption=longtable_caption,
+                         label=f"tab:{name.replace('_', '-')}" if longtable_caption else None)
+    atomic_write(tables_dir / f"{name}.tex", tex)
+    return {ext: str(tables_dir / f"{name}.{ext}") for ext in ("csv", "md", "tex")}
