@@ -1,4 +1,7 @@
 """Profiles load as data, override only what they set, and reject unknown keys and bad values."""
+import functools
+import tomllib
+
 import pytest
 
 from training import config
@@ -35,3 +38,53 @@ def test_unknown_key_and_bad_values_rejected(tmp_path, monkeypatch):
         load_profile("neg")
     with pytest.raises(ValueError, match="unknown profile 'nope'"):
         load_profile("nope")
+
+
+def _leaves(tree, prefix=""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+@pytest.mark.parametrize("name", ["smoke", "quick", "full"])
+def test_profiles_set_only_what_differs_from_the_defaults(name):
+    """A profile that repeats a default hides which values it really chose (and drifts when the default moves)."""
+    defaults = config.Profile()
+    for key, value in _leaves(tomllib.loads((config.PROFILES_DIR / f"{name}.toml").read_text())):
+        default = functools.reduce(getattr, key.split("."), defaults)
+        assert value != default, f"{name}.toml sets {key} = {value!r}, which is the default"
+
+
+def test_a_profile_file_of_ones_own_and_overrides(tmp_path):
+    mine = tmp_path / "mine.toml"
+    mine.write_text("[svd]\nranks = [3, 5]\n[attention.model]\nmax_len = 32\n")
+    p = load_profile(str(mine), overrides=["svd.ranks=[4, 8]", "lora.train.epochs=1", 'attention.inits=["random"]'])
+    assert p.name == "mine" and p.svd.ranks == [4, 8] and p.lora.train.epochs == 1
+    assert p.attention.model.max_len == 32 and p.attention.inits == ["random"]
+    assert p.lora.train.lr == config.LoRAStudyConfig().train.lr  # the rest of the block keeps its default
+    with pytest.raises(ValueError, match="profile file .*absent.toml does not exist"):
+        load_profile(str(tmp_path / "absent.toml"))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("svd.ranks", "expected KEY=VALUE"),
+    ("svd.ranks=[4,", "is not a TOML value"),
+    ("svd.rankz=[4]", r"unknown key\(s\) \['rankz'\]"),
+    ("svd.ranks=[]", "svd: ranks must be a non-empty list"),
+    ("svd.ranks=[4, 4]", "lists a rank twice"),
+    ("lora.ranks=[0, 2]", r"lora: ranks must hold integers >= 1, got \[0\]"),
+    ("attention.ranks=[2.5]", r"must hold integers >= 1, got \[2.5\]"),
+    ("svd.bench.batch_sizes=[]", "batch_sizes must be a non-empty list"),
+])
+def test_bad_overrides_and_rank_grids_name_the_key(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_profile("smoke", overrides=[override])
+
+
+def test_a_toml_syntax_error_names_the_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[svd\nranks = [1]\n")
+    with pytest.raises(ValueError, match=r"bad.toml: not valid TOML"):
+        load_profile(str(bad))

@@ -82,45 +82,44 @@ class BenchConfig:
 
 
 @dataclass
-class SVDStudyConfig:
-    model: MLPConfig = field(default_factory=MLPConfig)
+class StudyConfig:
+    """What every study has: a rank grid, the layers it targets, the tolerance that picks the chosen rank, and
+    its benchmark settings."""
+    ranks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128])
     targets: list[str] = field(default_factory=lambda: ["hidden"])  # the 10-class head is too small to pay
+    tolerance_points: float = 0.5  # chosen rank: the smallest within this many validation points of the reference
+    bench: BenchConfig = field(default_factory=BenchConfig)
+
+    def __post_init__(self):
+        check_ranks(self.ranks)
+
+
+@dataclass
+class SVDStudyConfig(StudyConfig):
     ranks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
-    tolerance_points: float = 0.5  # chosen k: smallest within this many validation points of dense
+    model: MLPConfig = field(default_factory=MLPConfig)
     augment_ablation: bool = True  # train the baseline with and without augmentation, keep the better on val
     baseline: TrainConfig = field(default_factory=TrainConfig)
     retrain: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, lr=3e-4))
-    bench: BenchConfig = field(default_factory=BenchConfig)
-
-    def __post_init__(self):
-        check_ranks(self.ranks)
 
 
 @dataclass
-class LoRAStudyConfig:
-    ranks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128])
+class LoRAStudyConfig(StudyConfig):
     alpha_per_rank: float = 2.0  # alpha = 2r: scaling alpha/r = 2 for every rank, so ranks share a learning rate
-    targets: list[str] = field(default_factory=lambda: ["hidden"])
-    tolerance_points: float = 0.5
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, lr=2e-3))
-    bench: BenchConfig = field(default_factory=BenchConfig)
-
-    def __post_init__(self):
-        check_ranks(self.ranks)
 
 
 @dataclass
-class AttentionStudyConfig:
-    model: TransformerConfig = field(default_factory=TransformerConfig)  # vocab_size, pad_id: the tokenizer's
+class AttentionStudyConfig(StudyConfig):
     ranks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
     targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj"])  # + out_proj, fc1, fc2
-    inits: list[str] = field(default_factory=lambda: ["random", "trained"])
-    tolerance_points: float = 0.5
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, batch_size=64, lr=5e-4, patience=2))
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(batch_sizes=[1, 32]))
+    model: TransformerConfig = field(default_factory=TransformerConfig)  # vocab_size, pad_id: the tokenizer's
+    inits: list[str] = field(default_factory=lambda: ["random", "trained"])
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, batch_size=64, lr=5e-4, patience=2))
 
     def __post_init__(self):
-        check_ranks(self.ranks)
+        super().__post_init__()
         bad = set(self.inits) - {"random", "trained"}
         if bad:
             raise ValueError(f"inits must be 'random' and/or 'trained', got {sorted(bad)}")
