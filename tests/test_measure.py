@@ -2,6 +2,8 @@
 import torch
 import torch.nn as nn
 
+from models.transformer import Transformer, TransformerConfig
+from training.config import load_profile
 from training.measure import forward_flops, optimizer_state_bytes, param_counts, peak_memory, weights_bytes
 
 MIB = 2 ** 20
@@ -24,6 +26,21 @@ def test_flops_and_bytes_of_a_linear_layer():
     assert weights_bytes(layer) == 4 * (30 * 20 + 20)
     layer.bias.requires_grad_(False)
     assert param_counts(layer) == {"params_total": 620, "params_trainable": 600}
+
+
+def test_attention_flops_are_the_closed_form_on_the_cpu():
+    """The smoke attention model, counted on the CPU, is the hand count CUDA's counter also gives (attention
+    included): 4 d×d projections and 2 feed-forward matmuls per token, QKᵀ and AV over T², the head once."""
+    cfg, T = load_profile("smoke").attention, load_profile("smoke").data.imdb_max_len
+    assert (cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.n_layers, T) == (128, 4, 256, 1, 64)
+    d, d_ff, C = cfg.d_model, cfg.d_ff, 2
+    model = Transformer(TransformerConfig(vocab_size=50, max_len=T, d_model=d, n_heads=cfg.n_heads, n_layers=1,
+                                          d_ff=d_ff, n_classes=C)).eval()
+    ids = torch.randint(1, 50, (1, T))  # no padding
+    closed_form = 8 * T * d * d + 4 * T * d * d_ff + 4 * T * T * d + 2 * d * C
+    assert forward_flops(model, ids) == closed_form == 18_874_880
+    # What the closed form leaves out is no FLOP to the counter: lookups, norms, biases, GELU, softmax, pooling.
+    assert forward_flops(nn.Embedding(50, d), ids) == forward_flops(nn.LayerNorm(d), torch.randn(1, T, d)) == 0
 
 
 def test_adam_state_is_two_moments_per_trainable_weight():
