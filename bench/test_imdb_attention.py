@@ -90,12 +90,13 @@ def test_infer(benchmark, env, models, imdb, k, batch_size):
 
 
 def test_attention_block(benchmark, env, models, imdb, k, batch_size):
-    """The first block's self-attention alone, on embedded inputs with the padding mask."""
+    """The first block's self-attention alone, on the input it gets in the model (embedded, normalised) and the
+    padding mask."""
     model, row, accuracy = models(k)
     ids, _ = batch_of(imdb, batch_size)
     attn = model.blocks[0].attn
     with torch.no_grad():
-        x = model.wte(ids) + model.pe[:ids.shape[1]]  # (B, T, C)
+        x = model.blocks[0].ln_1(model.embed(ids))  # (B, T, C)
     mask = ids != model.config.pad_id
     dense_attn = models("dense")[0].blocks[0].attn
     flops, dense_flops = forward_flops(lambda t: attn(t, mask[:1]), x[:1]), \
