@@ -6,6 +6,7 @@ import pytest
 
 from fixtures.build import build_data_root
 from training import checkpoint, cli, config
+from training.studies import svd
 
 TINY = """
 [data]
@@ -66,6 +67,7 @@ def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
             assert sidecar["profile"] == "tiny" or r["name"] == "pretrained"
     svd = json.loads((out / "tiny" / "svd" / "summary.json").read_text())
     assert {r["k"] for r in svd["layers"]} == {2, 4} and "chosen k" in stdout or "no k within" in stdout
+    assert all(r["val_acc"] >= r["val_acc_truncated"] for r in svd["rows"][1:])  # retraining never ends lower
     lora = json.loads((out / "tiny" / "lora" / "summary.json").read_text())
     r1 = next(r for r in lora["rows"] if r["name"] == "r1")
     full = next(r for r in lora["rows"] if r["name"] == "full")
@@ -105,6 +107,19 @@ def test_lora_without_pretrained_model_says_what_to_run(root, tiny_profile, tmp_
     rc, _, err = run(capsys, "train", "lora", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
                      "--out", tmp_path / "empty")
     assert rc == 2 and "lowrank-bench train svd" in err and err.count("\n") == 1
+
+
+def test_retraining_keeps_the_baselines_augmentation(root, tiny_profile, tmp_path, capsys, monkeypatch):
+    path = config.PROFILES_DIR / "tiny.toml"
+    path.write_text(path.read_text().replace("[svd]\n", "[svd]\naugment_ablation = false\nranks = [2]\n", 1)
+                    .replace("ranks = [2, 4]\n", "").replace("baseline = { epochs = 2,", "baseline = { augment = true, epochs = 1,"))
+    seen = []
+    real_train = svd.train
+    monkeypatch.setattr(svd, "train", lambda model, splits, cfg, **kw: seen.append(cfg) or real_train(model, splits, cfg, **kw))
+    rc, _, err = run(capsys, "train", "svd", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
+                     "--out", tmp_path / "out")
+    assert rc == 0, err
+    assert [c.augment for c in seen] == [True, True]  # the baseline, then k = 2 retrained as the baseline was
 
 
 def test_rank_out_of_range_is_refused(root, tiny_profile, tmp_path, capsys):
