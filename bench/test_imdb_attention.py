@@ -37,12 +37,13 @@ def test_infer(benchmark, suite, method, rank, batch_size):
 
 
 def test_attention_block(benchmark, suite, method, rank, batch_size):
-    """The first block's self-attention alone, on embedded inputs with the padding mask."""
+    """The first block's self-attention alone, on the input it gets in the model (embedded, normalised) and the
+    padding mask."""
     ids, _ = suite.batch(batch_size)
     model, info = attention_info(suite, method, rank, ids, "attention_block")
     attn, dense_attn = model.blocks[0].attn, suite.model("dense", None)[0].blocks[0].attn
     with torch.no_grad():
-        x = model.wte(ids) + model.pe[:ids.shape[1]]  # (B, T, C)
+        x = model.blocks[0].ln_1(model.embed(ids))  # (B, T, C)
     mask = ids != model.config.pad_id
     flops = forward_flops(lambda t: attn(t, mask[:1]), x[:1])
 

@@ -141,14 +141,18 @@ class Transformer(nn.Module):
         self.ln_f = nn.LayerNorm(config.d_model)  # pre-LN blocks leave the residual stream unnormalised
         self.head = nn.Linear(config.d_model, config.n_classes)
 
+    def embed(self, ids):
+        """ids (B, T) -> (B, T, C): scaled token embeddings plus positions, what the first block receives (before
+        dropout); the benchmark of the attention block alone builds its input here too."""
+        return self.wte(ids) * math.sqrt(self.config.d_model) + self.pe[:ids.shape[1]]
+
     def forward(self, ids):
         """ids (B, T) token ids, padding = pad_id -> logits (B, n_classes)."""
         B, T = ids.shape
         if T > self.config.max_len:
             raise ValueError(f"sequence length {T} exceeds max_len={self.config.max_len}; truncate the input")
         mask = ids != self.config.pad_id  # (B, T), True for real tokens
-        x = self.wte(ids) * math.sqrt(self.config.d_model) + self.pe[:T]  # (B, T, C)
-        x = self.dropout(x)
+        x = self.dropout(self.embed(ids))  # (B, T, C)
         for block in self.blocks:
             x = block(x, mask)
         x = self.ln_f(x)  # (B, T, C)

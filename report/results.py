@@ -103,7 +103,7 @@ def load_benches(paths):
                          "batch_size": e["batch_size"], "median_ms": 1e3 * s["median"], "min_ms": 1e3 * s["min"],
                          "iqr_ms": 1e3 * (s.get("iqr") or 0.0), "accuracy": e["accuracy"],
                          "flop_ratio": e["flop_ratio"], "peak_mem_bytes": e["peak_mem_bytes"],
-                         "accuracy_by_init": e.get("accuracy_by_init"), "layer": e.get("layer"),
+                         "accuracy_by_init": e.get("accuracy_by_init"),
                          **{f: e.get(f) for f in ("speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")}})
     return rows, machines
 

@@ -7,6 +7,7 @@ import pytest
 from fixtures.build import build_data_root
 from lowrank_bench import cli
 from training import checkpoint, config
+from training.studies import svd
 
 TINY = """
 [data]
@@ -68,10 +69,12 @@ def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
             model, sidecar = checkpoint.load(out / "tiny" / r["checkpoint"])  # every checkpoint rebuilds
             assert sidecar["profile"] == "tiny"
             assert r["method"] == "pretrained" or (sidecar["method"], sidecar["rank"]) == (r["method"], r["rank"])
-    svd = json.loads((out / "tiny" / "svd" / "summary.json").read_text())
-    assert {r["rank"] for r in svd["layers"]} == {2, 4}
-    said = f"chosen k = {svd['chosen']['rank']}:" if svd["chosen"] else "no k within 0.5 validation points"
+    svd_summary = json.loads((out / "tiny" / "svd" / "summary.json").read_text())
+    assert {r["rank"] for r in svd_summary["layers"]} == {2, 4}
+    chosen = svd_summary["chosen"]
+    said = f"chosen k = {chosen['rank']}:" if chosen else "no k within 0.5 validation points"
     assert said in stdout  # the study says which k it chose, or that none qualified
+    assert all(r["val_acc"] >= r["val_acc_truncated"] for r in svd_summary["rows"][1:])  # retraining never ends lower
     lora = json.loads((out / "tiny" / "lora" / "summary.json").read_text())
     r1 = next(r for r in lora["rows"] if (r["method"], r["rank"]) == ("lora", 1))
     full = next(r for r in lora["rows"] if r["method"] == "full")
@@ -111,6 +114,19 @@ def test_lora_without_pretrained_model_says_what_to_run(root, tiny_profile, tmp_
     rc, _, err = run(capsys, "train", "lora", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
                      "--out", tmp_path / "empty")
     assert rc == 2 and "lowrank-bench train svd" in err and err.count("\n") == 1
+
+
+def test_retraining_keeps_the_baselines_augmentation(root, tiny_profile, tmp_path, capsys, monkeypatch):
+    path = config.PROFILES_DIR / "tiny.toml"
+    path.write_text(path.read_text().replace("[svd]\n", "[svd]\naugment_ablation = false\nranks = [2]\n", 1)
+                    .replace("ranks = [2, 4]\n", "").replace("baseline = { epochs = 2,", "baseline = { augment = true, epochs = 1,"))
+    seen = []
+    real_train = svd.train
+    monkeypatch.setattr(svd, "train", lambda model, splits, cfg, **kw: seen.append(cfg) or real_train(model, splits, cfg, **kw))
+    rc, _, err = run(capsys, "train", "svd", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
+                     "--out", tmp_path / "out")
+    assert rc == 0, err
+    assert [c.augment for c in seen] == [True, True]  # the baseline, then k = 2 retrained as the baseline was
 
 
 def test_rank_out_of_range_is_refused(root, tiny_profile, tmp_path, capsys):

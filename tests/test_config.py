@@ -18,7 +18,8 @@ def test_profiles_load(name):
 def test_override_keeps_unset_defaults():
     smoke = load_profile("smoke")
     assert smoke.svd.retrain.epochs == 1  # set by smoke.toml
-    assert smoke.svd.retrain.lr == TrainConfig(lr=3e-4).lr  # default of the retrain block, not of TrainConfig
+    assert (smoke.svd.retrain.lr, smoke.svd.retrain.warmup_frac) == (1e-4, 0.0)  # the retrain block's own defaults
+    assert (TrainConfig().lr, TrainConfig().warmup_frac) == (1e-3, 0.05)  # ... not TrainConfig's
 
 
 def test_auto_is_quick_on_cpu(monkeypatch):

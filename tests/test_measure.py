@@ -1,7 +1,11 @@
 """Peak memory, FLOPs and byte counts on cases whose answer is known by hand."""
+import dataclasses
+
 import torch
 import torch.nn as nn
 
+from models.transformer import Transformer
+from training.config import load_profile
 from training.measure import forward_flops, optimizer_state_bytes, param_counts, peak_memory, weights_bytes
 
 MIB = 2 ** 20
@@ -24,6 +28,20 @@ def test_flops_and_bytes_of_a_linear_layer():
     assert weights_bytes(layer) == 4 * (30 * 20 + 20)
     layer.bias.requires_grad_(False)
     assert param_counts(layer) == {"params_total": 620, "params_trainable": 600}
+
+
+def test_attention_flops_are_the_closed_form_on_the_cpu():
+    """The smoke attention model, counted on the CPU, is the hand count CUDA's counter also gives (attention
+    included): 4 d×d projections and 2 feed-forward matmuls per token, QKᵀ and AV over T², the head once."""
+    cfg = load_profile("smoke").attention.model
+    assert (cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.n_layers, cfg.max_len, cfg.n_classes) == (128, 4, 256, 1, 64, 2)
+    d, d_ff, C, T = cfg.d_model, cfg.d_ff, cfg.n_classes, cfg.max_len
+    model = Transformer(dataclasses.replace(cfg, vocab_size=50)).eval()
+    ids = torch.randint(1, 50, (1, T))  # no padding
+    closed_form = 8 * T * d * d + 4 * T * d * d_ff + 4 * T * T * d + 2 * d * C
+    assert forward_flops(model, ids) == closed_form == 18_874_880
+    # What the closed form leaves out is no FLOP to the counter: lookups, norms, biases, GELU, softmax, pooling.
+    assert forward_flops(nn.Embedding(50, d), ids) == forward_flops(nn.LayerNorm(d), torch.randn(1, T, d)) == 0
 
 
 def test_adam_state_is_two_moments_per_trainable_weight():

@@ -4,9 +4,10 @@ from types import SimpleNamespace
 
 import torch
 
+from models.lowrank import factorize
 from models.mlp import MLP, MLPConfig
 from training.config import TrainConfig
-from training.train import augment_images, confusion_matrix, train
+from training.train import augment_images, confusion_matrix, evaluate, train
 
 
 def blobs(n, seed):
@@ -37,8 +38,8 @@ def test_learns_and_records_every_epoch():
     model = fresh_model()
     m = train(model, splits(), CFG, device="cpu", seed=0)
     assert m["test_acc"] > 0.9 and m["val_acc"] > 0.9
-    assert [h["epoch"] for h in m["history"]] == list(range(1, len(m["history"]) + 1))
-    assert set(m["history"][0]) >= {"train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds"}
+    assert [h["epoch"] for h in m["history"]] == list(range(len(m["history"])))  # epoch 0: the start
+    assert set(m["history"][1]) >= {"train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds"}
     assert sum(map(sum, m["confusion"])) == 90 and m["peak_mem_bytes"] > 0
     assert m["params_trainable"] == m["params_total"] == 16 * 16 + 16 + 3 * 16 + 3
 
@@ -57,7 +58,25 @@ def test_keeps_best_validation_weights_and_stops_early():
     m = train(model, splits(), cfg, device="cpu", seed=0)
     best = max(h["val_acc"] for h in m["history"])
     assert m["val_acc"] == best and len(m["history"]) < 30
-    assert m["history"][m["best_epoch"] - 1]["val_acc"] == best
+    assert m["history"][m["best_epoch"]]["val_acc"] == best
+
+
+def test_fine_tuning_never_ends_below_its_start():
+    """A retrain of an exact (full-rank) factorisation, at a rate that wrecks it, keeps the start: epoch 0."""
+    data = splits()
+    g = torch.Generator().manual_seed(3)
+    for name in ("x_train", "x_val", "x_test"):  # noisy blobs: the start is good, not perfect, and can get worse
+        setattr(data, name, getattr(data, name) + torch.randn(getattr(data, name).shape, generator=g))
+    dense = fresh_model()
+    train(dense, data, CFG, device="cpu", seed=0)
+    exact = factorize(dense, 16, targets=["hidden.0"])  # full rank: the same function as dense
+    start = {k: v.clone() for k, v in exact.state_dict().items()}
+    start_val = evaluate(exact, data.x_val, data.y_val)[1]
+    m = train(exact, data, dataclasses.replace(CFG, epochs=3, lr=1.0, patience=3), device="cpu", seed=0)
+    assert m["history"][0]["epoch"] == 0 and m["history"][0]["val_acc"] == start_val  # epoch 0 is the start
+    assert max(h["val_acc"] for h in m["history"][1:]) < start_val  # every epoch is worse ...
+    assert m["best_epoch"] == 0 and m["val_acc"] == start_val  # ... so the start is kept
+    assert all(torch.equal(v, start[k]) for k, v in exact.state_dict().items())
 
 
 def test_frozen_parameters_stay_bitwise_unchanged():

@@ -193,3 +193,16 @@ def test_gradients_reach_factors():
         for p in ("U", "s", "V", "bias"):
             grad = getattr(layer, p).grad
             assert grad is not None and grad.abs().sum() > 0, f"{name}.{p} got no gradient"
+
+
+def test_embed_is_what_the_first_attention_sees():
+    """The attention-block benchmark builds its input as ln_1(embed(ids)): the model's own, √d scale included."""
+    torch.manual_seed(0)
+    model = Transformer(small()).eval()
+    ids = padded_batch([24, 10], 24)
+    seen = []
+    model.blocks[0].attn.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    with torch.no_grad():
+        model(ids)
+        assert torch.equal(model.blocks[0].ln_1(model.embed(ids)), seen[0])
+        assert not torch.allclose(model.blocks[0].ln_1(model.wte(ids) + model.pe[:24]), seen[0], atol=1e-3)

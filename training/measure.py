@@ -11,6 +11,7 @@ import sys
 from contextlib import contextmanager
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -38,8 +39,13 @@ def optimizer_state_bytes(optimizer):
 
 
 def forward_flops(model, x):
-    """FLOPs of one forward pass on `x`, counted by torch.utils.flop_counter (a multiply-add counts 2)."""
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    """FLOPs of one forward pass on `x`, counted by torch.utils.flop_counter (a multiply-add counts 2).
+
+    Attention runs through the math kernel here, whose two batched matmuls the counter sees: on the CPU it has no
+    formula for the fused kernel (`_scaled_dot_product_flash_attention_for_cpu` counted 0, 4·T²·d short), on CUDA
+    it has, so without this the same model had two FLOP counts. Only counted, never timed.
+    """
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         model(x)
     return counter.get_total_flops()
 

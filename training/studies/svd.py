@@ -52,6 +52,9 @@ def run(profile, *, root, out, device):
                                                                       profile, "hoda", splits.classes, **structure)
 
     dense, metrics, augment, ablation = train_baseline(profile, splits, device)
+    # Retraining keeps the augmentation the baseline chose: without it the factored model overfits the training
+    # split (quick profile, k = 512: validation 99.37 % truncated, 99.15 % after one epoch without augmentation).
+    retrain_cfg = dataclasses.replace(cfg.retrain, augment=augment)
     rows = [row("svd", "dense", None, dense, metrics, sample, save("dense", None, dense, metrics),
                 acc_truncated=None, costs_more_than_dense=False, latency_ms=median_latency_ms(dense, latency_x))]
     print(f"dense baseline: test accuracy {metrics['test_acc']:.4f} (augmentation {'on' if augment else 'off'})")
@@ -63,7 +66,7 @@ def run(profile, *, root, out, device):
         model = factorize(dense, k, targets=targets)
         _, acc_truncated, _ = evaluate(model, x_test, y_test)
         _, val_truncated, _ = evaluate(model, x_val, y_val)
-        metrics = train(model, splits, cfg.retrain, device=device, seed=profile.seed, desc=f"hoda k={k}")
+        metrics = train(model, splits, retrain_cfg, device=device, seed=profile.seed, desc=f"hoda k={k}")
         costs_more = any(r["costs_more_than_dense"] for r in layers if r["rank"] == k)
         ckpt = save("svd", k, model, metrics,
                     structure={"lowrank": {"kind": "two_linear", "ranks": factored_ranks(model)}})
