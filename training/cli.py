@@ -1,10 +1,10 @@
 """`lowrank-bench`: the command line. It parses options into configs and calls the code that does the work."""
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from training import proc
 from training.io import UserError, atomic_path, write_json
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,13 +71,26 @@ def run_suite(args, profile, json_path, target):
     if args.data_root:
         cmd.append(f"--data-root={args.data_root}")
     print("$ " + " ".join(cmd))
-    rc = subprocess.call(cmd, cwd=REPO)
+    rc, _ = proc.run(cmd, cwd=REPO)
     if rc != 0:
         raise UserError(f"the benchmark suite failed (pytest exit {rc}); {target} was left as it was")
+    # pytest exits 0 when every benchmark was skipped or deselected (--co, --benchmark-skip), leaving the file
+    # empty: only a run that measured something may replace the target.
+    from report.benchjson import load_bench
+    if Path(json_path).stat().st_size == 0:
+        raise UserError(f"pytest wrote no benchmark results (all skipped or deselected?); {target} was left as it was")
+    try:
+        measured = load_bench(json_path)["benchmarks"]
+    except UserError as e:
+        raise UserError(f"pytest wrote no valid benchmark JSON ({e}); {target} was left as it was") from None
+    if not measured:
+        raise UserError(f"pytest measured no benchmark (all skipped or deselected?); {target} was left as it was")
 
 
 def cmd_bench(args):
+    from training.config import resolve_device
     profile, out = profile_out(args)
+    resolve_device(args.device)  # --device cuda without CUDA would skip every benchmark: refuse it here
     target = getattr(args, "json", None) or out / "bench.json"
     repeat = getattr(args, "repeat", 1)
     if repeat < 1:

@@ -162,7 +162,7 @@ def resolve_device(device="auto"):
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda was asked for but torch.cuda.is_available() is False")
+        raise ValueError("device cuda was asked for but torch.cuda.is_available() is False; use --device cpu or auto")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(device)
