@@ -22,11 +22,13 @@ def atomic_path(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private (0600); a result file gets the usual permissions
     try:
         yield Path(tmp)
+        # mkstemp makes the file private (0600); a result file gets the usual permissions. Set after the writer
+        # ran: safetensors >= 0.7 writes a file of its own (0600 again) and renames it over `tmp`.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
