@@ -251,3 +251,15 @@ def test_a_signal_ends_pytest_and_removes_the_temporary_file(tmp_path, sig):
         parent.kill()
         if child and _alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("old, new", [("ranks = [2, 4]", 'ranks = [2, 4]\ntolerance_points = "0.5"'),
+                                      ("ranks = [2, 4]", "ranks = []"), ("[svd]", "[svd"),
+                                      ("bench = { batch_sizes = [1, 4],", "bench = { batch_sizes = [],")])
+def test_a_bad_profile_value_fails_before_training(root, tiny_profile, tmp_path, capsys, old, new):
+    path = config.PROFILES_DIR / "tiny.toml"
+    path.write_text(path.read_text().replace(old, new, 1))
+    rc, stdout, err = run(capsys, "train", "svd", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
+                          "--out", tmp_path / "out")
+    assert rc == 2 and err.count("\n") == 1 and "tiny.toml" in err and "Traceback" not in err
+    assert "== train" not in stdout and not (tmp_path / "out").exists()

@@ -35,3 +35,33 @@ def test_unknown_key_and_bad_values_rejected(tmp_path, monkeypatch):
         load_profile("neg")
     with pytest.raises(ValueError, match="unknown profile 'nope'"):
         load_profile("nope")
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[svd]\ntolerance_points = "0.5"', "svd.tolerance_points must be a number"),
+    ("[svd]\nranks = []", "svd.ranks must be a non-empty list of positive integers, got []"),
+    ("[svd]\nranks = [0, 4]", "svd.ranks must be a non-empty list of positive integers"),
+    ("[lora]\nbench = { batch_sizes = [] }", "lora.bench.batch_sizes must be a non-empty list"),
+    ('seed = "a"', "seed must be an integer"),
+    ("[svd]\naugment_ablation = 1", "svd.augment_ablation must be true or false"),
+    ("[data]\nhoda_train = 2.5", "data.hoda_train must be an integer or left out"),
+    ("[data]\nhoda_train = 0", "data.hoda_train must be >= 1"),
+    ('[attention]\ntargets = ["q_proj", 3]', "attention.targets must be a non-empty list of strings"),
+    ("[attention]\ndropout = -0.1", "attention.dropout must be a number (>= 0)"),
+    ("[svd]\nbench = { rounds = 0 }", "svd.bench.rounds must be >= 1"),
+    ("[svd]\nbaseline = { lr = nan }", "svd.baseline.lr must be a number"),
+    ("[svd\nranks = [1]", "not valid TOML"),
+])
+def test_every_value_is_checked_when_the_profile_loads(tmp_path, monkeypatch, text, message):
+    monkeypatch.setattr(config, "PROFILES_DIR", tmp_path)
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(ValueError) as err:
+        load_profile("bad")
+    assert str(err.value).startswith(f"{tmp_path / 'bad.toml'}: ") and message in str(err.value)
+
+
+def test_an_int_is_a_valid_float_and_types_are_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "PROFILES_DIR", tmp_path)
+    (tmp_path / "ok.toml").write_text("[svd]\ntolerance_points = 1\nbaseline = { lr = 1 }\n[data]\nhoda_train = 10\n")
+    p = load_profile("ok")
+    assert p.svd.tolerance_points == 1 and p.svd.baseline.lr == 1 and p.data.hoda_train == 10
