@@ -263,3 +263,40 @@ def test_a_bad_profile_value_fails_before_training(root, tiny_profile, tmp_path,
                           "--out", tmp_path / "out")
     assert rc == 2 and err.count("\n") == 1 and "tiny.toml" in err and "Traceback" not in err
     assert "== train" not in stdout and not (tmp_path / "out").exists()
+
+
+def deny_writes_in(monkeypatch, folder):
+    """Make `folder` read-only to this process (tests may run as root, who writes anywhere)."""
+    from training import io
+    real = io.tempfile.TemporaryFile
+
+    def probe(*a, dir=None, **k):
+        if Path(dir) == Path(folder):
+            raise PermissionError(13, "Permission denied")
+        return real(*a, dir=dir, **k)
+    monkeypatch.setattr(io.tempfile, "TemporaryFile", probe)
+
+
+@pytest.mark.parametrize("case", ["out_is_a_file", "read_only_out", "read_only_cache", "cache_is_a_file"])
+def test_unwritable_outputs_fail_before_training(root, tiny_profile, tmp_path, capsys, monkeypatch, case):
+    out = tmp_path / "out"
+    if case == "out_is_a_file":
+        out.write_text("not a folder")
+    elif case == "read_only_out":
+        out.mkdir()
+        deny_writes_in(monkeypatch, out)
+    elif case == "read_only_cache":
+        deny_writes_in(monkeypatch, tmp_path / "cache")
+    else:
+        (tmp_path / "cache").write_text("not a folder")
+    rc, stdout, err = run(capsys, "train", "svd", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
+                          "--out", out)
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err and "== train" not in stdout
+    assert str(tmp_path / ("out" if "out" in case else "cache")) in err
+    assert ("--out" if "out" in case else "LOWRANK_CACHE") in err
+
+
+def test_json_pointing_at_a_folder_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli.proc, "run", lambda *a, **k: pytest.fail("pytest must not start"))
+    rc, _, err = run(capsys, "bench", "--profile", "smoke", "--device", "cpu", "--json", tmp_path)
+    assert rc == 2 and f"--json {tmp_path} is a folder" in err and err.count("\n") == 1

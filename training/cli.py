@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from training import proc
-from training.io import UserError, atomic_path, write_json
+from training.io import UserError, atomic_path, require_writable_dir, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 STUDIES = ("svd", "lora", "attention")
@@ -23,6 +23,11 @@ def add_common(parser):
                         help="results folder; each profile writes to OUT/<profile>/ (default %(default)s)")
 
 
+def require_cache():
+    from training.data import cache_dir
+    require_writable_dir(cache_dir(), "cache folder (LOWRANK_CACHE)")
+
+
 def profile_out(args):
     from training.config import load_profile
     profile = load_profile(args.profile, args.device)
@@ -32,6 +37,7 @@ def profile_out(args):
 def cmd_data(args):
     from training.data import check, resolve_root
     root = resolve_root(args.data_root)
+    require_cache()
     if args.download:
         from training.download import download
         for path in download(root):
@@ -51,6 +57,9 @@ def train_studies(studies, args):
     from training.studies import attention, lora, svd
     profile, out = profile_out(args)
     device, root = resolve_device(args.device), resolve_root(args.data_root)
+    for folder in (args.out, out):  # before any training: a bad --out must not cost minutes of it
+        require_writable_dir(folder, "--out")
+    require_cache()
     modules = {"svd": svd, "lora": lora, "attention": attention}
     for study in studies:
         t0 = time.perf_counter()
@@ -97,6 +106,9 @@ def cmd_bench(args):
         raise UserError(f"--repeat must be at least 1, got {repeat}")
     if any(a.startswith("--benchmark-json") for a in args.pytest_args):
         raise UserError("give the output file as `lowrank-bench bench --json PATH`, not --benchmark-json")
+    if Path(target).is_dir():
+        raise UserError(f"--json {target} is a folder; give a file path such as {Path(target) / 'bench.json'}")
+    require_writable_dir(Path(target).parent, "--json's folder" if getattr(args, "json", None) else "--out")
     with atomic_path(target) as tmp:  # pytest-benchmark writes in place; an interrupted run keeps the old file
         if repeat == 1:
             run_suite(args, profile, tmp, target)
