@@ -10,6 +10,7 @@ table per study joins them on `fullname` and gives each file's median latency as
 No pytest import: benchmark files are read as data (the habit of pytest-benchmark's stats.py).
 """
 import argparse
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -420,6 +421,17 @@ def _latency_panels(study, infer):
 
 # ---------------------------------------------------------------- entry points
 
+def _written_before(results_dir):
+    """The tables and figures the previous collection wrote, as listed in its collected.json (the manifest): only
+    these may be removed, never a file the user put there. None when there is no readable manifest."""
+    try:
+        prior = json.loads((results_dir / "collected.json").read_text())
+        return [results_dir / kind / Path(p).name for kind in ("tables", "figures")
+                for paths in prior[kind].values() for p in paths.values()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
 def collect(results_dir: Path, bench_files: list[Path]) -> dict:
     """Read every study present under `results_dir` and the benchmark files; write tables and figures."""
     results_dir, bench_files = Path(results_dir), [Path(p) for p in bench_files]
@@ -430,6 +442,7 @@ def collect(results_dir: Path, bench_files: list[Path]) -> dict:
     bench, machines = load_benches(bench_files)
     labels = [m["label"] for m in machines]
     tables_dir, figures_dir = results_dir / "tables", results_dir / "figures"
+    written_before = _written_before(results_dir)
     tables, figures = {}, {}
     if machines:
         tables["machines"] = write_table(tables_dir, "machines", *machines_table(machines))
@@ -446,8 +459,8 @@ def collect(results_dir: Path, bench_files: list[Path]) -> dict:
                                                         longtable_caption=f"\\ComparisonCaption{{{study}}}")
         figures |= study_figures(d, bench, figures_dir)
     made = {Path(p).name for kind in (tables, figures) for paths in kind.values() for p in paths.values()}
-    for old in [*tables_dir.glob("*"), *figures_dir.glob("*")]:
-        if old.name not in made:  # from an earlier run with a study or benchmark file that is gone now
+    for old in written_before:
+        if old.name not in made and old.is_file():  # from an earlier run with a study or benchmark file gone now
             old.unlink()
     collected = {"results_dir": str(results_dir), "profile": results_dir.name,
                  "bench_files": [str(p) for p in bench_files], "machines": machines, "studies": studies,
