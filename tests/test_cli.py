@@ -191,9 +191,7 @@ def test_a_run_that_measures_nothing_keeps_previous_json(tmp_path, capsys, pytes
 
 def test_bench_on_cuda_without_cuda_is_refused_before_pytest(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(config.torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(cli.subprocess if hasattr(cli, "subprocess") else cli.proc,
-                        "call" if hasattr(cli, "subprocess") else "run",
-                        lambda *a, **k: pytest.fail("pytest must not start"))
+    monkeypatch.setattr(cli.proc, "run", lambda *a, **k: pytest.fail("pytest must not start"))
     rc, _, err = run(capsys, "bench", "--profile", "smoke", "--device", "cuda", "--json", tmp_path / "bench.json")
     assert rc == 2 and "cuda" in err and "--device cpu" in err and not list(tmp_path.iterdir())
 
