@@ -10,13 +10,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from training import checkpoint
 from training.config import Profile, load_profile, resolve_device
 from training.data import resolve_root
-from training.io import read_json
+from training.io import UserError, read_json
 from training.measure import peak_memory, weights_bytes
 from training.train import make_optimizer
 
@@ -127,7 +128,10 @@ def batch_of(data, batch_size):
 def load_row(env, summary, name, arch):
     """(model, row) of the summary row called `name`, loaded from its checkpoint onto the device."""
     row = next(r for r in summary["rows"] if r["name"] == name)
-    model, _ = checkpoint.load(env.out / row["checkpoint"], expect_arch=arch, device=env.device)
+    try:
+        model, _ = checkpoint.load(env.out / row["checkpoint"], expect_arch=arch, device=env.device)
+    except UserError as e:  # a damaged or replaced checkpoint spoils the whole run: stop it with the one line
+        pytest.exit(f"error: {e}", returncode=2)
     return model, row
 
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 GRACE_S = 5  # how long the group gets to end on SIGTERM before SIGKILL
 
@@ -42,7 +43,8 @@ def run(cmd, *, capture=False, **popen_kwargs):
             os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        print(f"\n{signal.Signals(signum).name}: ended {cmd[0]} (pid {proc.pid}) and its children", file=sys.stderr)
+        name = " ".join([Path(cmd[0]).name, *map(str, cmd[1:3])])
+        print(f"\n{signal.Signals(signum).name}: ended `{name}` (pid {proc.pid}) and its children", file=sys.stderr)
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)
