@@ -10,10 +10,11 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from lowrank_bench.io import read_json
+from lowrank_bench.io import UserError, read_json
 from training import checkpoint
 from training.config import Profile, load_profile, resolve_device
 from training.data import resolve_root
@@ -100,7 +101,10 @@ class Suite:
         row = row or self.rows(method, rank)[0]
         key = row["checkpoint"]
         if key not in self._models:
-            model, _ = checkpoint.load(self.env.out / key, expect_arch=ARCH[self.study], device=self.env.device)
+            try:
+                model, _ = checkpoint.load(self.env.out / key, expect_arch=ARCH[self.study], device=self.env.device)
+            except UserError as e:  # a damaged or replaced checkpoint spoils the whole run: stop it with the one line
+                pytest.exit(f"error: {e}", returncode=2)
             self._models[key] = (model, row, self.accuracy(model))
         return self._models[key]
 

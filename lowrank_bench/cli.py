@@ -3,19 +3,19 @@
 It sits above everything it calls (models, training, bench, report); none of them imports it.
 """
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from bench.pool import pool_runs
+from lowrank_bench import proc
 from lowrank_bench.benchjson import load_bench
-from lowrank_bench.io import UserError, atomic_path, write_json
+from lowrank_bench.io import UserError, atomic_path, require_writable_dir, write_json
 from lowrank_bench.options import add_common, as_argv
 from report import collect, gate, latex
 from report.results import default_bench
 from training.config import load_profile, resolve_device
-from training.data import check, resolve_root
+from training.data import cache_dir, check, resolve_root
 from training.download import download
 from training.studies import STUDIES
 
@@ -27,8 +27,13 @@ def profile_out(args):
     return profile, Path(args.out) / profile.name
 
 
+def require_cache():
+    require_writable_dir(cache_dir(), "cache folder (LOWRANK_CACHE)")
+
+
 def cmd_data(args):
     root = resolve_root(args.data_root)
+    require_cache()
     if args.download:
         for path in download(root):
             print(f"downloaded {path}")
@@ -44,6 +49,9 @@ def cmd_data(args):
 def train_studies(studies, args):
     profile, out = profile_out(args)
     device, root = resolve_device(args.device), resolve_root(args.data_root)
+    for folder in (Path(args.out), out):  # before any training: a bad --out must not cost minutes of it
+        require_writable_dir(folder, "--out")
+    require_cache()
     for study in studies:
         t0 = time.perf_counter()
         print(f"== train {study} (profile {profile.name}, device {device}) ==")
@@ -61,18 +69,32 @@ def run_suite(args, json_path, target):
     cmd = [sys.executable, "-m", "pytest", str(REPO / "bench"), "-q", *as_argv(args),
            f"--benchmark-json={json_path}", *args.pytest_args]
     print("$ " + " ".join(cmd))
-    rc = subprocess.call(cmd, cwd=REPO)
+    rc, _ = proc.run(cmd, cwd=REPO)
     if rc != 0:
         raise UserError(f"the benchmark suite failed (pytest exit {rc}); {target} was left as it was")
+    # pytest exits 0 when every benchmark was skipped or deselected (--co, --benchmark-skip), leaving the file
+    # empty: only a run that measured something may replace the target.
+    if Path(json_path).stat().st_size == 0:
+        raise UserError(f"pytest wrote no benchmark results (all skipped or deselected?); {target} was left as it was")
+    try:
+        measured = load_bench(json_path)["benchmarks"]
+    except UserError as e:
+        raise UserError(f"pytest wrote no valid benchmark JSON ({e}); {target} was left as it was") from None
+    if not measured:
+        raise UserError(f"pytest measured no benchmark (all skipped or deselected?); {target} was left as it was")
 
 
 def cmd_bench(args):
     _, out = profile_out(args)  # a bad profile fails here, before pytest starts
+    resolve_device(args.device)  # --device cuda without CUDA would skip every benchmark: refuse it here
     target = args.json or out / "bench.json"
     if args.repeat < 1:
         raise UserError(f"--repeat must be at least 1, got {args.repeat}")
     if any(a.startswith("--benchmark-json") for a in args.pytest_args):
         raise UserError("give the output file as `lowrank-bench bench --json PATH`, not --benchmark-json")
+    if Path(target).is_dir():
+        raise UserError(f"--json {target} is a folder; give a file path such as {Path(target) / 'bench.json'}")
+    require_writable_dir(Path(target).parent, "--json's folder" if args.json else "--out")
     with atomic_path(target) as tmp:  # pytest-benchmark writes in place; an interrupted run keeps the old file
         if args.repeat == 1:
             run_suite(args, tmp, target)

@@ -4,6 +4,7 @@ Every result the harness writes goes through `atomic_write`: the bytes land in a
 folder, are flushed to disk, and only then renamed over the target, so an interrupted run leaves the previous
 result intact and never a half-written one.
 """
+import errno
 import json
 import os
 import tempfile
@@ -15,23 +16,54 @@ class UserError(Exception):
     """Bad input from the user (a file, a value, a missing folder). The CLI prints it as one line, exit 2."""
 
 
+# What a full disk or a folder we may not write in raise: one line naming the file, not a traceback.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST,
+                errno.EISDIR}
+
+
+def _write_error(path, e):
+    return UserError(f"{path}: cannot write it ({e.strerror or e}); free disk space, make the folder writable or "
+                     f"choose another output folder; the previous file is intact")
+
+
+def require_writable_dir(folder, what):
+    """Raise UserError unless `folder` is a folder we can write in (created if absent): checked before any work,
+    so a bad --out fails now and not after minutes of training. `what` names the option ("--out")."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{what} {folder} is a file, not a folder; give a folder (it is created if absent)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise UserError(f"{what} {folder}: cannot write there ({e.strerror or e}); make it writable or give "
+                        f"another {what}") from None
+
+
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path next to `path`; on success rename it over `path`, on failure delete it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _write_error(path, e) from None
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private (0600); a result file gets the usual permissions
     try:
         yield Path(tmp)
+        # mkstemp makes the file private (0600); a result file gets the usual permissions. Set after the writer
+        # ran: safetensors >= 0.7 writes a file of its own (0600 again) and renames it over `tmp`.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+            raise _write_error(path, e) from None
         raise
 
 

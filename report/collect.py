@@ -6,12 +6,24 @@ is skipped, so the output grows with the studies. The first benchmark file is th
 figures; with several files, a comparison table per study joins them on `fullname` and gives each file's median
 latency as a ratio to the first's. Reading is `report.results`, tables `report.tables`, figures `report.figures`.
 """
+import json
 from pathlib import Path
 
 from lowrank_bench.io import UserError, write_json
 from report import tables as t
 from report.figures import study_figures
 from report.results import STUDIES, load_benches, load_study
+
+
+def _written_before(results_dir):
+    """The tables and figures the previous collection wrote, as listed in its collected.json (the manifest): only
+    these may be removed, never a file the user put there. None when there is no readable manifest."""
+    try:
+        prior = json.loads((results_dir / "collected.json").read_text())
+        return [results_dir / kind / Path(p).name for kind in ("tables", "figures")
+                for paths in prior[kind].values() for p in paths.values()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
 
 
 def collect(results_dir: Path, bench_files: list[Path]) -> dict:
@@ -25,6 +37,7 @@ def collect(results_dir: Path, bench_files: list[Path]) -> dict:
     labels = [m["label"] for m in machines]
     reference = [b for b in bench if b["file"] == labels[0]] if labels else []
     tables_dir, figures_dir = results_dir / "tables", results_dir / "figures"
+    written_before = _written_before(results_dir)
     tables, figures = {}, {}
     if machines:
         tables["machines"] = t.write_table(tables_dir, "machines", *t.machines_table(machines))
@@ -41,8 +54,8 @@ def collect(results_dir: Path, bench_files: list[Path]) -> dict:
                                                           longtable_caption=f"\\ComparisonCaption{{{study}}}")
         figures |= study_figures(d, bench, figures_dir)
     made = {Path(p).name for kind in (tables, figures) for paths in kind.values() for p in paths.values()}
-    for old in [*tables_dir.glob("*"), *figures_dir.glob("*")]:
-        if old.name not in made:  # from an earlier run with a study or benchmark file that is gone now
+    for old in written_before:
+        if old.name not in made and old.is_file():  # from an earlier run with a study or benchmark file gone now
             old.unlink()
     collected = {"results_dir": str(results_dir), "profile": results_dir.name,
                  "bench_files": [str(p) for p in bench_files], "machines": machines, "studies": studies,

@@ -8,7 +8,8 @@ time check unless --allow-different-machine, which turns time into information.
 Expectations mode, `--expect FILE HEAD.json`: checks what does not depend on the machine (accuracy floors,
 exact parameter counts), so CI can gate it on any runner. `--write-expect FILE HEAD.json` writes that file.
 
-Exit status: 0 pass, 1 regression, 2 unusable input (not pytest-benchmark JSON; fewer than 90 % of the base's
+Exit status: 0 pass, 1 regression (a benchmark only one side has counts as one unless --allow-missing), 2 unusable
+input (not pytest-benchmark JSON; a NaN or infinity in a value the gate reads; fewer than 90 % of the base's
 benchmarks found in head, which is what renamed ids look like and must never pass silently).
 """
 import argparse
@@ -26,6 +27,7 @@ from report import fmt
 MIN_MATCHED = 0.9
 TIME_STATS = ("min", "q1", "median", "mean", "q3", "max")
 PARAM_FIELDS = ("params_total", "params_trainable")
+GATED_EXTRA_INFO = ("accuracy", "peak_mem_bytes", *PARAM_FIELDS)
 EXPECT_FORMAT = "lowrank-bench-expect/1"
 EXPECT_KEYS = {"accuracy_min", *PARAM_FIELDS}
 
@@ -133,8 +135,26 @@ def _scaled(bench, stat, factor):
     return {**bench, "stats": {**bench["stats"], stat: bench["stats"][stat] / factor}}
 
 
+def check_finite(bench, path):
+    """Refuse a NaN or infinity in any value the gate reads: every comparison with NaN is False, so it would
+    pass every check (in head) or switch a check off (in base)."""
+    for b in bench["benchmarks"]:
+        fields = [(f"stats.{s}", b["stats"].get(s)) for s in TIME_STATS]
+        fields += [(f"extra_info.{f}", b.get("extra_info", {}).get(f)) for f in GATED_EXTRA_INFO]
+        for field, v in fields:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise UserError(f"{path}: benchmark {b['fullname']} has {field} = {v}; the run is broken, "
+                                f"rerun the benchmarks (lowrank-bench bench)")
+
+
+def load_gated(path) -> dict:
+    bench = load_bench(path)
+    check_finite(bench, path)
+    return bench
+
+
 def gate_ab(base_path, head_path, args) -> int:
-    base, head = load_bench(base_path), load_bench(head_path)
+    base, head = load_gated(base_path), load_gated(head_path)
     base_by, head_by = by_fullname(base), by_fullname(head)
     if not base_by:
         raise UserError(f"{base_path}: holds no benchmarks; nothing to gate against")
@@ -150,6 +170,10 @@ def gate_ab(base_path, head_path, args) -> int:
                         f"(< {MIN_MATCHED:.0%}); were ids renamed? rerun the base with the same suite")
 
     checks = machine_checks(base, head, args.allow_different_machine)
+    # A benchmark only one side has can no longer be watched: a failure unless the user says the suites differ.
+    one_sided = "info" if args.allow_missing else "FAIL"
+    checks += [Check(n, "present", "yes", "-", "missing in head", one_sided) for n in unmatched]
+    checks += [Check(n, "present", "-", "yes", "missing in base", one_sided) for n in added]
     gate_time = not (checks and args.allow_different_machine)
     ms = metrics(args.stat, args.max_slowdown, args.max_acc_drop, args.max_mem_growth)
     drift = machine_drift(base_by, head_by, args.stat) if args.normalize else 1.0
@@ -192,8 +216,8 @@ def load_expect(path) -> dict:
     for key, entry in entries:
         if not isinstance(entry, dict) or entry.keys() - EXPECT_KEYS:
             raise UserError(f"{path}: entry {key} must be an object with only {sorted(EXPECT_KEYS)}")
-        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in entry.values()):
-            raise UserError(f"{path}: entry {key} holds a value that is not a number")
+        if any(isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) for v in entry.values()):
+            raise UserError(f"{path}: entry {key} holds a value that is not a finite number; {write_hint}")
     return exp
 
 
@@ -232,7 +256,7 @@ def expect_checks(exp, head) -> list[Check]:
 
 
 def gate_expect(expect_path, head_path) -> int:
-    exp, head = load_expect(expect_path), load_bench(head_path)
+    exp, head = load_expect(expect_path), load_gated(head_path)
     checks = expect_checks(exp, head)
     print(format_table(checks))
     failed = sum(c.verdict == "FAIL" for c in checks)
@@ -312,6 +336,9 @@ def add_arguments(parser):
                         help="divide head times by the median head/base time ratio over all benchmarks, so a "
                              "machine-wide drift cancels and only relative regressions fail (a slowdown of "
                              "every benchmark alike then passes)")
+    parser.add_argument("--allow-missing", action="store_true", default=False,
+                        help="report benchmarks that only base or only head has instead of failing (the 90%% "
+                             "match floor still holds)")
     parser.add_argument("--allow-different-machine", action="store_true", default=False,
                         help="when machine_info differs (cpu, gpu, threads, torch), report time instead of "
                              "failing; other metrics stay gated")
@@ -325,7 +352,7 @@ def run(args) -> int:
         raise UserError(f"gate takes BASE.json HEAD.json, or one HEAD.json with --expect/--write-expect; "
                         f"got {len(args.bench)} file(s)")
     if args.write_expect:
-        head = load_bench(args.bench[0])
+        head = load_gated(args.bench[0])
         n = write_expect(args.write_expect, head, args.bench[0], args.margin)
         print(f"wrote {n} expectations to {args.write_expect} (accuracy floors {args.margin} points below "
               f"{args.bench[0]})")

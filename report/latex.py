@@ -9,10 +9,10 @@ in report/templates/*.tex, so nothing in the PDF is typed by hand and an absent 
 import ast
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
+from lowrank_bench import proc
 from lowrank_bench.io import UserError, atomic_write, read_json
 from report import fmt
 from report.collect import collect
@@ -21,8 +21,17 @@ from report.results import STUDIES, default_bench, same_model
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).parent / "templates"
 BUILD = ROOT / "report" / "build"
-INSTALL_HINT = ("latexmk not found: install TeX with `apt-get install latexmk texlive-latex-recommended "
-                "texlive-latex-extra texlive-science texlive-fonts-recommended`")
+# Every \\usepackage of templates/report.tex -> the Debian package that provides it (tests/test_report.py checks
+# the map against the template and .ci/run). lmodern is only a recommendation of texlive-base, so
+# `apt-get install --no-install-recommends` leaves it out unless it is named.
+TEX_PACKAGES = {"fontenc": "texlive-latex-base", "lmodern": "lmodern", "geometry": "texlive-latex-base",
+                "amsmath": "texlive-latex-base", "amssymb": "texlive-base", "graphicx": "texlive-latex-base",
+                "booktabs": "texlive-latex-recommended", "longtable": "texlive-latex-base",
+                "adjustbox": "texlive-latex-extra", "caption": "texlive-latex-recommended",
+                "listings": "texlive-latex-recommended", "xcolor": "texlive-latex-recommended",
+                "placeins": "texlive-latex-extra", "hyperref": "texlive-latex-base"}
+DEBIAN_PACKAGES = ["latexmk", *sorted(set(TEX_PACKAGES.values())), "texlive-fonts-recommended"]
+INSTALL_HINT = f"install TeX with `apt-get install --no-install-recommends {' '.join(DEBIAN_PACKAGES)}`"
 # Listings quoted in the report: macro stem -> (source file, class name pattern, method or None for the class).
 EXCERPTS = {"LowRankBase": ("models/lowrank.py", "_LowRank", "from_linear"),
             "LowRankLinear": ("models/lowrank.py", "LowRankLinear", None),
@@ -213,7 +222,7 @@ def build_report(results_dir, out_dir=BUILD, bench_files=None) -> Path:
     """Write the report's sources into `out_dir` and build `out_dir`/report.pdf with latexmk; return its path."""
     latexmk = shutil.which("latexmk")
     if latexmk is None:
-        raise UserError(INSTALL_HINT)
+        raise UserError(f"latexmk not found: {INSTALL_HINT}")
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     collected = _collected(results_dir, bench_files)
     for sub in ("tables", "figures", "code"):  # an earlier build's files must not stand in for absent ones
@@ -226,14 +235,18 @@ def build_report(results_dir, out_dir=BUILD, bench_files=None) -> Path:
             atomic_write(out_dir / kind / src.name, src.read_bytes())
     atomic_write(out_dir / "numbers.tex", numbers_tex(collected, write_excerpts(out_dir)))
     cmd = [latexmk, "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "report.tex"]
-    proc = subprocess.run(cmd, cwd=out_dir, capture_output=True, text=True, errors="replace")
-    if proc.returncode != 0:
+    rc, stdout = proc.run(cmd, cwd=out_dir, capture=True)  # a signal to us ends latexmk and pdflatex too
+    if rc != 0:
+        # latexmk's database would answer the next call with "Nothing to do" and repeat this error even after
+        # the missing package is installed: forget it, so the next build starts from scratch.
+        (out_dir / "report.fdb_latexmk").unlink(missing_ok=True)
         log = out_dir / "report.log"
         lines = log.read_text(errors="replace").splitlines() if log.exists() else []
         # -file-line-error writes "./file.tex:LINE: message", then "l.LINE <the input up to the error>".
         at = next((i for i, l in enumerate(lines) if re.match(r"(\S+\.tex:\d+: |! )", l)), None)
-        first = " ".join(l.strip() for l in lines[at:at + 2]) if at is not None else proc.stdout.strip()[-200:]
-        raise UserError(f"latexmk failed ({first}); see {log}")
+        first = " ".join(l.strip() for l in lines[at:at + 2]) if at is not None else stdout.strip()[-200:]
+        hint = f"; {INSTALL_HINT}" if "not found" in first else ""
+        raise UserError(f"latexmk failed ({first}); see {log}{hint}")
     return out_dir / "report.pdf"
 
 

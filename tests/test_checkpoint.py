@@ -109,3 +109,66 @@ def test_failed_save_keeps_previous_files(tmp_path, mlp, monkeypatch):
         checkpoint.save(tmp_path / "m", MLP(mlp.config), note="second")
     assert ((tmp_path / "m.safetensors").read_bytes(), (tmp_path / "m.json").read_text()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]  # no temporary left
+
+
+@pytest.mark.parametrize("damage", ["other_weights", "other_architecture", "overwritten_part"])
+def test_weights_that_differ_from_the_sidecar_are_refused(tmp_path, mlp, damage):
+    """A copied-over or partly overwritten weights file loads without error unless its hash is checked."""
+    checkpoint.save(tmp_path / "m", mlp, study="svd")
+    weights = tmp_path / "m.safetensors"
+    if damage == "other_weights":
+        checkpoint.save(tmp_path / "other", MLP(mlp.config), study="svd")
+        weights.write_bytes((tmp_path / "other.safetensors").read_bytes())
+    elif damage == "other_architecture":
+        checkpoint.save(tmp_path / "other", Transformer(TransformerConfig(vocab_size=50, max_len=12, d_model=16,
+                                                                          n_heads=2, d_ff=32)))
+        weights.write_bytes((tmp_path / "other.safetensors").read_bytes())
+    else:
+        data = bytearray(weights.read_bytes())
+        data[-64:] = bytes(64)  # the last tensor's tail: still a valid file of the right shapes
+        weights.write_bytes(bytes(data))
+    with pytest.raises(UserError) as err:
+        checkpoint.load(tmp_path / "m")
+    msg = str(err.value)
+    assert "m.safetensors" in msg and "m.json" in msg and "lowrank-bench train svd" in msg and "restore" in msg
+    assert "\n" not in msg
+
+
+def test_a_damaged_base_is_named_and_not_blamed_on_the_adapter(tmp_path, mlp):
+    checkpoint.save(tmp_path / "base", mlp, study="svd")
+    cfg = LoRAConfig(rank=2, alpha=4, new_head=10)
+    checkpoint.save(tmp_path / "adapter", add_lora(mlp, cfg).eval(), structure={"lora": vars(cfg)},
+                    base=tmp_path / "base")
+    base = tmp_path / "base.safetensors"
+    data = bytearray(base.read_bytes())
+    data[-64:] = bytes(64)
+    base.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r"base\.safetensors does not match .*base\.json.*train svd"):
+        checkpoint.load(tmp_path / "adapter")
+    checkpoint.save(tmp_path / "base", MLP(mlp.config), study="svd")  # a legitimately retrained base
+    with pytest.raises(UserError, match="retrained after this adapter.*train lora"):
+        checkpoint.load(tmp_path / "adapter")
+
+
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, mlp, monkeypatch):
+    from safetensors import SafetensorError
+    checkpoint.save(tmp_path / "m", mlp, note="first")
+    before = (tmp_path / "m.safetensors").read_bytes()
+
+    def full(*a, **k):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    with pytest.raises(UserError, match=r"m\.safetensors: cannot write.*StorageFull.*free disk space"):
+        checkpoint.save(tmp_path / "m", mlp)
+    assert (tmp_path / "m.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
+
+
+def test_weights_get_the_umask_mode_like_the_sidecar(tmp_path, mlp):
+    import os
+    old = os.umask(0o022)
+    try:
+        checkpoint.save(tmp_path / "m", mlp)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644

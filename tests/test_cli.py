@@ -1,5 +1,10 @@
 """The command line end to end on tiny fixture data: every study trains, bad input is one line and exit 2."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -157,7 +162,7 @@ def test_gate_through_the_cli(tmp_path, capsys):
 def test_failed_benchmark_run_keeps_previous_json(tmp_path, capsys, monkeypatch):
     target = tmp_path / "bench.json"
     target.write_text('{"previous": true}')
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, cwd: 1)  # pytest failing half-way
+    monkeypatch.setattr(cli.proc, "run", lambda cmd, cwd: (1, None))  # pytest failing half-way
     rc, _, err = run(capsys, "bench", "--profile", "smoke", "--json", target)
     assert rc == 2 and "left as it was" in err
     assert target.read_text() == '{"previous": true}' and [p.name for p in tmp_path.iterdir()] == ["bench.json"]
@@ -176,8 +181,8 @@ def test_repeated_benchmark_runs_are_pooled(tmp_path, capsys, monkeypatch):
         Path(out).write_text(json.dumps(sample))
         for b in sample["benchmarks"]:
             b["stats"]["median"] /= factor
-        return 0
-    monkeypatch.setattr(cli.subprocess, "call", fake_pytest)
+        return 0, None
+    monkeypatch.setattr(cli.proc, "run", fake_pytest)
     target = tmp_path / "bench.json"
     rc, stdout, _ = run(capsys, "bench", "--profile", "smoke", "--repeat", "3", "--json", target)
     assert rc == 0 and "pooled from 3 runs" in stdout
@@ -187,6 +192,131 @@ def test_repeated_benchmark_runs_are_pooled(tmp_path, capsys, monkeypatch):
 
 
 def test_a_repeat_below_one_is_refused_before_anything_runs(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, cwd: pytest.fail("pytest must not start"))
+    monkeypatch.setattr(cli.proc, "run", lambda cmd, cwd: pytest.fail("pytest must not start"))
     rc, _, err = run(capsys, "bench", "--profile", "smoke", "--repeat", "0", "--json", tmp_path / "bench.json")
     assert rc == 2 and "--repeat must be at least 1, got 0" in err and not list(tmp_path.iterdir())
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "bench_sample.json"
+
+
+@pytest.mark.parametrize("pytest_args", [["--co"], ["--benchmark-skip"]])
+def test_a_run_that_measures_nothing_keeps_previous_json(tmp_path, capsys, pytest_args):
+    """pytest exits 0 with every benchmark deselected or skipped: the good file stays, the command fails."""
+    target = tmp_path / "bench.json"
+    target.write_bytes(SAMPLE.read_bytes())
+    rc, _, err = run(capsys, "bench", "--profile", "smoke", "--device", "cpu", "--out", tmp_path, "--json", target,
+                     "--", *pytest_args)
+    assert rc == 2 and "no benchmark" in err and "left as it was" in err
+    assert target.read_bytes() == SAMPLE.read_bytes() and [p.name for p in tmp_path.iterdir()] == ["bench.json"]
+
+
+def test_bench_on_cuda_without_cuda_is_refused_before_pytest(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(config.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(cli.proc, "run", lambda *a, **k: pytest.fail("pytest must not start"))
+    rc, _, err = run(capsys, "bench", "--profile", "smoke", "--device", "cuda", "--json", tmp_path / "bench.json")
+    assert rc == 2 and "cuda" in err and "--device cpu" in err and not list(tmp_path.iterdir())
+
+
+SLEEPER = """
+import os, time
+def pytest_configure(config):
+    with open(os.environ["SLEEPER_PID"], "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(60)
+"""
+
+
+def _alive(pid):
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status  # a zombie has ended; only its exit status waits to be read
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_pytest_and_removes_the_temporary_file(tmp_path, sig):
+    """SIGTERM/SIGINT to `bench` end the pytest child too; no .tmp is left and the old bench.json stays."""
+    (tmp_path / "sleeper.py").write_text(SLEEPER)
+    target = tmp_path / "out" / "bench.json"
+    target.parent.mkdir()
+    target.write_bytes(SAMPLE.read_bytes())
+    pid_file = tmp_path / "pytest.pid"
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "SLEEPER_PID": str(pid_file)}
+    repo = Path(__file__).resolve().parent.parent
+    parent = subprocess.Popen([sys.executable, "-m", "lowrank_bench.cli", "bench", "--profile", "smoke", "--device", "cpu",
+                               "--json", target, "--", "-p", "sleeper"], cwd=repo, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    child = None
+    try:
+        for _ in range(600):
+            if pid_file.exists() and pid_file.read_text():
+                child = int(pid_file.read_text())
+                break
+            time.sleep(0.05)
+        assert child, "pytest never started"
+        parent.send_signal(sig)
+        _, err = parent.communicate(timeout=30)
+        assert parent.returncode != 0 and "Traceback" not in err
+        for _ in range(100):
+            if not _alive(child):
+                break
+            time.sleep(0.05)
+        assert not _alive(child), "pytest outlived the bench command"
+        assert [p.name for p in target.parent.iterdir()] == ["bench.json"]
+        assert target.read_bytes() == SAMPLE.read_bytes()
+    finally:
+        parent.kill()
+        if child and _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("old, new", [("ranks = [2, 4]", 'ranks = [2, 4]\ntolerance_points = "0.5"'),
+                                      ("ranks = [2, 4]", "ranks = []"), ("[svd]", "[svd"),
+                                      ("bench = { batch_sizes = [1, 4],", "bench = { batch_sizes = [],")])
+def test_a_bad_profile_value_fails_before_training(root, tiny_profile, tmp_path, capsys, old, new):
+    path = config.PROFILES_DIR / "tiny.toml"
+    path.write_text(path.read_text().replace(old, new, 1))
+    rc, stdout, err = run(capsys, "train", "svd", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
+                          "--out", tmp_path / "out")
+    assert rc == 2 and err.count("\n") == 1 and "tiny.toml" in err and "Traceback" not in err
+    assert "== train" not in stdout and not (tmp_path / "out").exists()
+
+
+def deny_writes_in(monkeypatch, folder):
+    """Make `folder` read-only to this process (tests may run as root, who writes anywhere)."""
+    from lowrank_bench import io
+    real = io.tempfile.TemporaryFile
+
+    def probe(*a, dir=None, **k):
+        if Path(dir) == Path(folder):
+            raise PermissionError(13, "Permission denied")
+        return real(*a, dir=dir, **k)
+    monkeypatch.setattr(io.tempfile, "TemporaryFile", probe)
+
+
+@pytest.mark.parametrize("case", ["out_is_a_file", "read_only_out", "read_only_cache", "cache_is_a_file"])
+def test_unwritable_outputs_fail_before_training(root, tiny_profile, tmp_path, capsys, monkeypatch, case):
+    out = tmp_path / "out"
+    if case == "out_is_a_file":
+        out.write_text("not a folder")
+    elif case == "read_only_out":
+        out.mkdir()
+        deny_writes_in(monkeypatch, out)
+    elif case == "read_only_cache":
+        deny_writes_in(monkeypatch, tmp_path / "cache")
+    else:
+        (tmp_path / "cache").write_text("not a folder")
+    rc, stdout, err = run(capsys, "train", "svd", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
+                          "--out", out)
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err and "== train" not in stdout
+    assert str(tmp_path / ("out" if "out" in case else "cache")) in err
+    assert ("--out" if "out" in case else "LOWRANK_CACHE") in err
+
+
+def test_json_pointing_at_a_folder_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli.proc, "run", lambda *a, **k: pytest.fail("pytest must not start"))
+    rc, _, err = run(capsys, "bench", "--profile", "smoke", "--device", "cpu", "--json", tmp_path)
+    assert rc == 2 and f"--json {tmp_path} is a folder" in err and err.count("\n") == 1

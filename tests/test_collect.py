@@ -318,3 +318,19 @@ def test_ceiling_table_puts_the_chains_beside_the_model_speedup():
     assert list(shown.iloc[0]) == [16, 2048, "38,000 / 3,800", "10.00", "8.00", "0.80"]
     assert raw.iloc[0]["factored_chain_us"] == pytest.approx(3800.0) and raw.iloc[0]["ceiling_efficiency"] == 0.8
     assert ceiling_table([b for b in bench if b["kind"] != "infer" or b["rank"] is None]) is None
+
+
+def test_files_and_folders_the_user_put_there_are_kept(tmp_path):
+    """Only what an earlier collection wrote (listed in its collected.json) is removed, never a user's file."""
+    results = write_results(tmp_path / "smoke", studies=("svd",), bench=False)
+    collect(results, [])
+    (results / "tables" / "my_notes.md").write_text("mine")
+    (results / "figures" / "drafts").mkdir()
+    (results / "figures" / "drafts" / "sketch.png").write_bytes(b"png")
+    write_results(results, studies=("lora",), bench=False)
+    collect(results, [])
+    (results / "lora" / "summary.json").unlink()
+    collect(results, [])  # lora's tables and figures go, the user's things stay
+    assert (results / "tables" / "my_notes.md").read_text() == "mine"
+    assert (results / "figures" / "drafts" / "sketch.png").read_bytes() == b"png"
+    assert not list((results / "figures").glob("lora_*")) and not list((results / "tables").glob("lora_*"))

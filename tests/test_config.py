@@ -73,11 +73,11 @@ def test_a_profile_file_of_ones_own_and_overrides(tmp_path):
     ("svd.ranks", "expected KEY=VALUE"),
     ("svd.ranks=[4,", "is not a TOML value"),
     ("svd.rankz=[4]", r"unknown key\(s\) \['rankz'\]"),
-    ("svd.ranks=[]", "svd: ranks must be a non-empty list"),
-    ("svd.ranks=[4, 4]", "lists a rank twice"),
-    ("lora.ranks=[0, 2]", r"lora: ranks must hold integers >= 1, got \[0\]"),
-    ("attention.ranks=[2.5]", r"must hold integers >= 1, got \[2.5\]"),
-    ("svd.bench.batch_sizes=[]", "batch_sizes must be a non-empty list"),
+    ("svd.ranks=[]", r"smoke.toml with --set: svd.ranks must be a non-empty list of positive integers"),
+    ("svd.ranks=[4, 4]", "svd.ranks lists a value twice"),
+    ("lora.ranks=[0, 2]", r"lora.ranks must be a non-empty list of positive integers, got \[0, 2\]"),
+    ("attention.ranks=[2.5]", r"attention.ranks must be a non-empty list of positive integers"),
+    ("svd.bench.batch_sizes=[1, 1]", "svd.bench.batch_sizes lists a value twice"),
 ])
 def test_bad_overrides_and_rank_grids_name_the_key(override, message):
     with pytest.raises(ValueError, match=message):
@@ -89,3 +89,33 @@ def test_a_toml_syntax_error_names_the_file(tmp_path):
     bad.write_text("[svd\nranks = [1]\n")
     with pytest.raises(ValueError, match=r"bad.toml: not valid TOML"):
         load_profile(str(bad))
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[svd]\ntolerance_points = "0.5"', "svd.tolerance_points must be a number"),
+    ("[svd]\nranks = []", "svd.ranks must be a non-empty list of positive integers, got []"),
+    ("[svd]\nranks = [0, 4]", "svd.ranks must be a non-empty list of positive integers"),
+    ("[lora]\nbench = { batch_sizes = [] }", "lora.bench.batch_sizes must be a non-empty list"),
+    ('seed = "a"', "seed must be an integer"),
+    ("[svd]\naugment_ablation = 1", "svd.augment_ablation must be true or false"),
+    ("[data]\nhoda_train = 2.5", "data.hoda_train must be an integer or left out"),
+    ("[data]\nhoda_train = 0", "data.hoda_train must be >= 1"),
+    ('[attention]\ntargets = ["q_proj", 3]', "attention.targets must be a non-empty list of strings"),
+    ("[attention.model]\ndropout = -0.1", "attention.model.dropout must be a number (>= 0)"),
+    ("[svd]\nbench = { rounds = 0 }", "svd.bench.rounds must be >= 1"),
+    ("[svd]\nbaseline = { lr = nan }", "svd.baseline.lr must be a number"),
+    ("[svd\nranks = [1]", "not valid TOML"),
+])
+def test_every_value_is_checked_when_the_profile_loads(tmp_path, monkeypatch, text, message):
+    monkeypatch.setattr(config, "PROFILES_DIR", tmp_path)
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(ValueError) as err:
+        load_profile("bad")
+    assert str(err.value).startswith(f"{tmp_path / 'bad.toml'}: ") and message in str(err.value)
+
+
+def test_an_int_is_a_valid_float_and_types_are_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "PROFILES_DIR", tmp_path)
+    (tmp_path / "ok.toml").write_text("[svd]\ntolerance_points = 1\nbaseline = { lr = 1 }\n[data]\nhoda_train = 10\n")
+    p = load_profile("ok")
+    assert p.svd.tolerance_points == 1 and p.svd.baseline.lr == 1 and p.data.hoda_train == 10

@@ -171,7 +171,9 @@ def test_cache_hit_returns_identical_arrays(root, copy, cache, monkeypatch):
     for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         assert torch.equal(getattr(first, name), getattr(second, name))
     test_file = copy / "hoda" / "Test 20000.cdb"
-    os.utime(test_file, ns=(0, test_file.stat().st_mtime_ns + 10**9))  # a changed file is decoded again
+    os.utime(test_file, ns=(0, test_file.stat().st_mtime_ns + 10**9))  # a touched file is the same content
+    data.load_hoda(copy)
+    test_file.write_bytes(test_file.read_bytes()[:-1] + b"\x00")  # a changed file is decoded again
     with pytest.raises(AssertionError, match="decoded again"):
         data.load_hoda(copy)
 
@@ -230,3 +232,60 @@ def test_missing_tokenizer_folder(copy):
     shutil.rmtree(copy / "bert-base-uncased")
     raises_one_line(lambda: data.load_imdb(copy), copy, "bert-base-uncased/vocab.txt", FETCH)
     raises_one_line(lambda: data.load_tokenizer(copy), copy, str(copy / "bert-base-uncased"), FETCH)
+
+
+def test_damage_of_same_size_and_mtime_is_seen(copy):
+    """The cache is keyed on content: random bytes with the old size and mtime must not pass as the good file."""
+    data.check(copy)  # fills the cache
+    path = copy / "hoda" / "Test 20000.cdb"
+    stat = path.stat()
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, stat.st_size, dtype=np.uint8).tobytes())
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    raises_one_line(lambda: data.check(copy), copy, str(path), FETCH)
+
+
+def test_unreadable_file_is_one_line(copy, monkeypatch):
+    """A PermissionError (faked: tests may run as root, who reads anything) names the file and the fix."""
+    path = copy / "hoda" / "Test 20000.cdb"
+    real_open = open
+
+    def deny(file, *a, **k):
+        if Path(file) == path:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **k)
+    monkeypatch.setattr("builtins.open", deny)
+    raises_one_line(lambda: data.load_hoda(copy), copy, str(path), "Permission denied", "chmod a+r")
+
+
+def test_cache_entry_with_other_array_names_is_rebuilt(root, cache):
+    data.load_fashion(root)
+    for entry in cache.glob("fashion-*.npz"):
+        with np.load(entry) as z:
+            arrays = {f"renamed_{k}": z[k] for k in z.files}
+        with open(entry, "wb") as f:
+            np.savez(f, **arrays)
+    assert len(data.load_fashion(root).y_test) == 30
+
+
+def test_damaged_datasets_cache_is_rebuilt(root, cache):
+    first = data.load_imdb(root, max_len=8)
+    arrows = list((cache / "hf-datasets").rglob("*.arrow"))
+    assert arrows
+    for p in arrows:
+        p.write_bytes(p.read_bytes()[:50])
+    for p in cache.glob("imdb-*.npz"):
+        p.unlink()
+    assert torch.equal(data.load_imdb(root, max_len=8).x_train, first.x_train)
+
+
+def test_empty_vocab_is_one_line(copy):
+    (copy / "bert-base-uncased" / "vocab.txt").write_text("")
+    raises_one_line(lambda: data.load_tokenizer(copy), copy, str(copy / "bert-base-uncased" / "vocab.txt"),
+                    "Missing [UNK]", FETCH)
+
+
+@pytest.mark.parametrize("texts", [[""] * 6, ["good"] * 5 + [None]])
+def test_check_fails_on_empty_or_null_reviews(copy, texts):
+    path = copy / "imdb" / "test.parquet"
+    build.write_imdb_parquet(path, texts, [0, 1] * 3)
+    raises_one_line(lambda: data.check(copy), copy, str(path), "row", FETCH)

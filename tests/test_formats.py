@@ -1,6 +1,7 @@
 """Byte-level readers: a .cdb whose pixels are worked out by hand, round trips through the fixture writers, and
 each kind of damage the readers must refuse."""
 import gzip
+import re
 import struct
 
 import numpy as np
@@ -111,3 +112,14 @@ def test_imdb_labels_and_bad_parquet(tmp_path):
     (tmp_path / "cut.parquet").write_bytes(path.read_bytes()[:-20])
     with pytest.raises(formats.FormatError, match="parquet"):
         formats.read_imdb_labels(tmp_path / "cut.parquet")
+
+
+@pytest.mark.parametrize("texts, message", [
+    (["good", "", "fine", ""], "0 NULL and 2 empty texts of 4, the first in row 1"),
+    (["good", "fine", None], "1 NULL and 0 empty texts of 3, the first in row 2"),
+    (["   ", "\n"], "0 NULL and 2 empty texts of 2, the first in row 0"),
+])
+def test_imdb_empty_and_null_texts_are_refused_naming_the_first_row(tmp_path, texts, message):
+    path = build.write_imdb_parquet(tmp_path / "e.parquet", texts, [0] * len(texts))
+    with pytest.raises(formats.FormatError, match=re.escape(message)):
+        formats.read_imdb_labels(path)

@@ -146,11 +146,39 @@ def test_renamed_benchmarks_below_90_percent_exit_2(tmp_path, capsys):
     assert captured.err.startswith("error: ") and "8 of 10" in captured.err
 
 
-def test_one_rename_at_90_percent_is_listed_not_silent(tmp_path, capsys):
-    assert run_gate(tmp_path, suite(), suite(rename=("k1-1",))) == 0
+def test_one_rename_at_90_percent_fails_unless_missing_is_allowed(tmp_path, capsys):
+    assert run_gate(tmp_path, suite(), suite(rename=("k1-1",))) == 1
     out = capsys.readouterr().out
     assert "unmatched: bench/test_hoda_svd.py::test_infer[k1-1]" in out
     assert "9/10 base benchmarks matched, 1 new" in out
+    assert verdicts(out, "present") == ["FAIL", "FAIL"]  # missing in head, and missing in base
+    assert run_gate(tmp_path, suite(), suite(rename=("k1-1",)), "--allow-missing") == 0
+    assert verdicts(capsys.readouterr().out, "present") == ["info", "info"]
+
+
+@pytest.mark.parametrize("side", ["base", "head"])
+def test_a_benchmark_only_one_side_has_fails(tmp_path, capsys, side):
+    short = suite()
+    del short["benchmarks"][3]
+    pair = (short, suite()) if side == "base" else (suite(), short)
+    assert run_gate(tmp_path, *pair) == 1
+    assert f"missing in {side}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where, field", [("stats", "median"), ("stats", "min"), ("extra_info", "accuracy"),
+                                          ("extra_info", "peak_mem_bytes"), ("extra_info", "params_total")])
+@pytest.mark.parametrize("side", ["base", "head"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_value_is_an_invalid_file(tmp_path, capsys, where, field, side, value):
+    broken = suite()
+    broken["benchmarks"][2][where][field] = value
+    pair = (broken, suite()) if side == "base" else (suite(), broken)
+    assert run_gate(tmp_path, *pair) == 2
+    err = capsys.readouterr().err
+    assert f"{side}.json" in err and "test_infer[k1-1]" in err and f"{where}.{field}" in err
+    assert err.count("\n") == 1
+    assert gate.main(["--expect", str(Path(__file__).resolve().parent.parent / "bench/expected/smoke.json"),
+                      dump(tmp_path / "broken.json", broken)]) == 2
 
 
 @pytest.mark.parametrize("content", [

@@ -22,3 +22,17 @@ def test_written_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "table.csv").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+    from lowrank_bench import io
+    target = tmp_path / "r.json"
+    io.write_json(target, {"old": 1})
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(io.Path, "write_bytes", full)
+    with pytest.raises(io.UserError, match=r"r\.json: cannot write it \(No space left on device\); free disk space"):
+        io.write_json(target, {"new": 2})
+    assert target.read_text() == '{\n  "old": 1\n}\n' and [p.name for p in tmp_path.iterdir()] == ["r.json"]

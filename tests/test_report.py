@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -94,8 +95,37 @@ def test_absent_studies_say_they_were_not_run(tmp_path):
 
 def test_missing_latexmk_is_a_user_error_naming_the_packages(tmp_path, monkeypatch):
     monkeypatch.setattr(latex.shutil, "which", lambda name: None)
-    with pytest.raises(UserError, match="apt-get install latexmk texlive-latex-recommended texlive-latex-extra"):
+    with pytest.raises(UserError, match="apt-get install --no-install-recommends latexmk lmodern"):
         latex.build_report(tmp_path, tmp_path / "build")
+
+
+def test_every_package_the_report_uses_is_installed_by_ci_and_named_in_the_hint():
+    """A clean machine gets every package the preamble loads: lmodern is only recommended by texlive-base."""
+    from pathlib import Path
+    used = {name.strip() for t in latex.TEMPLATES.glob("*.tex")
+            for names in re.findall(r"\\usepackage(?:\[[^]]*\])?\{([^}]*)\}", t.read_text())
+            for name in names.split(",")}
+    assert "lmodern" in used and used <= latex.TEX_PACKAGES.keys(), used - latex.TEX_PACKAGES.keys()
+    ci = (Path(latex.ROOT) / ".ci" / "run").read_text().replace("\\\n", " ")
+    install = next(line for line in ci.splitlines() if "apt-get install" in line).split()
+    for debian in latex.DEBIAN_PACKAGES:
+        assert debian in install and debian in latex.INSTALL_HINT
+
+
+def test_a_failed_build_is_retried_from_scratch(tmp_path, monkeypatch):
+    """latexmk's database must not answer the next build with 'Nothing to do' and the old error."""
+    results = write_results(tmp_path / "smoke", studies=("svd",), bench=False)
+    fake = tmp_path / "bin" / "latexmk"
+    fake.parent.mkdir()
+    fake.write_text(f"#!{sys.executable}\nimport sys\nopen('report.fdb_latexmk', 'w').write('# Fdb version 4')\n"
+                    "open('report.log', 'w').write(\"./report.tex:7: LaTeX Error: File `lmodern.sty' not found.\")\n"
+                    "sys.exit(12)\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(latex.shutil, "which", lambda name: str(fake))
+    build = tmp_path / "build"
+    with pytest.raises(UserError, match="lmodern.sty' not found.*apt-get install --no-install-recommends"):
+        latex.build_report(results, build)
+    assert not (build / "report.fdb_latexmk").exists()
 
 
 @needs_latexmk

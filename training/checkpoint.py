@@ -63,7 +63,11 @@ def save(stem, model, *, structure=None, base=None, **meta):
     weights, sidecar = paths(stem)
     state = lora_state_dict(model) if base else model.state_dict()
     with atomic_path(weights) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
+        try:
+            save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
+        except SafetensorError as e:  # a full disk arrives as this, not as OSError
+            raise UserError(f"{weights}: cannot write the weights ({e}); free disk space or choose another --out, "
+                            "the previous files are intact") from None
     if base:
         base_weights = paths(base)[0]
         base = {"checkpoint": os.path.relpath(Path(base), Path(stem).parent), "weights_sha256": file_sha256(base_weights)}
@@ -94,6 +98,7 @@ def load(stem, *, expect_arch=None, device="cpu"):
     if expect_arch and sidecar["arch"] != expect_arch:
         raise UserError(f"{sidecar_path}: holds a {sidecar['arch']} but a {expect_arch} was expected; "
                         "point to the right checkpoint")
+    verify_weights(weights, sidecar_path, sidecar)
     if sidecar.get("base"):
         return _load_adapter(Path(stem), sidecar, device)
     cls, config_cls = ARCHITECTURES[sidecar["arch"]]
@@ -114,16 +119,30 @@ def load(stem, *, expect_arch=None, device="cpu"):
     return model.to(device).eval(), sidecar
 
 
+def verify_weights(weights, sidecar_path, sidecar):
+    """Refuse weights whose SHA-256 is not the one `save` recorded: a copied-over or damaged file would otherwise
+    load without a word (shapes and architecture are checked when the state dict is loaded)."""
+    recorded = sidecar.get("weights_sha256")
+    if recorded is not None and file_sha256(weights) == recorded:
+        return
+    study = sidecar.get("study") or "<study>"
+    raise UserError(f"{weights} does not match {sidecar_path} (SHA-256 {'differs' if recorded else 'not recorded'}: "
+                    f"the weights were replaced or damaged after training); restore both files from a backup or "
+                    f"retrain them (lowrank-bench train {study})")
+
+
 def _load_adapter(stem, sidecar, device):
     """The base checkpoint named in the sidecar, with the adapter of `<stem>.safetensors` put onto it."""
     base_stem = stem.parent / sidecar["base"]["checkpoint"]
     base_weights = paths(base_stem)[0]
     if not base_weights.exists():
         raise UserError(f"{stem}.json: its base checkpoint {base_stem} is missing; train the base first")
+    base, _ = load(base_stem)  # a damaged base is refused here, naming the base's own files
     if file_sha256(base_weights) != sidecar["base"]["weights_sha256"]:
-        raise UserError(f"{stem}.json: base {base_weights} is not the one this adapter was trained on "
-                        "(SHA-256 differs); retrain the adapter on the current base")
-    base, _ = load(base_stem)
+        # The base is intact but not the one the adapter was trained on: it was retrained since.
+        raise UserError(f"{stem}.json: its base {base_weights} was retrained after this adapter (SHA-256 differs "
+                        "from the one recorded); retrain the adapters on it (lowrank-bench train lora) or restore "
+                        "the base they were trained on")
     try:
         model = add_lora(base, LoRAConfig(**sidecar["structure"]["lora"]))
         load_lora_state_dict(model, load_file(str(paths(stem)[0])))

@@ -7,7 +7,10 @@ read as data, never executed; an unknown key or a bad value raises `ValueError` 
 has one name everywhere (`attention.model.max_len` is also the tokenizer's length).
 """
 import dataclasses
+import math
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +59,9 @@ class DataConfig:
     def __post_init__(self):
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        for f in dataclasses.fields(self):
+            if f.type == int | None and getattr(self, f.name) is not None and getattr(self, f.name) < 1:
+                raise ValueError(f"{f.name} must be >= 1 or left out (the whole split), got {getattr(self, f.name)}")
 
 
 def check_ranks(ranks, name="ranks"):
@@ -66,7 +72,7 @@ def check_ranks(ranks, name="ranks"):
     if bad:
         raise ValueError(f"{name} must hold integers >= 1, got {bad}")
     if len(set(ranks)) < len(ranks):
-        raise ValueError(f"{name} lists a rank twice: {ranks}")
+        raise ValueError(f"{name} lists a value twice: {ranks}")
 
 
 @dataclass
@@ -139,12 +145,49 @@ class Profile:
     attention: AttentionStudyConfig = field(default_factory=AttentionStudyConfig)
 
 
-def _merge(cls, defaults, overrides, where):
-    """A `cls` instance: `defaults` (an instance) with the keys of `overrides` replaced, recursively."""
+def _type_name(annotation):
+    if annotation is float:
+        return "a number"
+    if annotation is int:
+        return "an integer"
+    if annotation is bool:
+        return "true or false"
+    if annotation is str:
+        return "a string"
+    if typing.get_origin(annotation) is list:
+        item = typing.get_args(annotation)[0]
+        return f"a non-empty list of {'positive integers' if item is int else _type_name(item)[2:] + 's'}"
+    return " or ".join("left out" if a is type(None) else _type_name(a) for a in typing.get_args(annotation))
+
+
+def _fits(value, annotation):
+    """Whether a TOML value fits a field annotation: int, float (an int will do), bool, str, list[X] (non-empty,
+    items positive where X is int: ranks, sizes, widths), X | None. Numbers must be finite and not negative."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if typing.get_origin(annotation) is list:
+        item = typing.get_args(annotation)[0]
+        return isinstance(value, list) and bool(value) and all(
+            _fits(v, item) and (item is not int or v >= 1) for v in value)
+    if annotation in (int, float):
+        allowed = (int,) if annotation is int else (int, float)
+        return isinstance(value, allowed) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    return isinstance(value, annotation)
+
+
+def _merge(cls, defaults, overrides, where, prefix=""):
+    """A `cls` instance: `defaults` (an instance) with the keys of `overrides` replaced, recursively.
+
+    Every override is checked against the field's annotation here, as the profile loads, so a bad value fails
+    before any work and names the file and key: `where` is the file, `prefix` the table ("svd.").
+    """
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(overrides) - set(names)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(names)}")
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} in [{prefix.rstrip('.') or 'top level'}]; "
+                         f"allowed: {sorted(names)}")
     values = {}
     for name, f in names.items():
         value = getattr(defaults, name)
@@ -152,14 +195,17 @@ def _merge(cls, defaults, overrides, where):
             new = overrides[name]
             if dataclasses.is_dataclass(value):
                 if not isinstance(new, dict):
-                    raise ValueError(f"{where}.{name} must be a table, got {new!r}")
-                new = _merge(type(value), value, new, f"{where}.{name}")
+                    raise ValueError(f"{where}: {prefix}{name} must be a table, got {new!r}")
+                new = _merge(type(value), value, new, where, f"{prefix}{name}.")
+            elif not _fits(new, f.type):
+                raise ValueError(f"{where}: {prefix}{name} must be {_type_name(f.type)}"
+                                 f"{' (>= 0)' if f.type in (int, float) else ''}, got {new!r}")
             value = new
         values[name] = value
     try:
         return cls(**values)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{where}: {e}") from None
+    except ValueError as e:  # a range check of __post_init__: name the file and the table
+        raise ValueError(f"{where}: {prefix}{e}") from None
 
 
 def available_profiles():
@@ -214,9 +260,9 @@ def load_profile(name, device="auto", overrides=()):
     try:
         tree = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid TOML ({e})") from None
+        raise ValueError(f"{path}: not valid TOML ({e}); fix the file") from None
     _deep_update(tree, parse_overrides(overrides))
-    where = path.name + (" with --set" if overrides else "")
+    where = f"{path}{' with --set' if overrides else ''}"
     return _merge(Profile, Profile(name=path.stem), {**tree, "name": path.stem}, where)
 
 
@@ -228,7 +274,7 @@ def resolve_device(device="auto"):
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda was asked for but torch.cuda.is_available() is False")
+        raise ValueError("device cuda was asked for but torch.cuda.is_available() is False; use --device cpu or auto")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(device)
