@@ -3,9 +3,12 @@ import json
 from pathlib import Path
 
 import pytest
+from test_download import mirror, server  # noqa: F401 (fixtures: the download sources on a local HTTP server)
 
 from fixtures.build import build_data_root
-from training import checkpoint, cli, config
+from training import checkpoint, cli, config, data, download
+
+SAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "bench_sample.json"
 
 TINY = """
 [data]
@@ -132,16 +135,16 @@ def test_gate_through_the_cli(tmp_path, capsys):
     assert rc == 2 and "absent.json" in err and err.count("\n") == 1
 
 
-def test_failed_benchmark_run_keeps_previous_json(tmp_path, capsys, monkeypatch):
+def test_failed_benchmark_run_keeps_previous_json(root, tmp_path, capsys, monkeypatch):
     target = tmp_path / "bench.json"
     target.write_text('{"previous": true}')
     monkeypatch.setattr(cli.subprocess, "call", lambda cmd, cwd: 1)  # pytest failing half-way
-    rc, _, err = run(capsys, "bench", "--profile", "smoke", "--json", target)
+    rc, _, err = run(capsys, "bench", "--profile", "smoke", "--json", target, "--data-root", root)
     assert rc == 2 and "left as it was" in err
     assert target.read_text() == '{"previous": true}' and [p.name for p in tmp_path.iterdir()] == ["bench.json"]
 
 
-def test_repeated_benchmark_runs_are_pooled(tmp_path, capsys, monkeypatch):
+def test_repeated_benchmark_runs_are_pooled(root, tmp_path, capsys, monkeypatch):
     """--repeat N runs pytest N times in fresh processes and writes one pooled file, and no per-run files."""
     sample = json.loads((Path(__file__).resolve().parent.parent / "fixtures" / "bench_sample.json").read_text())
     factors = iter([1.0, 5.0, 1.2])
@@ -157,7 +160,8 @@ def test_repeated_benchmark_runs_are_pooled(tmp_path, capsys, monkeypatch):
         return 0
     monkeypatch.setattr(cli.subprocess, "call", fake_pytest)
     target = tmp_path / "bench.json"
-    rc, stdout, _ = run(capsys, "bench", "--profile", "smoke", "--repeat", "3", "--json", target)
+    rc, stdout, _ = run(capsys, "bench", "--profile", "smoke", "--repeat", "3", "--json", target,
+                        "--data-root", root)
     assert rc == 0 and "pooled from 3 runs" in stdout
     pooled = json.loads(target.read_text())["benchmarks"][0]
     assert pooled["stats"]["median"] == pytest.approx(1.2 * sample["benchmarks"][0]["stats"]["median"])
@@ -168,3 +172,97 @@ def test_a_repeat_below_one_is_refused_before_anything_runs(tmp_path, capsys, mo
     monkeypatch.setattr(cli.subprocess, "call", lambda cmd, cwd: pytest.fail("pytest must not start"))
     rc, _, err = run(capsys, "bench", "--profile", "smoke", "--repeat", "0", "--json", tmp_path / "bench.json")
     assert rc == 2 and "--repeat must be at least 1, got 0" in err and not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------------- run
+@pytest.fixture
+def fake_suite(monkeypatch):
+    """`pytest bench` replaced by writing the sample benchmark JSON (the suites' own run is not what is tested
+    here); the commands it was given are kept in the returned list."""
+    calls = []
+
+    def suite(cmd, cwd):
+        calls.append(cmd)
+        out = next(a.split("=", 1)[1] for a in cmd if a.startswith("--benchmark-json="))
+        Path(out).write_text(SAMPLE.read_text())
+        return 0
+    monkeypatch.setattr(cli.subprocess, "call", suite)
+    return calls
+
+
+@pytest.fixture
+def no_tex(tmp_path, monkeypatch):
+    """A PATH without latexmk (or anything else: the CLI starts its subprocesses through sys.executable)."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+
+@pytest.fixture
+def fresh_user(server, tmp_path, monkeypatch):
+    """A user with no data anywhere (LOWRANK_CACHE in tmp_path, so the default data root is empty), the download
+    sources served locally, and no offline setting. Returns the default data root."""
+    for folder in download.BASE_URLS:
+        monkeypatch.setitem(download.BASE_URLS, folder, f"{server}/{folder}")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")  # a proxy from the environment must not see local requests
+    monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "no-system-copy")
+    for var in ("LOWRANK_DATA", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path / "cache" / "data"
+
+
+def test_run_fetches_missing_data_then_finishes(fresh_user, tiny_profile, fake_suite, no_tex, tmp_path, capsys):
+    """On an empty default data root `run` fetches what the profile reads and ends with results; without
+    latexmk, --no-report does everything but the PDF."""
+    out, build = tmp_path / "results", tmp_path / "build"
+    rc, stdout, err = run(capsys, "run", "--profile", tiny_profile, "--device", "cpu", "--out", out,
+                          "--build-dir", build, "--no-report")
+    assert rc == 0, err
+    assert data.missing(fresh_user, ["hoda", "fashion", "imdb"]) == []
+    assert not (fresh_user / "hoda" / "RemainingSamples.cdb").exists()  # hoda_extra is off: not fetched
+    for study in cli.STUDIES:
+        assert (out / "tiny" / study / "summary.json").is_file()
+    assert (out / "tiny" / "bench.json").is_file() and (out / "tiny" / "tables" / "svd_results.md").is_file()
+    assert len(fake_suite) == 1 and "report: skipped (--no-report)" in stdout and not (build / "report.pdf").exists()
+
+
+@pytest.mark.parametrize("how", ["--offline", "HF_HUB_OFFLINE=1"])
+def test_offline_run_on_empty_root_fails_at_once(fresh_user, tiny_profile, fake_suite, tmp_path, capsys,
+                                                 monkeypatch, how):
+    if how.startswith("HF_"):
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    flags = ["--offline"] if how == "--offline" else []
+    rc, stdout, err = run(capsys, "run", "--profile", tiny_profile, "--device", "cpu", "--out",
+                          tmp_path / "results", "--no-report", *flags)
+    assert rc == 2 and err.count("\n") == 1 and "offline" in err and "hoda/Test 20000.cdb" in err
+    assert "lowrank-bench data --download" in err and "Traceback" not in err
+    assert not fresh_user.exists() and not fake_suite and not list((tmp_path / "results").rglob("*.json"))
+
+
+def test_run_without_latexmk_stops_before_training(root, tiny_profile, fake_suite, no_tex, tmp_path, capsys):
+    out = tmp_path / "results"
+    rc, stdout, err = run(capsys, "run", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
+                          "--out", out, "--build-dir", tmp_path / "build")
+    assert rc == 2 and err.count("\n") == 1 and "apt-get install latexmk" in err and "--no-report" in err
+    assert not fake_suite and not list(out.rglob("*.json")) and "== train" not in stdout
+
+
+def test_run_with_unwritable_out_stops_before_training(root, tiny_profile, fake_suite, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    rc, stdout, err = run(capsys, "run", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
+                          "--out", blocker / "results", "--no-report")
+    assert rc == 2 and err.count("\n") == 1 and str(blocker / "results" / "tiny") in err and "--out" in err
+    assert not fake_suite and "== train" not in stdout
+
+
+def test_help_says_what_the_tool_and_each_command_do(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert capsys.readouterr().out.split("\n\n")[1].startswith("Measure what low-rank weight decomposition")
+    for command in ["data", "train", "bench", "collect", "report", "gate", "run"]:
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "reads:" in text and "writes:" in text and "takes:" in text
+        assert command in ("data", "gate") or "smoke" in text or "every profile" in text

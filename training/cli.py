@@ -2,6 +2,7 @@
 import argparse
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -9,6 +10,17 @@ from training.io import UserError, atomic_path, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 STUDIES = ("svd", "lora", "attention")
+ABOUT = """\
+Measure what low-rank weight decomposition buys a neural network: accuracy, latency, peak memory, FLOPs and
+parameter count for every rank k, in three studies (truncated SVD of an MLP on Hoda digits, LoRA onto
+Fashion-MNIST, low-rank attention on IMDB). `lowrank-bench run` trains, benchmarks, tabulates and writes a PDF
+report; the data sets a profile needs are fetched on first use into ~/.cache/lowrank-bench/data.
+
+Profiles (whole `run`): smoke about 1.5 min and quick about 17-19 min on a 2-core CPU, full about 16 min on
+one H100; auto = full on CUDA, quick otherwise."""
+# Wall times per profile, as measured (README, "Profiles"); the subcommands' epilogs quote them.
+RUN_TIMES = "smoke about 1.5 min, quick about 17-19 min (2-core CPU); full about 16 min (one H100)"
+DATA_IN = "data sets from --data-root, else $LOWRANK_DATA, else ~/.cache/lowrank-bench/data (fetched if missing)"
 
 
 def add_common(parser):
@@ -18,9 +30,23 @@ def add_common(parser):
     parser.add_argument("--device", metavar="DEV", default="auto", choices=["auto", "cpu", "cuda"],
                         help="auto, cpu or cuda (default %(default)s)")
     parser.add_argument("--data-root", metavar="DIR", default=None,
-                        help="data sets folder (default: $LOWRANK_DATA, else ./data)")
+                        help="data sets folder (default: $LOWRANK_DATA, else ~/.cache/lowrank-bench/data)")
     parser.add_argument("--out", metavar="DIR", type=Path, default=Path("results"),
                         help="results folder; each profile writes to OUT/<profile>/ (default %(default)s)")
+
+
+def add_offline(parser):
+    parser.add_argument("--offline", action="store_true",
+                        help="never fetch data (also HF_HUB_OFFLINE=1): a missing data set is an error")
+
+
+def fetch_data(args, profile, studies):
+    """The data root, with the data sets `studies` read under `profile` fetched into it if missing (not offline)."""
+    from training.data import needed, resolve_root
+    from training.download import ensure
+    root = resolve_root(args.data_root)
+    ensure(root, needed(profile, studies), offline=args.offline)
+    return root
 
 
 def profile_out(args):
@@ -47,10 +73,10 @@ def cmd_data(args):
 
 def train_studies(studies, args):
     from training.config import resolve_device
-    from training.data import resolve_root
     from training.studies import attention, lora, svd
     profile, out = profile_out(args)
-    device, root = resolve_device(args.device), resolve_root(args.data_root)
+    device = resolve_device(args.device)
+    root = fetch_data(args, profile, studies)
     modules = {"svd": svd, "lora": lora, "attention": attention}
     for study in studies:
         t0 = time.perf_counter()
@@ -84,6 +110,7 @@ def cmd_bench(args):
         raise UserError(f"--repeat must be at least 1, got {repeat}")
     if any(a.startswith("--benchmark-json") for a in args.pytest_args):
         raise UserError("give the output file as `lowrank-bench bench --json PATH`, not --benchmark-json")
+    fetch_data(args, profile, STUDIES)  # here, not in pytest: the suites (and the training they start) read it
     with atomic_path(target) as tmp:  # pytest-benchmark writes in place; an interrupted run keeps the old file
         if repeat == 1:
             run_suite(args, profile, tmp, target)
@@ -119,37 +146,78 @@ def cmd_gate(args):
     return gate.run(args)
 
 
+def check_run(args):
+    """What `run` needs, checked before it trains anything: a writable results (and report) folder, latexmk for
+    the report unless --no-report, and the profile's data (fetched now if missing)."""
+    from training.io import require_writable
+    profile, out = profile_out(args)
+    require_writable(out, "--out")
+    if not args.no_report:
+        from report.latex import require_latexmk
+        require_writable(args.build_dir, "--build-dir")
+        require_latexmk("; or pass --no-report to skip the PDF")
+    fetch_data(args, profile, STUDIES)
+
+
 def cmd_run(args):
     """Everything for one profile: train every study, benchmark, collect, build the report."""
     t0 = time.perf_counter()
+    check_run(args)
     train_studies(STUDIES, args)
     args.pytest_args = []
     cmd_bench(args)
     _, out = profile_out(args)
     args.bench = [out / "bench.json"]
     cmd_collect(args)
-    cmd_report(args)
+    if args.no_report:
+        print("report: skipped (--no-report), no PDF built; tables and figures are in " + str(out))
+    else:
+        cmd_report(args)
     print(f"run --profile {args.profile} finished in {time.perf_counter() - t0:.1f}s")
     return 0
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="lowrank-bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lowrank-bench", description=ABOUT,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="`lowrank-bench COMMAND --help` says what a command reads and writes.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("data", help="check or download the data sets")
+    def command(name, summary, reads, writes, takes):
+        """A subcommand whose help says what it does, reads, writes and how long it takes."""
+        return sub.add_parser(name, help=summary, description=summary,
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="\n".join(textwrap.fill(f"{key:<8}{text}", 100, subsequent_indent=" " * 8)
+                                                for key, text in (("reads:", reads), ("writes:", writes),
+                                                                  ("takes:", takes))))
+
+    p = command("data", "check or download the data sets",
+                "the data root (--data-root, else $LOWRANK_DATA, else ~/.cache/lowrank-bench/data)",
+                "--download: the missing files into the data root (about 60 MB for all four sets); --check: "
+                "decoded arrays into $LOWRANK_CACHE",
+                "--check: a few minutes the first time (decodes every record), seconds after; --download: as "
+                "long as the network needs")
     add_common(p)
     p.add_argument("--check", action="store_true", help="decode every record and compare counts (default)")
     p.add_argument("--download", action="store_true", help="fetch missing data sets from their public homes")
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("train", help="train one study (or all) and write checkpoints and summary.json")
+    p = command("train", "train one study (or all) and write checkpoints and summary.json",
+                DATA_IN + "; lora also reads svd's dense checkpoint",
+                "OUT/<profile>/<study>/: checkpoints (safetensors + JSON) and summary.json",
+                "all studies are most of `run`: " + RUN_TIMES)
     p.add_argument("study", choices=[*STUDIES, "all"], help="%(choices)s")
     add_common(p)
+    add_offline(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("bench", help="run the pytest-benchmark suites; JSON to OUT/<profile>/bench.json")
+    p = command("bench", "run the pytest-benchmark suites; JSON to OUT/<profile>/bench.json",
+                DATA_IN + "; the checkpoints in OUT/<profile>/ (missing ones are trained first)",
+                "OUT/<profile>/bench.json, or --json PATH (written atomically)",
+                "a fraction of `run` per repeat when trained (smoke under a minute on a 2-core CPU); untrained, "
+                "plus the training: " + RUN_TIMES)
     add_common(p)
+    add_offline(p)
     p.add_argument("--json", metavar="PATH", type=Path, default=None,
                    help="where the benchmark JSON goes (default OUT/<profile>/bench.json), written atomically")
     p.add_argument("--repeat", metavar="N", type=int, default=1,
@@ -160,22 +228,40 @@ def build_parser():
     p.set_defaults(func=cmd_bench)
 
     from report import collect, gate, latex
-    p = sub.add_parser("collect", help="turn results and benchmark JSON into tables and figures")
+    p = command("collect", "turn results and benchmark JSON into tables and figures",
+                "OUT/<profile>/<study>/summary.json and the benchmark JSON files (default OUT/<profile>/bench.json)",
+                "OUT/<profile>/tables/ (csv, md, tex), OUT/<profile>/figures/ (pdf, png), collected.json",
+                "seconds for every profile")
     add_common(p)
     collect.add_arguments(p)
     p.set_defaults(func=cmd_collect)
 
-    p = sub.add_parser("report", help="build the LaTeX report into report/build/report.pdf")
+    p = command("report", "build the LaTeX report into report/build/report.pdf",
+                "what `collect` wrote (collected again when older than the results), report/templates/*.tex; "
+                "needs latexmk",
+                "report/build/ (or --build-dir): the .tex sources, figures and report.pdf",
+                "under a minute for every profile")
     add_common(p)
     latex.add_arguments(p)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("gate", help="compare two benchmark JSON files and fail on regressions")
+    p = command("gate", "compare two benchmark JSON files and fail on regressions",
+                "BASE.json HEAD.json (pytest-benchmark JSON), or --expect FILE and HEAD.json",
+                "a table on stdout; --write-expect FILE writes expectations. Exit 0 pass, 1 regression, "
+                "2 unusable input. CI recipe: .ci/gate.sh",
+                "under a second for every profile")
     gate.add_arguments(p)
     p.set_defaults(func=cmd_gate)
 
-    p = sub.add_parser("run", help="train every study, benchmark, collect and build the report")
+    p = command("run", "check prerequisites, then train every study, benchmark, collect and build the report",
+                DATA_IN + "; needs latexmk unless --no-report (checked before anything trains)",
+                "OUT/<profile>/ (checkpoints, summary.json, bench.json, tables/, figures/) and "
+                "report/build/report.pdf",
+                RUN_TIMES)
     add_common(p)
+    add_offline(p)
+    p.add_argument("--no-report", action="store_true",
+                   help="skip the PDF (and the check for latexmk); everything else runs")
     collect.add_arguments(p)
     latex.add_arguments(p)
     p.set_defaults(func=cmd_run)

@@ -35,6 +35,18 @@ def atomic_path(path):
         raise
 
 
+def require_writable(folder, option):
+    """Create `folder` if needed and write a file in it, so a long run cannot fail at its end for want of a place to
+    write; a UserError names the folder and the `option` that moves it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write to {folder} ({e.strerror or e}); give a writable folder with {option}") from None
+
+
 def atomic_write(path, data: bytes | str):
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(data.encode() if isinstance(data, str) else data)
