@@ -13,7 +13,7 @@ def pytest_addoption(parser):
     group.addoption("--device", metavar="DEV", default="auto", choices=["auto", "cpu", "cuda"],
                     help="device the benchmarks run on: auto, cpu or cuda (default auto)")
     group.addoption("--data-root", metavar="DIR", default=None,
-                    help="data sets folder (default: $LOWRANK_DATA, else ./data)")
+                    help="data sets folder (default: $LOWRANK_DATA, else ~/.cache/lowrank-bench/data)")
     group.addoption("--out", metavar="DIR", default="results",
                     help="results folder holding <profile>/ checkpoints (default results)")
     group.addoption("--compile", action="store_true",
