@@ -10,16 +10,16 @@ from training.io import UserError, atomic_path, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 STUDIES = ("svd", "lora", "attention")
-ABOUT = """\
+# Wall times of a whole `run` per profile, as measured (README, "Profiles"); the help texts quote them.
+RUN_TIMES = "smoke about 1.5 min, quick about 17-19 min (2-core CPU); full about 16 min (one H100)"
+ABOUT = f"""\
 Measure what low-rank weight decomposition buys a neural network: accuracy, latency, peak memory, FLOPs and
 parameter count for every rank k, in three studies (truncated SVD of an MLP on Hoda digits, LoRA onto
 Fashion-MNIST, low-rank attention on IMDB). `lowrank-bench run` trains, benchmarks, tabulates and writes a PDF
 report; the data sets a profile needs are fetched on first use into ~/.cache/lowrank-bench/data.
 
-Profiles (whole `run`): smoke about 1.5 min and quick about 17-19 min on a 2-core CPU, full about 16 min on
-one H100; auto = full on CUDA, quick otherwise."""
-# Wall times per profile, as measured (README, "Profiles"); the subcommands' epilogs quote them.
-RUN_TIMES = "smoke about 1.5 min, quick about 17-19 min (2-core CPU); full about 16 min (one H100)"
+A whole `run` takes: {RUN_TIMES}.
+Profile auto = full on CUDA, quick otherwise."""
 DATA_IN = "data sets from --data-root, else $LOWRANK_DATA, else ~/.cache/lowrank-bench/data (fetched if missing)"
 
 
@@ -151,11 +151,11 @@ def check_run(args):
     the report unless --no-report, and the profile's data (fetched now if missing)."""
     from training.io import require_writable
     profile, out = profile_out(args)
-    require_writable(out, "--out")
     if not args.no_report:
         from report.latex import require_latexmk
-        require_writable(args.build_dir, "--build-dir")
         require_latexmk("; or pass --no-report to skip the PDF")
+        require_writable(args.build_dir, "--build-dir")
+    require_writable(out, "--out")
     fetch_data(args, profile, STUDIES)
 
 
