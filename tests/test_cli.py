@@ -214,6 +214,8 @@ def fresh_user(server, tmp_path, monkeypatch):
 def test_run_fetches_missing_data_then_finishes(fresh_user, tiny_profile, fake_suite, no_tex, tmp_path, capsys):
     """On an empty default data root `run` fetches what the profile reads and ends with results; without
     latexmk, --no-report does everything but the PDF."""
+    one_rank = TINY.replace("[2, 4]", "[2]").replace("[1, 2]", "[1]").replace("[2, 16]", '[2]\ninits = ["random"]')
+    (config.PROFILES_DIR / "tiny.toml").write_text(one_rank)  # training is tested above; one row per method will do
     out, build = tmp_path / "results", tmp_path / "build"
     rc, stdout, err = run(capsys, "run", "--profile", tiny_profile, "--device", "cpu", "--out", out,
                           "--build-dir", build, "--no-report")
