@@ -4,6 +4,7 @@ It sits above everything it calls (models, training, bench, report); none of the
 """
 import argparse
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -15,16 +16,34 @@ from lowrank_bench.options import add_common, as_argv
 from report import collect, gate, latex
 from report.results import default_bench
 from training.config import load_profile, resolve_device
-from training.data import cache_dir, check, resolve_root
-from training.download import download
+from training.data import cache_dir, check, needed, resolve_root
+from training.download import download, ensure
 from training.studies import STUDIES
 
 REPO = Path(__file__).resolve().parent.parent
+# Wall times of a whole `run` per profile, as measured (README, "First run"); the help texts quote them.
+RUN_TIMES = "smoke about 1.5 min, quick about 17-19 min (2-core CPU); full about 16 min (one H100)"
+ABOUT = f"""\
+Measure what low-rank weight decomposition buys a neural network: accuracy, latency, peak memory, FLOPs and
+parameter count for every rank k, in three studies (truncated SVD of an MLP on Hoda digits, LoRA onto
+Fashion-MNIST, low-rank attention on IMDB). `lowrank-bench run` trains, benchmarks, tabulates and writes a PDF
+report; the data sets a profile needs are fetched on first use into ~/.cache/lowrank-bench/data.
+
+A whole `run` takes: {RUN_TIMES}.
+Profile auto = full on CUDA, quick otherwise."""
+DATA_IN = "data sets from --data-root, else $LOWRANK_DATA, else ~/.cache/lowrank-bench/data (fetched if missing)"
 
 
 def profile_out(args):
     profile = load_profile(args.profile, args.device, args.overrides)
     return profile, Path(args.out) / profile.name
+
+
+def fetch_data(args, profile, studies):
+    """The data root, with the data sets `studies` read under `profile` fetched into it if missing (not offline)."""
+    root = resolve_root(args.data_root)
+    ensure(root, needed(profile, studies), offline=args.offline)
+    return root
 
 
 def require_cache():
@@ -48,10 +67,11 @@ def cmd_data(args):
 
 def train_studies(studies, args):
     profile, out = profile_out(args)
-    device, root = resolve_device(args.device), resolve_root(args.data_root)
+    device = resolve_device(args.device)
     for folder in (Path(args.out), out):  # before any training: a bad --out must not cost minutes of it
         require_writable_dir(folder, "--out")
     require_cache()
+    root = fetch_data(args, profile, studies)
     for study in studies:
         t0 = time.perf_counter()
         print(f"== train {study} (profile {profile.name}, device {device}) ==")
@@ -85,7 +105,7 @@ def run_suite(args, json_path, target):
 
 
 def cmd_bench(args):
-    _, out = profile_out(args)  # a bad profile fails here, before pytest starts
+    profile, out = profile_out(args)  # a bad profile fails here, before pytest starts
     resolve_device(args.device)  # --device cuda without CUDA would skip every benchmark: refuse it here
     target = args.json or out / "bench.json"
     if args.repeat < 1:
@@ -95,6 +115,7 @@ def cmd_bench(args):
     if Path(target).is_dir():
         raise UserError(f"--json {target} is a folder; give a file path such as {Path(target) / 'bench.json'}")
     require_writable_dir(Path(target).parent, "--json's folder" if args.json else "--out")
+    fetch_data(args, profile, list(STUDIES))  # here, not in pytest: the suites (and the training they start) read it
     with atomic_path(target) as tmp:  # pytest-benchmark writes in place; an interrupted run keeps the old file
         if args.repeat == 1:
             run_suite(args, tmp, target)
@@ -127,37 +148,74 @@ def cmd_gate(args):
     return gate.run(args)
 
 
+def check_run(args):
+    """What `run` needs, checked before it trains anything: latexmk for the report unless --no-report, writable
+    report and results folders, and the profile's data (fetched now if missing)."""
+    profile, out = profile_out(args)
+    if not args.no_report:
+        latex.require_latexmk("; or pass --no-report to skip the PDF")
+        require_writable_dir(args.build_dir, "--build-dir")
+    require_writable_dir(out, "--out")
+    fetch_data(args, profile, list(STUDIES))
+
+
 def cmd_run(args):
     """Everything for one profile: train every study, benchmark, collect, build the report."""
     t0 = time.perf_counter()
+    check_run(args)
     train_studies(list(STUDIES), args)
     args.pytest_args, args.json, args.repeat = [], None, 1
     cmd_bench(args)
     _, out = profile_out(args)
     collect.main(out, [out / "bench.json"])
-    latex.main(out, args.build_dir)
+    if args.no_report:
+        print(f"report: skipped (--no-report), no PDF built; tables and figures are in {out}")
+    else:
+        latex.main(out, args.build_dir)
     print(f"run --profile {args.profile} finished in {time.perf_counter() - t0:.1f}s")
     return 0
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="lowrank-bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lowrank-bench", description=ABOUT,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="`lowrank-bench COMMAND --help` says what a command reads and writes.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name, func, help):
-        p = sub.add_parser(name, help=help)
-        add_common(p.add_argument)
+    def command(name, func, summary, reads, writes, takes, common=True, offline=False):
+        """A subcommand whose help says what it does, reads, writes and how long it takes."""
+        p = sub.add_parser(name, help=summary, description=summary, formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog="\n".join(textwrap.fill(f"{key:<8}{text}", 100, subsequent_indent=" " * 8)
+                                             for key, text in (("reads:", reads), ("writes:", writes),
+                                                               ("takes:", takes))))
+        if common:
+            add_common(p.add_argument)
+        if offline:
+            p.add_argument("--offline", action="store_true",
+                           help="never fetch data (also HF_HUB_OFFLINE=1): a missing data set is an error")
         p.set_defaults(func=func)
         return p
 
-    p = command("data", cmd_data, "check or download the data sets")
+    p = command("data", cmd_data, "check or download the data sets",
+                "the data root (--data-root, else $LOWRANK_DATA, else ~/.cache/lowrank-bench/data)",
+                "--download: the missing files into the data root (about 60 MB for all four sets); --check: "
+                "decoded arrays into $LOWRANK_CACHE",
+                "--check: a few minutes the first time (decodes every record), seconds after; --download: as "
+                "long as the network needs")
     p.add_argument("--check", action="store_true", help="decode every record and compare counts (default)")
     p.add_argument("--download", action="store_true", help="fetch missing data sets from their public homes")
 
-    p = command("train", cmd_train, "train one study (or all) and write checkpoints and summary.json")
+    p = command("train", cmd_train, "train one study (or all) and write checkpoints and summary.json",
+                DATA_IN + "; lora also reads svd's dense checkpoint",
+                "OUT/<profile>/<study>/: checkpoints (safetensors + JSON) and summary.json",
+                "all studies are most of `run`: " + RUN_TIMES, offline=True)
     p.add_argument("study", choices=[*STUDIES, "all"], help="%(choices)s")
 
-    p = command("bench", cmd_bench, "run the pytest-benchmark suites; JSON to OUT/<profile>/bench.json")
+    p = command("bench", cmd_bench, "run the pytest-benchmark suites; JSON to OUT/<profile>/bench.json",
+                DATA_IN + "; the checkpoints in OUT/<profile>/ (missing ones are trained first)",
+                "OUT/<profile>/bench.json, or --json PATH (written atomically)",
+                "a fraction of `run` per repeat when trained (smoke under a minute on a 2-core CPU); untrained, "
+                "plus the training: " + RUN_TIMES, offline=True)
     p.add_argument("--json", metavar="PATH", type=Path, default=None,
                    help="where the benchmark JSON goes (default OUT/<profile>/bench.json), written atomically")
     p.add_argument("--repeat", metavar="N", type=int, default=1,
@@ -166,17 +224,33 @@ def build_parser():
                         "a noisy machine (default %(default)s)")
     p.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG", help="passed on to pytest (after --)")
 
-    p = command("collect", cmd_collect, "turn results and benchmark JSON into tables and figures")
+    p = command("collect", cmd_collect, "turn results and benchmark JSON into tables and figures",
+                "OUT/<profile>/<study>/summary.json and the benchmark JSON files (default OUT/<profile>/bench.json)",
+                "OUT/<profile>/tables/ (csv, md, tex), OUT/<profile>/figures/ (pdf, png), collected.json",
+                "seconds for every profile")
     collect.add_arguments(p)
 
-    p = command("report", cmd_report, "build the LaTeX report into report/build/report.pdf")
+    p = command("report", cmd_report, "build the LaTeX report into report/build/report.pdf",
+                "what `collect` wrote (collected again when older than the results), report/templates/*.tex; "
+                "needs latexmk",
+                "report/build/ (or --build-dir): the .tex sources, figures and report.pdf",
+                "under a minute for every profile")
     latex.add_arguments(p)
 
-    p = sub.add_parser("gate", help="compare two benchmark JSON files and fail on regressions")
+    p = command("gate", cmd_gate, "compare two benchmark JSON files and fail on regressions",
+                "BASE.json HEAD.json (pytest-benchmark JSON), or --expect FILE and HEAD.json",
+                "a table on stdout; --write-expect FILE writes expectations. Exit 0 pass, 1 regression, "
+                "2 unusable input. CI recipe: .ci/gate.sh",
+                "under a second for every profile", common=False)
     gate.add_arguments(p)
-    p.set_defaults(func=cmd_gate)
 
-    p = command("run", cmd_run, "train every study, benchmark, collect and build the report")
+    p = command("run", cmd_run, "check prerequisites, then train every study, benchmark, collect and build the report",
+                DATA_IN + "; needs latexmk unless --no-report (checked before anything trains)",
+                "OUT/<profile>/ (checkpoints, summary.json, bench.json, tables/, figures/) and "
+                "report/build/report.pdf",
+                RUN_TIMES, offline=True)
+    p.add_argument("--no-report", action="store_true",
+                   help="skip the PDF (and the check for latexmk); everything else runs")
     latex.add_arguments(p)
     return parser
 

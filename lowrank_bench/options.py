@@ -13,7 +13,8 @@ COMMON = (
     ("--device", dict(metavar="DEV", default="auto", choices=["auto", "cpu", "cuda"],
                       help="auto, cpu or cuda (default auto)")),
     ("--data-root", dict(metavar="DIR", default=None, dest="data_root",
-                         help="data sets folder (default: $LOWRANK_DATA, else ./data)")),
+                         help="data sets folder (default: $LOWRANK_DATA, else ~/.cache/lowrank-bench/data, "
+                              "where missing data sets are fetched unless --offline)")),
     ("--out", dict(metavar="DIR", default="results", help="results folder; each profile writes to "
                                                           "OUT/<profile>/ (default results)")),
 )

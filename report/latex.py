@@ -218,11 +218,17 @@ def _collected(results_dir, bench_files):
     return collect(results_dir, default_bench(results_dir) if bench_files is None else bench_files)
 
 
-def build_report(results_dir, out_dir=BUILD, bench_files=None) -> Path:
-    """Write the report's sources into `out_dir` and build `out_dir`/report.pdf with latexmk; return its path."""
+def require_latexmk(alternative="") -> str:
+    """The path of latexmk, or a UserError with the line that installs TeX (and `alternative`, if given)."""
     latexmk = shutil.which("latexmk")
     if latexmk is None:
-        raise UserError(f"latexmk not found: {INSTALL_HINT}")
+        raise UserError(f"latexmk not found: {INSTALL_HINT}{alternative}")
+    return latexmk
+
+
+def build_report(results_dir, out_dir=BUILD, bench_files=None) -> Path:
+    """Write the report's sources into `out_dir` and build `out_dir`/report.pdf with latexmk; return its path."""
+    latexmk = require_latexmk()
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     collected = _collected(results_dir, bench_files)
     for sub in ("tables", "figures", "code"):  # an earlier build's files must not stand in for absent ones

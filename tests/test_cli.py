@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_download import mirror, server  # noqa: F401 (fixtures: the download sources on a local HTTP server)
 
 from fixtures.build import build_data_root
 from lowrank_bench import cli
-from training import checkpoint, config
+from training import checkpoint, config, data, download
 from training.studies import svd
 
 TINY = """
@@ -159,16 +160,16 @@ def test_gate_through_the_cli(tmp_path, capsys):
     assert rc == 2 and "absent.json" in err and err.count("\n") == 1
 
 
-def test_failed_benchmark_run_keeps_previous_json(tmp_path, capsys, monkeypatch):
+def test_failed_benchmark_run_keeps_previous_json(root, tmp_path, capsys, monkeypatch):
     target = tmp_path / "bench.json"
     target.write_text('{"previous": true}')
     monkeypatch.setattr(cli.proc, "run", lambda cmd, cwd: (1, None))  # pytest failing half-way
-    rc, _, err = run(capsys, "bench", "--profile", "smoke", "--json", target)
+    rc, _, err = run(capsys, "bench", "--profile", "smoke", "--json", target, "--data-root", root)
     assert rc == 2 and "left as it was" in err
     assert target.read_text() == '{"previous": true}' and [p.name for p in tmp_path.iterdir()] == ["bench.json"]
 
 
-def test_repeated_benchmark_runs_are_pooled(tmp_path, capsys, monkeypatch):
+def test_repeated_benchmark_runs_are_pooled(root, tmp_path, capsys, monkeypatch):
     """--repeat N runs pytest N times in fresh processes and writes one pooled file, and no per-run files."""
     sample = json.loads((Path(__file__).resolve().parent.parent / "fixtures" / "bench_sample.json").read_text())
     factors = iter([1.0, 5.0, 1.2])
@@ -184,7 +185,8 @@ def test_repeated_benchmark_runs_are_pooled(tmp_path, capsys, monkeypatch):
         return 0, None
     monkeypatch.setattr(cli.proc, "run", fake_pytest)
     target = tmp_path / "bench.json"
-    rc, stdout, _ = run(capsys, "bench", "--profile", "smoke", "--repeat", "3", "--json", target)
+    rc, stdout, _ = run(capsys, "bench", "--profile", "smoke", "--repeat", "3", "--json", target,
+                        "--data-root", root)
     assert rc == 0 and "pooled from 3 runs" in stdout
     pooled = json.loads(target.read_text())["benchmarks"][0]
     assert pooled["stats"]["median"] == pytest.approx(1.2 * sample["benchmarks"][0]["stats"]["median"])
@@ -201,12 +203,12 @@ SAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "bench_sample.jso
 
 
 @pytest.mark.parametrize("pytest_args", [["--co"], ["--benchmark-skip"]])
-def test_a_run_that_measures_nothing_keeps_previous_json(tmp_path, capsys, pytest_args):
+def test_a_run_that_measures_nothing_keeps_previous_json(root, tmp_path, capsys, pytest_args):
     """pytest exits 0 with every benchmark deselected or skipped: the good file stays, the command fails."""
     target = tmp_path / "bench.json"
     target.write_bytes(SAMPLE.read_bytes())
     rc, _, err = run(capsys, "bench", "--profile", "smoke", "--device", "cpu", "--out", tmp_path, "--json", target,
-                     "--", *pytest_args)
+                     "--data-root", root, "--", *pytest_args)
     assert rc == 2 and "no benchmark" in err and "left as it was" in err
     assert target.read_bytes() == SAMPLE.read_bytes() and [p.name for p in tmp_path.iterdir()] == ["bench.json"]
 
@@ -236,7 +238,7 @@ def _alive(pid):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_ends_pytest_and_removes_the_temporary_file(tmp_path, sig):
+def test_a_signal_ends_pytest_and_removes_the_temporary_file(root, tmp_path, sig):
     """SIGTERM/SIGINT to `bench` end the pytest child too; no .tmp is left and the old bench.json stays."""
     (tmp_path / "sleeper.py").write_text(SLEEPER)
     target = tmp_path / "out" / "bench.json"
@@ -246,8 +248,9 @@ def test_a_signal_ends_pytest_and_removes_the_temporary_file(tmp_path, sig):
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "SLEEPER_PID": str(pid_file)}
     repo = Path(__file__).resolve().parent.parent
-    parent = subprocess.Popen([sys.executable, "-m", "lowrank_bench.cli", "bench", "--profile", "smoke", "--device", "cpu",
-                               "--json", target, "--", "-p", "sleeper"], cwd=repo, env=env,
+    parent = subprocess.Popen([sys.executable, "-m", "lowrank_bench.cli", "bench", "--profile", "smoke",
+                               "--device", "cpu", "--data-root", root, "--json", target, "--", "-p", "sleeper"],
+                              cwd=repo, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     child = None
     try:
@@ -320,3 +323,99 @@ def test_json_pointing_at_a_folder_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cli.proc, "run", lambda *a, **k: pytest.fail("pytest must not start"))
     rc, _, err = run(capsys, "bench", "--profile", "smoke", "--device", "cpu", "--json", tmp_path)
     assert rc == 2 and f"--json {tmp_path} is a folder" in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------------------------------- run
+@pytest.fixture
+def fake_suite(monkeypatch):
+    """`pytest bench` replaced by writing the sample benchmark JSON (the suites' own run is not what is tested
+    here); the commands it was given are kept in the returned list."""
+    calls = []
+
+    def suite(cmd, cwd):
+        calls.append(cmd)
+        out = next(a.split("=", 1)[1] for a in cmd if a.startswith("--benchmark-json="))
+        Path(out).write_text(SAMPLE.read_text())
+        return 0, None
+    monkeypatch.setattr(cli.proc, "run", suite)
+    return calls
+
+
+@pytest.fixture
+def no_tex(tmp_path, monkeypatch):
+    """A PATH without latexmk (or anything else: the CLI starts its subprocesses through sys.executable)."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+
+@pytest.fixture
+def fresh_user(server, tmp_path, monkeypatch):
+    """A user with no data anywhere (LOWRANK_CACHE in tmp_path, so the default data root is empty), the download
+    sources served locally, and no offline setting. Returns the default data root."""
+    for folder in download.BASE_URLS:
+        monkeypatch.setitem(download.BASE_URLS, folder, f"{server}/{folder}")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")  # a proxy from the environment must not see local requests
+    monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "no-system-copy")
+    for var in ("LOWRANK_DATA", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path / "cache" / "data"
+
+
+def test_run_fetches_missing_data_then_finishes(fresh_user, tiny_profile, fake_suite, no_tex, tmp_path, capsys):
+    """On an empty default data root `run` fetches what the profile reads and ends with results; without
+    latexmk, --no-report does everything but the PDF."""
+    one_rank = TINY.replace("[2, 4]", "[2]").replace("[1, 2]", "[1]").replace("[2, 16]", '[2]\ninits = ["random"]')
+    (config.PROFILES_DIR / "tiny.toml").write_text(one_rank)  # training is tested above; one row per method will do
+    out, build = tmp_path / "results", tmp_path / "build"
+    rc, stdout, err = run(capsys, "run", "--profile", tiny_profile, "--device", "cpu", "--out", out,
+                          "--build-dir", build, "--no-report")
+    assert rc == 0, err
+    assert data.missing(fresh_user, ["hoda", "fashion", "imdb"]) == []
+    assert not (fresh_user / "hoda" / "RemainingSamples.cdb").exists()  # hoda_extra is off: not fetched
+    for study in cli.STUDIES:
+        assert (out / "tiny" / study / "summary.json").is_file()
+    assert (out / "tiny" / "bench.json").is_file() and (out / "tiny" / "tables" / "svd_results.md").is_file()
+    assert len(fake_suite) == 1 and "report: skipped (--no-report)" in stdout and not (build / "report.pdf").exists()
+
+
+@pytest.mark.parametrize("how", ["--offline", "HF_HUB_OFFLINE=1"])
+def test_offline_run_on_empty_root_fails_at_once(fresh_user, tiny_profile, fake_suite, tmp_path, capsys,
+                                                 monkeypatch, how):
+    if how.startswith("HF_"):
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    flags = ["--offline"] if how == "--offline" else []
+    rc, stdout, err = run(capsys, "run", "--profile", tiny_profile, "--device", "cpu", "--out",
+                          tmp_path / "results", "--no-report", *flags)
+    assert rc == 2 and err.count("\n") == 1 and "offline" in err and "hoda/Test 20000.cdb" in err
+    assert "lowrank-bench data --download" in err and "Traceback" not in err
+    assert not fresh_user.exists() and not fake_suite and not list((tmp_path / "results").rglob("*.json"))
+
+
+def test_run_without_latexmk_stops_before_training(root, tiny_profile, fake_suite, no_tex, tmp_path, capsys):
+    out = tmp_path / "results"
+    rc, stdout, err = run(capsys, "run", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
+                          "--out", out, "--build-dir", tmp_path / "build")
+    assert rc == 2 and err.count("\n") == 1 and "apt-get install --no-install-recommends latexmk" in err and "--no-report" in err
+    assert not fake_suite and not out.exists() and "== train" not in stdout  # nothing written either
+
+
+def test_run_with_unwritable_out_stops_before_training(root, tiny_profile, fake_suite, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    rc, stdout, err = run(capsys, "run", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
+                          "--out", blocker / "results", "--no-report")
+    assert rc == 2 and err.count("\n") == 1 and str(blocker / "results" / "tiny") in err and "--out" in err
+    assert not fake_suite and "== train" not in stdout
+
+
+def test_help_says_what_the_tool_and_each_command_do(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert capsys.readouterr().out.split("\n\n")[1].startswith("Measure what low-rank weight decomposition")
+    for command in ["data", "train", "bench", "collect", "report", "gate", "run"]:
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "reads:" in text and "writes:" in text and "takes:" in text
+        assert command in ("data", "gate") or "smoke" in text or "every profile" in text

@@ -53,10 +53,11 @@ def test_resolve_root_and_cache_dir(monkeypatch, tmp_path):
     assert str(data.resolve_root("/from/arg")) == "/from/arg"
     assert str(data.resolve_root(None)) == "/from/env"
     monkeypatch.delenv("LOWRANK_DATA")
-    assert str(data.resolve_root(None)) == "data"
+    assert data.resolve_root(None) == tmp_path / "cache" / "data"  # a per-user folder, not ./data
     assert data.cache_dir() == tmp_path / "cache"
     monkeypatch.delenv("LOWRANK_CACHE")
     assert data.cache_dir() == Path.home() / ".cache" / "lowrank-bench"
+    assert data.resolve_root(None) == Path.home() / ".cache" / "lowrank-bench" / "data"
 
 
 def test_fit_centres_small_images_and_shrinks_large_ones():

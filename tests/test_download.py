@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from fixtures import build
-from training import data
+from training import config, data
 from training.download import BASE_URLS, download
 
 
@@ -63,6 +63,25 @@ def test_download_fetches_only_missing_files(server, tmp_path):
     assert download(root, base_urls=urls(server)) == new  # not Train 60000.cdb: Data_hoda_full.mat stands in
     after = files()
     assert all(after.pop(p) for p in new) and after == before  # the others were not touched
+
+
+def test_download_fetches_only_the_named_data_sets(server, tmp_path):
+    root = tmp_path / "root"
+    got = download(root, base_urls=urls(server), names=["imdb"])
+    assert sorted(p.relative_to(root).as_posix() for p in got) == [
+        "bert-base-uncased/config.json", "bert-base-uncased/tokenizer.json", "bert-base-uncased/tokenizer_config.json",
+        "bert-base-uncased/vocab.txt", "imdb/test.parquet", "imdb/train.parquet"]
+    got = download(root, base_urls=urls(server), names=["hoda"])
+    assert [p.name for p in got] == ["Train 60000.cdb", "Test 20000.cdb"]  # RemainingSamples.cdb is hoda-extra's
+    assert data.missing(root) == [data.HODA_EXTRA, *data.REQUIRED["fashion"]]
+
+
+def test_a_profile_needs_only_its_studies_data():
+    profile = config.load_profile("smoke")
+    assert data.needed(profile, ["svd"]) == ["hoda"] and data.needed(profile, ["attention"]) == ["imdb"]
+    assert data.needed(profile, ["svd", "lora", "attention"]) == ["hoda", "fashion", "imdb"]
+    profile.data.hoda_extra = True
+    assert data.needed(profile, ["lora"]) == ["hoda", "fashion", "hoda-extra"]
 
 
 def test_http_error_names_the_url(server, tmp_path):

@@ -1,8 +1,9 @@
 """The three data sets as tensors: Hoda digits and Fashion-MNIST (1×32×32, ink bright on black), IMDB (token ids).
 
-Where the files are: `--data-root` > `$LOWRANK_DATA` > `./data`, laid out as in `../shared/data/README.md`. The
-root is only read, never written (it is read-only in CI); decoded arrays go to `cache_dir()` instead, keyed by the
-source files' names and contents (SHA-256), because decoding Hoda's 100k run-length records in Python takes a while and
+Where the files are: `--data-root` > `$LOWRANK_DATA` > `default_root()` (a per-user cache folder, where the commands
+fetch what a profile needs), laid out as in `../shared/data/README.md`. The loaders only read the root, never write
+it (it is read-only in CI); decoded arrays go to `cache_dir()` instead, keyed by the source files' names and
+contents (SHA-256), because decoding Hoda's 100k run-length records in Python takes a while and
 tokenising 25k reviews longer. Splits are seeded and stratified: a subset is drawn first, then validation is held
 out of it; the test set is only ever subset, never used for a decision.
 """
@@ -41,6 +42,9 @@ REQUIRED = {
     "fashion": [*FASHION["train"], *FASHION["test"]],
     "imdb": [*IMDB.values(), f"{TOKENIZER}/vocab.txt", f"{TOKENIZER}/tokenizer_config.json"],
 }
+# The data sets (REQUIRED's keys) each study reads. LoRA starts from the Hoda MLP that Study 1 trains, and its
+# benchmark trains that model when it is missing, so it needs Hoda too.
+STUDY_DATA = {"svd": ["hoda"], "lora": ["hoda", "fashion"], "attention": ["imdb"]}
 HODA_CLASSES = [str(d) for d in range(10)]
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
@@ -58,12 +62,27 @@ class DataError(UserError):
 
 
 def resolve_root(arg: str | None) -> Path:
-    """The data root: the `--data-root` argument, else `$LOWRANK_DATA`, else `./data`. Contents are not checked."""
-    return Path(arg or os.environ.get("LOWRANK_DATA") or "data").expanduser()
+    """The data root: the `--data-root` argument, else `$LOWRANK_DATA`, else `default_root()`. Contents are not
+    checked."""
+    return Path(arg or os.environ.get("LOWRANK_DATA") or default_root()).expanduser()
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("LOWRANK_CACHE") or Path.home() / ".cache" / "lowrank-bench").expanduser()
+
+
+def default_root() -> Path:
+    """Where data sets are fetched when no root is named: a per-user cache folder, not the current directory, so
+    a run works from wherever it is started and later runs find what the first one fetched."""
+    return cache_dir() / "data"
+
+
+def needed(profile, studies) -> list[str]:
+    """The data sets (REQUIRED's keys) that training and benchmarking `studies` under `profile` read."""
+    names = dict.fromkeys(n for s in studies for n in STUDY_DATA[s])
+    if "hoda" in names and profile.data.hoda_extra:
+        names["hoda-extra"] = None
+    return list(names)
 
 
 @dataclass

@@ -1,11 +1,13 @@
-"""`lowrank-bench data --download`: fetch the data sets that are missing from the root, from their public homes.
+"""`lowrank-bench data --download`, and `train`/`bench`/`run` on demand: fetch missing data sets from their public homes.
 
 Only folders with a missing required file are fetched, and in them only the files that are absent with no
 stand-in (a root holding Data_hoda_full.mat does not get Train 60000.cdb). Each file is streamed into a temporary
 file next to its target, decoded with the same readers the loaders use, and only then renamed into place: an
-interrupted or bad download never leaves a file that looks complete.
+interrupted or bad download never leaves a file that looks complete. `ensure` is what the commands call before
+they work: it fetches only the data sets they read, or, offline, stops with the loaders' own error.
 """
 import json
+import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -30,8 +32,28 @@ FILES = {
 }
 
 
-def download(root, *, base_urls: dict[str, str] | None = None) -> list[Path]:
-    """Fetch what is missing under `root` and verify it; return the paths written (empty when nothing was missing).
+def ensure(root, names, *, offline=False) -> list[Path]:
+    """Make the data sets `names` (data.REQUIRED's keys) present under `root`: fetch what is missing, or, when
+    `offline` or HF_HUB_OFFLINE is set, raise the DataError that lists it. Return the paths written."""
+    if not data.missing(root, names):
+        return []
+    if offline or is_offline():
+        try:
+            data.require(Path(root), names)
+        except data.DataError as e:
+            raise data.DataError(f"{e} (offline: --offline or HF_HUB_OFFLINE=1, so nothing was fetched)") from None
+    print(f"fetching the missing {', '.join(names)} data into {root} (once; --offline forbids it)")
+    return download(root, names=names)
+
+
+def is_offline() -> bool:
+    """HF_HUB_OFFLINE=1, the Hugging Face convention (same truthy spellings as huggingface_hub), forbids fetching."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def download(root, *, base_urls: dict[str, str] | None = None, names=tuple(data.REQUIRED)) -> list[Path]:
+    """Fetch what is missing of data sets `names` under `root` and verify it; return the paths written (empty when
+    nothing was missing).
 
     `base_urls` overrides BASE_URLS per folder ("hoda", "fashion-mnist", "imdb", "bert-base-uncased"); the tests
     point it at a local server.
@@ -41,26 +63,29 @@ def download(root, *, base_urls: dict[str, str] | None = None) -> list[Path]:
     if unknown:
         raise ValueError(f"base_urls has unknown keys {sorted(unknown)}; known: {sorted(BASE_URLS)}")
     urls = {**BASE_URLS, **(base_urls or {})}
-    gone = data.missing(root)
+    gone = data.missing(root, names)
     written = []
     for folder, files in FILES.items():
         if not any(g.startswith(folder + "/") for g in gone):
             continue
         for remote, local in files:
-            if _wanted(root, f"{folder}/{local}"):
+            if _wanted(root, f"{folder}/{local}", names):
                 _fetch(f"{urls[folder].rstrip('/')}/{quote(remote)}", root / folder / local)
                 written.append(root / folder / local)
     if any(p.parent.name == data.TOKENIZER for p in written):
         data.load_tokenizer(root)  # the files decode one by one; this checks they make a tokenizer together
-    if gone := data.missing(root):
+    if gone := data.missing(root, names):
         raise data.DataError(f"after downloading, {root} still lacks {', '.join(gone)}; copy them in by hand")
     return written
 
 
-def _wanted(root: Path, rel: str) -> bool:
-    """Whether `rel` is absent and so is any alternative to it (Data_hoda_full.mat stands in for Train 60000.cdb)."""
+def _wanted(root: Path, rel: str, names) -> bool:
+    """Whether `rel` is absent and so is any alternative to it (Data_hoda_full.mat stands in for Train 60000.cdb),
+    and no data set outside `names` is what requires it (RemainingSamples.cdb waits for a profile with hoda_extra).
+    Files no data set requires (the tokenizer's helpers) come with their folder."""
     alts = next((a for reqs in data.REQUIRED.values() for a in reqs if isinstance(a, tuple) and rel in a), rel)
-    return data.find(root, alts) is None
+    owners = [n for n, reqs in data.REQUIRED.items() if alts in reqs]
+    return data.find(root, alts) is None and (not owners or any(n in names for n in owners))
 
 
 def _fetch(url: str, dest: Path) -> None:
