@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
+from PIL import Image
+from tqdm import tqdm
 
-from training import formats
 from lowrank_bench.io import UserError, atomic_path
+from training import formats
 
 SIZE = 32  # the MLP's input side; Hoda is shrunk to fit, Fashion-MNIST's 28×28 padded to it
 CACHE_VERSION = 1  # bump when a cached array's meaning changes (preprocessing, dtype)
@@ -207,8 +210,6 @@ def _image_splits(name, classes, train, test, **split_args) -> Splits:
 # ---------------------------------------------------------------------------------------------------- Hoda
 def fit(img: np.ndarray) -> np.ndarray:
     """Centre a uint8 H×W image on a black SIZE×SIZE canvas, shrinking it first (aspect kept) only if larger."""
-    from PIL import Image
-
     h, w = img.shape
     if max(h, w) > SIZE:
         s = SIZE / max(h, w)
@@ -280,7 +281,7 @@ def load_fashion(root, *, val_fraction=0.1, seed=0, train_subset=None, test_subs
 # ---------------------------------------------------------------------------------------------------- IMDB
 def load_tokenizer(root):
     """The BERT uncased WordPiece tokenizer from `<root>/bert-base-uncased` (hub name `bert-base-uncased`)."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # here: importing transformers takes seconds, and only IMDB needs it
 
     folder = Path(root) / TOKENIZER
     if not folder.is_dir():
@@ -310,8 +311,7 @@ def imdb_labels(root: Path, split: str) -> np.ndarray:
 def _texts(parquet: Path, split: str, rows: np.ndarray) -> list[str]:
     """The reviews at `rows`, read through `datasets`, whose Arrow cache lives in cache_dir()/hf-datasets. A damaged
     cache file fails the same way on every run (pyarrow names no path), so it is deleted and rebuilt once."""
-    import datasets
-    import pyarrow as pa
+    import datasets  # here: seconds to import, and only IMDB needs it
 
     hf_cache = cache_dir() / "hf-datasets"
     for attempt in (1, 2):
@@ -330,8 +330,6 @@ def _texts(parquet: Path, split: str, rows: np.ndarray) -> list[str]:
 def _token_ids(root: Path, split: str, rows: np.ndarray, tok, max_len: int) -> np.ndarray:
     """int64 (len(rows), max_len) ids of the reviews at `rows` (sorted), tokenised once and cached."""
     def build():
-        from tqdm import tqdm
-
         texts = _texts(root / IMDB[split], split, rows)
         ids = np.zeros((len(rows), max_len), np.int64)
         with tqdm(total=len(texts), desc=f"tokenising imdb/{split}", unit="review") as bar:

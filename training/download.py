@@ -13,8 +13,10 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
-from training import data, formats
+from tqdm import tqdm
+
 from lowrank_bench.io import atomic_path
+from training import data, formats
 
 BASE_URLS = {
     "hoda": "https://raw.githubusercontent.com/amir-saniyan/HodaDatasetReader/HEAD/DigitDB",  # HEAD: default branch
@@ -89,8 +91,6 @@ def _wanted(root: Path, rel: str, names) -> bool:
 
 
 def _fetch(url: str, dest: Path) -> None:
-    from tqdm import tqdm
-
     with atomic_path(dest) as tmp:
         try:
             req = urllib.request.Request(url, headers={"User-Agent": "lowrank-bench"})

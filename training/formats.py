@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import scipy.io
 
 
 class FormatError(ValueError):
@@ -117,7 +121,6 @@ def _grey(buf: bytes, h: int, w: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------- Hoda .mat
 def read_hoda_mat(path) -> tuple[list[np.ndarray], np.ndarray]:
     """`Data_hoda_full.mat`: MATLAB cell array `Data` (uint8 0/255 images of varying size) and `labels`."""
-    import scipy.io
 
     try:
         mat = scipy.io.loadmat(path)
@@ -161,9 +164,6 @@ def read_idx(path, ndim: int) -> np.ndarray:
 def read_imdb_labels(path) -> np.ndarray:
     """Labels (int64, 0 = neg, 1 = pos) of an IMDB parquet, after checking that it has `text` (strings) and `label`
     columns and that every row decodes. The loader reads the texts themselves through `datasets`."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     try:
         names = pq.read_schema(path).names
         for col in ("text", "label"):
@@ -177,7 +177,6 @@ def read_imdb_labels(path) -> np.ndarray:
         raise FormatError(f"column 'text' holds {text_type}, expected strings")
     # A NULL or blank review decodes fine and trains at chance without a word: refuse any (the real files have
     # none, so even one means a broken export), naming the first row.
-    import pyarrow.compute as pc
     text = table.column("text")
     null = text.is_null().to_numpy(zero_copy_only=False)
     blank = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0), False).to_numpy(
