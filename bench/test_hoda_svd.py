@@ -66,10 +66,10 @@ def test_gemm(benchmark, suite, method, rank, batch_size):
         return h
     dense_flops = sum(2 * dense.get_submodule(name).weight.numel() for name in names)
     flops = sum(2 * w.numel() for w in weights)  # per sample, like every FLOP count here
-    benchmark.extra_info.update(
+    benchmark.extra_info.update({
         **suite.fields(model, row, None, batch_size, "gemm_factored" if rank else "gemm_dense"),
-        layers=",".join(names), accuracy_truncated=None, flops=flops, flop_ratio=flops / dense_flops,
-        weights_bytes=sum(w.numel() * w.element_size() for w in weights),
-        peak_mem_bytes=peak_memory(chain, suite.env.device))
+        "layers": ",".join(names), "accuracy_truncated": None, "flops": flops, "flop_ratio": flops / dense_flops,
+        "weights_bytes": sum(w.numel() * w.element_size() for w in weights),
+        "peak_mem_bytes": peak_memory(chain, suite.env.device)})
     with torch.no_grad():
         run_timed(benchmark, chain, suite.env.device)
