@@ -16,11 +16,12 @@ def pareto_front(points):
     return front
 
 
-def _points(rows, value):
+def _points(rows, value, error=lambda r: None):
+    """{series: [(rank, value, error bar half-width or None)]}, by rank."""
     out = {}
     for r in rows:
-        out.setdefault(r["series"], []).append((r["rank"], value(r)))
-    return {s: sorted(p) for s, p in out.items()}
+        out.setdefault(r["series"], []).append((r["rank"], value(r), error(r)))
+    return {s: sorted(p, key=lambda p: p[0]) for s, p in out.items()}
 
 
 def study_figures(d, bench, figures_dir):
@@ -36,13 +37,13 @@ def study_figures(d, bench, figures_dir):
 
     if ranked and study == "lora":
         figs["lora_accuracy"] = plots.lora_accuracy(
-            [{"rank": r["rank"], "test_acc": r["test_acc"], "trainable_pct": r.get("trainable_pct")} for r in ranked],
-            refs, star, stem("accuracy"))
+            [{"rank": r["rank"], "test_acc": r["test_acc"], "test_acc_ci95": r.get("test_acc_ci95"),
+              "trainable_pct": r.get("trainable_pct")} for r in ranked], refs, star, stem("accuracy"))
     elif ranked:
-        truncated = ({"truncated, not retrained": sorted((r["rank"], r.get("acc_truncated")) for r in ranked)}
+        truncated = ({"truncated, not retrained": [(r["rank"], r.get("acc_truncated"), None) for r in ranked]}
                      if study == "svd" else None)
-        figs[f"{study}_accuracy"] = plots.accuracy_vs_rank(_points(ranked, lambda r: r["test_acc"]), refs, star,
-                                                           stem("accuracy"), xlabel, truncated)
+        accuracy = _points(ranked, lambda r: r["test_acc"], lambda r: r.get("test_acc_ci95"))
+        figs[f"{study}_accuracy"] = plots.accuracy_vs_rank(accuracy, refs, star, stem("accuracy"), xlabel, truncated)
     if ranked:
         one = list({r["rank"]: r for r in ranked}.values())  # attention: both inits share their sizes
         params = {"total": [(r["rank"], r["params_total"]) for r in one]}
@@ -50,8 +51,8 @@ def study_figures(d, bench, figures_dir):
             params["trainable"] = [(r["rank"], r["params_trainable"]) for r in one]
         if study == "attention" and all(r.get("qkv_params") is not None for r in one):
             params["Q, K, V projections"] = [(r["rank"], r["qkv_params"]) for r in one]
-        figs[f"{study}_cost"] = plots.cost_vs_rank(params, _points(ranked, lambda r: r["peak_mem_bytes"]), refs,
-                                                   stem("cost"), xlabel)
+        memory = {s: [p[:2] for p in pts] for s, pts in _points(ranked, lambda r: r["peak_mem_bytes"]).items()}
+        figs[f"{study}_cost"] = plots.cost_vs_rank(params, memory, refs, stem("cost"), xlabel)
     if study == "svd" and d["layers"]:
         figs["svd_layers"] = plots.layer_error(d["layers"], stem("layers"))
 
@@ -73,7 +74,7 @@ def study_figures(d, bench, figures_dir):
             figs[f"{study}_pareto"] = plots.pareto(panels, stem("pareto"))
 
     runs = {f"{role}: {run['label']}": run for role, run in d["runs"].items()}
-    histories = {t: r["history"] for t, r in runs.items() if r.get("history")}
+    histories = {t: r["histories"] for t, r in runs.items() if any(r["histories"])}
     if histories:
         figs[f"{study}_curves"] = plots.curves(histories, stem("curves"))
     matrices = {t: (r["confusion"], r.get("classes")) for t, r in runs.items() if r.get("confusion")}

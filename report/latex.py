@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lowrank_bench import proc
 from lowrank_bench.io import UserError, atomic_write, read_json
-from report import fmt
+from report import fmt, prose
 from report.collect import collect
 from report.results import STUDIES, default_bench, same_model
 
@@ -117,6 +117,9 @@ def study_numbers(d, bench):
          "Chosen": tex_escape(c.get("label", "none")), "ChosenRank": str(c.get("rank") or "--"),
          "BaseTestAcc": _pct(base["test_acc"]), "BaseValAcc": _pct(base["val_acc"]),
          "ChosenTestAcc": _pct(c.get("test_acc")), "ChosenValAcc": _pct(c.get("val_acc")),
+         "ChosenTestAccCI": "" if c.get("test_acc_ci95") is None else f"${{}}\\pm{{}}${_pct(c['test_acc_ci95'])}",
+         "BaseTestAccCI": "" if base.get("test_acc_ci95") is None else f"${{}}\\pm{{}}${_pct(base['test_acc_ci95'])}",
+         "Seeds": str(base.get("n_seeds") or 1), "Rule": prose.chosen_rule(d),
          "AccDelta": "--" if not chosen else f"${100 * (c['test_acc'] - base['test_acc']):+.2f}$",
          "BaseParams": _int(base["params_total"]), "ChosenParams": _int(c.get("params_total")),
          "ParamRatio": _ratio(base["params_total"], c.get("params_total"), ".1f"),
@@ -138,20 +141,21 @@ def study_numbers(d, bench):
     return n, bool(infer) and n["Speedup"] != "--"
 
 
-def svd_numbers(d):
+def svd_numbers(d, bench):
     layers = d["layers"]
     return {"SvdChosenTruncAcc": _pct((d["chosen"] or {}).get("acc_truncated")),
+            "SvdRetrainVerdict": prose.svd_retraining(d),
             "SvdLayers": tex_escape(", ".join(dict.fromkeys(lay["layer"] for lay in layers))) or "--",
             "SvdBreakEven": ", ".join(dict.fromkeys(f"{lay['break_even']:.1f}" for lay in layers)) or "--",
             "SvdCostlyRows": str(sum(bool(r.get("costs_more_than_dense")) for r in d["rows"]))}
 
 
-def lora_numbers(d):
+def lora_numbers(d, bench):
     rows = {r["method"]: r for r in d["rows"] if r["rank"] is None}  # pretrained, head, full, scratch
     c = d["chosen"] or {}
     acc = lambda method: _pct(rows[method]["test_acc"]) if method in rows else "--"
     full = rows.get("full", {})
-    return {"LoraChosenAlpha": _num(c.get("alpha"), "g"),
+    return {"LoraChosenAlpha": _num(c.get("alpha"), "g"), "LoraMergedVerdict": prose.lora_merged(d, bench),
             "LoraChosenTrainablePct": _num(c.get("trainable_pct")),
             "LoraPretrainedTestAcc": acc("pretrained"), "LoraHeadTestAcc": acc("head"),
             "LoraFullTestAcc": acc("full"), "LoraScratchTestAcc": acc("scratch"),
@@ -162,11 +166,11 @@ def lora_numbers(d):
             "LoraFullCkptKiB": fmt.kib(full.get("checkpoint_bytes"), "--")}
 
 
-def attention_numbers(d):
+def attention_numbers(d, bench):
     c, base = d["chosen"] or {}, d["baseline"] or {}
     best = {init: max((r for r in d["rows"] if r.get("init") == init), key=lambda r: r["val_acc"], default=None)
             for init in ("random", "trained")}
-    out = {"AttnChosenInit": tex_escape(c.get("init") or "--"),
+    out = {"AttnChosenInit": tex_escape(c.get("init") or "--"), "AttnInitVerdict": prose.attention_inits(d),
            "AttnBaseQKV": _int(base.get("qkv_params")), "AttnChosenQKV": _int(c.get("qkv_params")),
            "AttnQKVRatio": _ratio(base.get("qkv_params"), c.get("qkv_params"), ".1f")}
     for init, r in best.items():
@@ -179,6 +183,7 @@ def attention_numbers(d):
 def numbers_tex(collected, excerpts):
     """numbers.tex: \\newcommand per number, \\newif per study that ran, and the listings' line ranges."""
     macros = {"Profile": tex_escape(collected["profile"]), "BenchFiles": str(len(collected["bench_files"])),
+              "WhereLowRankPays": prose.where_low_rank_pays(collected["bench"]),
               "BenchFileNames": tex_escape(", ".join(m["label"] for m in collected["machines"])) or "none"}
     flags = {"Comparison": len(collected["bench_files"]) > 1}
     extra = {"svd": svd_numbers, "lora": lora_numbers, "attention": attention_numbers}
@@ -190,7 +195,7 @@ def numbers_tex(collected, excerpts):
         if d is None:
             continue
         n, flags[f"{p}Bench"] = study_numbers(d, collected["bench"])
-        macros |= {p + k: v for k, v in n.items()} | extra[study](d)
+        macros |= {p + k: v for k, v in n.items()} | extra[study](d, collected["bench"])
     lines = ["% Written by report/latex.py from the collected results; do not edit."]
     lines += [f"\\newcommand{{\\{k}}}{{{v}}}" for k, v in macros.items()]
     for k, on in flags.items():

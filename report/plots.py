@@ -62,8 +62,16 @@ def _hlines(ax, refs, key, scale=1.0):
                        label=REFERENCE_LABELS.get(r["name"], r["name"]))
 
 
+def _accuracy_line(ax, pts, fmt, color, label):
+    """Mean accuracy against rank with its 95 % interval over seeds as error bars (none with one seed)."""
+    errors = [0.0 if p[2] is None else 100 * p[2] for p in pts]
+    ax.errorbar([p[0] for p in pts], [_pct(p[1]) for p in pts], yerr=errors if any(errors) else None, fmt=fmt,
+                color=color, label=label, capsize=3)
+
+
 def accuracy_vs_rank(series, refs, chosen, stem, xlabel, truncated=None):
-    """Test accuracy against rank, one line per series {label: [(rank, acc)]}, references as lines.
+    """Test accuracy against rank, one line per series {label: [(rank, mean acc, 95 % half-width or None)]},
+    references as lines.
 
     `truncated`: the same for accuracy straight after truncation (SVD), drawn dashed.
     `chosen`: (rank, acc, label) starred, or None.
@@ -71,11 +79,10 @@ def accuracy_vs_rank(series, refs, chosen, stem, xlabel, truncated=None):
     fig, ax = plt.subplots(figsize=(WIDTH, 3.4))
     ranks = []
     for i, (label, pts) in enumerate(series.items()):
-        ax.plot([p[0] for p in pts], [_pct(p[1]) for p in pts], "o-", color=f"C{i}", label=label)
+        _accuracy_line(ax, pts, "o-", f"C{i}", label)
         ranks += [p[0] for p in pts]
     for i, (label, pts) in enumerate((truncated or {}).items()):
-        pts = [p for p in pts if p[1] is not None]
-        ax.plot([p[0] for p in pts], [_pct(p[1]) for p in pts], "s--", color=f"C{i + 3}", label=label)
+        _accuracy_line(ax, [p for p in pts if p[1] is not None], "s--", f"C{i + 3}", label)
     _hlines(ax, refs, "test_acc", 100)
     if chosen:
         ax.plot([chosen[0]], [_pct(chosen[1])], "*", ms=16, color="gold", mec="black", label=chosen[2], zorder=5)
@@ -90,7 +97,8 @@ def lora_accuracy(points, refs, chosen, stem):
     """LoRA test accuracy against r with the trainable share (% of parameters) on a second axis."""
     fig, ax = plt.subplots(figsize=(WIDTH, 3.4))
     r = [p["rank"] for p in points]
-    ax.plot(r, [_pct(p["test_acc"]) for p in points], "o-", color="C0", label="LoRA test accuracy")
+    _accuracy_line(ax, [(p["rank"], p["test_acc"], p["test_acc_ci95"]) for p in points], "o-", "C0",
+                   "LoRA test accuracy")
     _hlines(ax, refs, "test_acc", 100)
     if chosen:
         ax.plot([chosen[0]], [_pct(chosen[1])], "*", ms=16, color="gold", mec="black", label=chosen[2], zorder=5)
@@ -221,26 +229,33 @@ def pareto(panels, stem):
 
 
 def curves(histories, stem):
-    """Loss and accuracy per epoch (train, validation, test), one row of two panels per run.
+    """Loss and accuracy per epoch (train, validation, test), one row of two panels per run: the mean over seeds,
+    and the band from the lowest to the highest seed where there are several.
 
-    `histories`: {title: [{"epoch", "train_loss", "train_acc", "val_loss", ...}]}.
+    `histories`: {title: [one history per seed: [{"epoch", "train_loss", "train_acc", "val_loss", ...}]]}.
     """
     n = len(histories)
     fig, axes = plt.subplots(n, 2, figsize=(WIDTH, 2.5 * n), squeeze=False)
-    for (title, hist), (loss_ax, acc_ax) in zip(histories.items(), axes):
-        epochs = [h["epoch"] for h in hist]
+    for (title, seeds), (loss_ax, acc_ax) in zip(histories.items(), axes):
+        epochs = sorted({h["epoch"] for hist in seeds for h in hist})
         for i, split in enumerate(("train", "val", "test")):
             name = {"val": "validation"}.get(split, split)
-            loss = [h.get(f"{split}_loss") for h in hist]
-            acc = [_pct(h.get(f"{split}_acc")) for h in hist]
-            if any(v is not None for v in loss):
-                loss_ax.plot(epochs, [np.nan if v is None else v for v in loss], "o-", color=f"C{i}", label=name)
-            if any(v is not None for v in acc):
-                acc_ax.plot(epochs, [np.nan if v is None else v for v in acc], "o-", color=f"C{i}", label=name)
+            for ax, field, scale in ((loss_ax, f"{split}_loss", 1.0), (acc_ax, f"{split}_acc", 100.0)):
+                # (seeds, epochs), NaN where a seed stopped early or the value is absent (train at epoch 0)
+                values = np.array([[next((scale * h[field] for h in hist if h["epoch"] == e
+                                          and h.get(field) is not None), np.nan) for e in epochs] for hist in seeds])
+                seen = ~np.isnan(values).all(axis=0)
+                if not seen.any():
+                    continue
+                x, values = np.array(epochs)[seen], values[:, seen]
+                ax.plot(x, np.nanmean(values, axis=0), "o-", color=f"C{i}", label=name, ms=3)
+                if len(seeds) > 1:
+                    ax.fill_between(x, np.nanmin(values, axis=0), np.nanmax(values, axis=0), color=f"C{i}",
+                                    alpha=0.2, lw=0)
         for ax, what in ((loss_ax, "cross-entropy loss"), (acc_ax, "accuracy (%)")):
             ax.set_xlabel("epoch")
             ax.set_ylabel(what)
-            ax.set_title(title)
+            ax.set_title(title + (f" ({len(seeds)} seeds: mean, band from min to max)" if len(seeds) > 1 else ""))
             if len(epochs) <= 12:
                 ax.set_xticks(epochs)  # one epoch must not get a 0.96 ... 1.04 axis
             else:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lowrank_bench.benchjson import load_bench, require_extra_info
 from lowrank_bench.io import UserError, read_json
-from lowrank_bench.variants import variant_id
+from lowrank_bench.variants import key, variant_id
 
 STUDIES = ("svd", "lora", "attention")
 # Keys every summary row must carry (values may be null, e.g. no epochs for the untrained "pretrained" row).
@@ -52,12 +52,17 @@ def load_study(results_dir, study):
         row["chosen"] = bool(chosen_key) and all(row[f] == v for f, v in chosen_key.items())
     baseline = next((r for m in BASELINES[study] for r in rows if r["method"] == m and r["rank"] is None), None)
     chosen = next((r for r in rows if r["chosen"]), None)
+    seed_rows = summary.get("seed_rows") or rows  # a summary of one seed per variant has only "rows"
     runs = {}
     for role, row in (("baseline", baseline), ("chosen", chosen)):
-        sidecar = results_dir / f"{row['checkpoint']}.json" if row and row["checkpoint"] else None
-        if sidecar and sidecar.exists() and row["label"] not in {r["label"] for r in runs.values()}:
-            meta = read_json(sidecar)
-            runs[role] = {"label": row["label"], **{k: meta.get(k) for k in ("history", "confusion", "classes")}}
+        if not row or row["label"] in {r["label"] for r in runs.values()}:
+            continue
+        sidecars = [results_dir / f"{r['checkpoint']}.json" for r in seed_rows
+                    if key(r) == key(row) and r.get("checkpoint")]
+        metas = [read_json(path) for path in sidecars if path.exists()]
+        if metas:  # every seed's curves (drawn as a band), the first seed's confusion matrix
+            runs[role] = {"label": row["label"], "histories": [m.get("history") or [] for m in metas],
+                          **{k: metas[0].get(k) for k in ("confusion", "classes")}}
     return {"study": study, "rows": rows, "layers": summary.get("layers") or [], "baseline": baseline,
             "chosen": chosen, "runs": runs,
             "meta": {k: v for k, v in summary.items() if k not in ("rows", "layers")}}

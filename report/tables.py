@@ -13,22 +13,36 @@ def _note(row):
     return ", ".join(notes)
 
 
+def _acc(metric):
+    """The column of a mean accuracy over seeds with its 95 % interval."""
+    return lambda r: fmt.pct_ci(r[metric], r.get(f"{metric}_ci95"))
+
+
+def _diff(r):
+    """Validation accuracy minus the reference's, paired by seed, in points."""
+    return fmt.points(r.get("val_acc_diff"), r.get("val_acc_diff_ci95"))
+
+
 # Display columns per study: (header, row -> text). Few and short so that the LaTeX table fits a page.
+# Accuracies are means over the seeds (n) with their 95 % half-widths; "val vs" is the paired difference.
 COLUMNS = {
-    "svd": [("model", lambda r: r["label"]), ("trunc. acc (%)", lambda r: fmt.pct(r.get("acc_truncated"))),
-            ("test acc (%)", lambda r: fmt.pct(r["test_acc"])), ("val acc (%)", lambda r: fmt.pct(r["val_acc"])),
+    "svd": [("model", lambda r: r["label"]), ("n", lambda r: fmt.count(r.get("n_seeds"))),
+            ("trunc. acc (%)", lambda r: fmt.pct(r.get("acc_truncated"))),
+            ("test acc (%)", _acc("test_acc")), ("val acc (%)", _acc("val_acc")), ("val vs dense (pt)", _diff),
             ("params", lambda r: fmt.count(r["params_total"])), ("FLOPs", lambda r: fmt.si(r["flops"])),
             ("peak MiB", lambda r: fmt.mib(r["peak_mem_bytes"])), ("s/epoch", lambda r: fmt.num(r["epoch_seconds"])),
             ("note", _note)],
-    "lora": [("model", lambda r: r["label"]), ("alpha", lambda r: fmt.num(r.get("alpha"), "g")),
-             ("test acc (%)", lambda r: fmt.pct(r["test_acc"])), ("val acc (%)", lambda r: fmt.pct(r["val_acc"])),
+    "lora": [("model", lambda r: r["label"]), ("n", lambda r: fmt.count(r.get("n_seeds"))),
+             ("alpha", lambda r: fmt.num(r.get("alpha"), "g")),
+             ("test acc (%)", _acc("test_acc")), ("val acc (%)", _acc("val_acc")), ("val vs full (pt)", _diff),
              ("trainable", lambda r: fmt.count(r["params_trainable"])),
              ("trainable (%)", lambda r: fmt.num(r.get("trainable_pct"))),
              ("total", lambda r: fmt.count(r["params_total"])), ("peak MiB", lambda r: fmt.mib(r["peak_mem_bytes"])),
              ("s/epoch", lambda r: fmt.num(r["epoch_seconds"])), ("ckpt KiB", lambda r: fmt.kib(r.get("checkpoint_bytes"))),
              ("note", _note)],
-    "attention": [("model", lambda r: r["label"]), ("test acc (%)", lambda r: fmt.pct(r["test_acc"])),
-                  ("val acc (%)", lambda r: fmt.pct(r["val_acc"])),
+    "attention": [("model", lambda r: r["label"]), ("n", lambda r: fmt.count(r.get("n_seeds"))),
+                  ("test acc (%)", _acc("test_acc")), ("val acc (%)", _acc("val_acc")),
+                  ("val vs dense (pt)", _diff),
                   ("QKV params", lambda r: fmt.count(r.get("qkv_params"))),
                   ("params", lambda r: fmt.count(r["params_total"])), ("FLOPs", lambda r: fmt.si(r["flops"])),
                   ("peak MiB", lambda r: fmt.mib(r["peak_mem_bytes"])),

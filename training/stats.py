@@ -38,8 +38,8 @@ def _variant_key(row):
 def summarize(seed_rows, reference):
     """One row per variant (first-seen order) from the per-seed rows of a study.
 
-    Each holds the key fields, `n_seeds`, `seeds`, every numeric field's mean over seeds (so `val_acc` and `test_acc`
-    are means), `<metric>_std` and `<metric>_ci95` for the METRICS, and `<metric>_diff` with `<metric>_diff_ci95`:
+    Each holds the key fields, `n_seeds`, `seeds`, every numeric field's mean over seeds where the seeds differ (so
+    `val_acc` and `test_acc` are means; a parameter count stays the integer it is), `<metric>_std` and `<metric>_ci95` for the METRICS, and `<metric>_diff` with `<metric>_diff_ci95`:
     the difference to the variant whose (method, rank, init) is `reference`, paired by seed (None for the reference
     itself and where fewer than two seeds pair up for an interval). Non-numeric fields come from the first seed.
     """
@@ -50,12 +50,11 @@ def summarize(seed_rows, reference):
     ref_by_seed = {r["seed"]: r for r in ref_rows}
     variants = []
     for key, rows in groups.items():
-        variant = dict(rows[0])
-        variant.pop("seed", None)
-        for field, value in rows[0].items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and field not in ("rank", "seed"):
-                variant[field] = statistics.fmean(r[field] for r in rows if r.get(field) is not None) \
-                    if any(r.get(field) is not None for r in rows) else None
+        variant = {f: v for f, v in rows[0].items() if f != "seed"}
+        for field, value in variant.items():
+            values = [r[field] for r in rows if r.get(field) is not None]
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and len(set(values)) > 1:
+                variant[field] = statistics.fmean(values)  # sizes agree across seeds and stay as they are
         variant |= {"n_seeds": len(rows), "seeds": [r["seed"] for r in rows]}
         for metric in METRICS:
             mean, std, ci95 = interval([r.get(metric) for r in rows])
@@ -69,11 +68,3 @@ def summarize(seed_rows, reference):
         variants.append(variant)
     return variants
 
-
-def within_tolerance(variant, tolerance_points, metric="val_acc"):
-    """Whether `variant` is within `tolerance_points` of its reference with 95 % confidence: the lower end of its
-    paired difference's interval is above -tolerance. None when there is no interval (one seed, or the reference)."""
-    diff, ci95 = variant.get(f"{metric}_diff"), variant.get(f"{metric}_diff_ci95")
-    if diff is None or ci95 is None:
-        return None
-    return bool(diff - ci95 >= -tolerance_points / 100)

@@ -1,0 +1,131 @@
+"""The report's sentences about results, written from the numbers: what a sentence claims follows from the data,
+whatever the data turns out to be. Each function takes the collector's study dict (and benchmark rows) and returns
+LaTeX text; `latex.py` hands it to the templates as a macro.
+
+Accuracies in the rows are means over seeds with their 95 % half-widths (`*_ci95`) and the difference to the
+study's reference paired by seed (`*_diff`, `*_diff_ci95`); see `training/stats.py`.
+"""
+from report import fmt
+
+SAME_COST = 0.05  # latencies within 5 % of each other are "the same cost": the spread of one benchmark on a noisy VM
+
+
+def _ks(rows, prefix="k"):
+    return ", ".join(f"{prefix} = {r['rank']}" for r in rows)
+
+
+def _pt(fraction):
+    return f"{100 * fraction:.2f}"
+
+
+def within_tolerance(row, tolerance_points, metric="val_acc"):
+    """Whether `row` is within `tolerance_points` of its reference with 95 % confidence: the lower end of its paired
+    difference's interval is above -tolerance. None when there is no interval (one seed, or the reference)."""
+    diff, ci95 = row.get(f"{metric}_diff"), row.get(f"{metric}_diff_ci95")
+    if diff is None or ci95 is None:
+        return None
+    return diff - ci95 >= -tolerance_points / 100
+
+
+RULE_REFERENCE = {"svd": "dense", "lora": "the best rank", "attention": "dense"}  # what the choice compares with
+DIFF_REFERENCE = {"svd": "dense", "lora": "full fine-tuning", "attention": "dense"}  # what `*_diff` is paired with
+
+
+def chosen_rule(d):
+    """The decision rule, and how sure the chosen rank's place inside the tolerance is."""
+    tol, chosen, reference = d["meta"].get("tolerance_points"), d["chosen"], DIFF_REFERENCE[d["study"]]
+    rule = (f"The rule: the smallest rank whose mean validation accuracy over the seeds is within {tol:g} points "
+            f"of {RULE_REFERENCE[d['study']]}'s.")
+    if chosen is None:
+        return rule + " No rank of the grid meets it."
+    n, diff, ci95 = chosen.get("n_seeds") or 1, chosen.get("val_acc_diff"), chosen.get("val_acc_diff_ci95")
+    verdict = within_tolerance(chosen, tol)
+    if diff is None:
+        return rule
+    if verdict is None:
+        return (rule + f" Its validation accuracy differs from {reference}'s by {fmt.points(diff)} points, from one "
+                "seed: no interval, so the choice rests on a single run.")
+    said = (f" Its paired difference to {reference}, {fmt.points(diff, ci95)} points on validation over {n} seeds "
+            f"(95\\,\\% interval), ")
+    if verdict:
+        return rule + said + f"lies inside the {tol:g}-point tolerance with 95\\,\\% confidence."
+    return rule + said + (f"reaches below $-{tol:g}$: it is within the tolerance on average, not with 95\\,\\% "
+                          "confidence.")
+
+
+def svd_retraining(d):
+    """Whether retraining ended above truncation, and which ranks it brings within tolerance of dense."""
+    ranked = sorted((r for r in d["rows"] if r["rank"] is not None), key=lambda r: r["rank"])
+    with_start = [r for r in ranked if r.get("val_acc_truncated") is not None]
+    if not with_start:
+        return ""
+    below = [r for r in with_start if r["val_acc"] < r["val_acc_truncated"] - 1e-9]
+    gains = [r["val_acc"] - r["val_acc_truncated"] for r in with_start]
+    text = (f"Retraining changed mean validation accuracy by {_pt(min(gains))} to {_pt(max(gains))} points against "
+            "the truncated start; ")
+    text += (f"it ended below its start at {_ks(below)}. " if below else "it never ended below its start. ")
+    tol = d["meta"].get("tolerance_points")
+    close = [r for r in ranked if r.get("val_acc_diff") is not None and r["val_acc_diff"] >= -tol / 100]
+    if not close:
+        return text + f"No rank comes within {tol:g} points of dense on mean validation accuracy after retraining."
+    if len(close) == len(ranked):
+        return text + f"After retraining every rank comes within {tol:g} points of dense on mean validation accuracy."
+    return text + (f"After retraining {_ks(close)} come within {tol:g} points of dense on mean validation accuracy; "
+                   f"{_ks([r for r in ranked if r not in close])} do not.")
+
+
+def lora_merged(d, bench):
+    """What the chosen adapter costs at inference, merged and unmerged, against the full fine-tuned network."""
+    chosen = d["chosen"]
+    infer = [b for b in bench if b["study"] == "lora" and b["kind"] == "infer" and b["file"] == bench[0]["file"]]
+    if not chosen or not infer:
+        return ""
+    bs = max(b["batch_size"] for b in infer)
+    at = {(b["method"], b["rank"], b["variant"]): b["median_ms"] for b in infer if b["batch_size"] == bs}
+    full = at.get(("full", None, "unmerged"))
+    merged, unmerged = (at.get(("lora", chosen["rank"], v)) for v in ("merged", "unmerged"))
+    if full is None or merged is None:
+        return ""
+    ratio = merged / full
+    text = f"At batch size {bs}, merged, the chosen adapter takes {merged:.3g}\\,ms per batch against {full:.3g}\\,ms "
+    text += "for the fully fine-tuned network: " + (
+        "the same cost within 5\\,\\%" if abs(ratio - 1) <= SAME_COST else
+        f"{ratio:.2f} times its time")
+    return text + (f"; unmerged, {unmerged:.3g}\\,ms." if unmerged is not None else ".")
+
+
+def attention_inits(d):
+    """Which starting point of the factors wins on mean validation accuracy, rank by rank."""
+    by_rank = {}
+    for r in d["rows"]:
+        if r["rank"] is not None and r.get("init"):
+            by_rank.setdefault(r["rank"], {})[r["init"]] = r["val_acc"]
+    pairs = {k: v for k, v in sorted(by_rank.items()) if {"random", "trained"} <= set(v)}
+    if not pairs:
+        return ""
+    trained = [k for k, v in pairs.items() if v["trained"] > v["random"]]
+    random = [k for k, v in pairs.items() if v["random"] > v["trained"]]
+    parts = []
+    for name, ks in (("trained", trained), ("random", random)):
+        if ks:
+            parts.append(f"the {name} start at k = {', '.join(map(str, ks))}")
+    tie = len(pairs) - len(trained) - len(random)
+    text = "On mean validation accuracy " + (" and ".join(parts) if parts else "neither start") + " wins"
+    return text + (f", with {tie} tie(s)." if tie else ".") + (
+        f" Over all {len(pairs)} ranks the trained start wins {len(trained)} times." if parts else "")
+
+
+def where_low_rank_pays(bench, study="svd"):
+    """For each batch size, the ranks whose measured inference is faster than dense (medians of the reference
+    benchmark file), as one sentence."""
+    infer = [b for b in bench if b["study"] == study and b["kind"] == "infer" and b["file"] == bench[0]["file"]]
+    if not infer:
+        return "No inference benchmarks were run, so the report cannot say where low rank pays on this machine."
+    parts = []
+    for bs in sorted({b["batch_size"] for b in infer}):
+        dense = next((b["median_ms"] for b in infer if b["batch_size"] == bs and b["rank"] is None), None)
+        faster = sorted(b["rank"] for b in infer if b["batch_size"] == bs and b["rank"] is not None
+                        and dense is not None and b["median_ms"] < dense)
+        parts.append(f"at batch size {bs}, " + (f"k = {', '.join(map(str, faster))}" if faster else "no rank"))
+    return ("On the machine of the first benchmark file, the factored MLP runs faster than dense " +
+            "; ".join(parts) + ".")

@@ -1,0 +1,84 @@
+"""The report's sentences follow the numbers: two opposite result sets give opposite sentences."""
+import json
+
+import pytest
+from test_collect import write_results
+
+from report import latex, prose
+from report.collect import collect
+
+
+def svd(rows, chosen=None, tolerance=0.5):
+    """A study dict as the collector gives it: rows of (rank, val, val truncated, diff to dense, its half-width)."""
+    made = [{"method": "svd", "rank": k, "val_acc": v, "val_acc_truncated": t, "val_acc_diff": d,
+             "val_acc_diff_ci95": ci, "n_seeds": 3} for k, v, t, d, ci in rows]
+    return {"study": "svd", "rows": made, "meta": {"tolerance_points": tolerance},
+            "chosen": next((r for r in made if r["rank"] == chosen), None)}
+
+
+def test_retraining_sentence_says_what_retraining_did():
+    good = prose.svd_retraining(svd([(4, 0.97, 0.90, -0.003, 0.001), (64, 0.99, 0.99, -0.001, 0.001)]))
+    bad = prose.svd_retraining(svd([(4, 0.80, 0.90, -0.19, 0.01), (64, 0.985, 0.99, -0.015, 0.002)]))
+    assert "never ended below its start" in good and "every rank comes within 0.5 points of dense" in good
+    assert "ended below its start at k = 4, k = 64" in bad and "No rank comes within 0.5 points" in bad
+    mixed = prose.svd_retraining(svd([(4, 0.95, 0.90, -0.04, 0.01), (64, 0.99, 0.98, -0.001, 0.001)]))
+    assert "k = 64 come within 0.5 points of dense" in mixed and "k = 4 do not" in mixed
+
+
+@pytest.mark.parametrize("diff, ci95, said", [
+    (-0.001, 0.002, "lies inside the 0.5-point tolerance with 95\\,\\% confidence"),
+    (-0.004, 0.003, "within the tolerance on average, not with 95\\,\\% confidence"),
+    (-0.004, None, "from one seed: no interval"),
+])
+def test_chosen_rank_verdict_follows_its_interval(diff, ci95, said):
+    text = prose.chosen_rule(svd([(32, 0.99, 0.98, diff, ci95)], chosen=32))
+    assert text.startswith("The rule: the smallest rank whose mean validation accuracy") and said in text
+    assert "No rank of the grid meets it" in prose.chosen_rule(svd([(32, 0.9, 0.8, -0.09, 0.01)]))
+
+
+def bench_row(method, rank, variant, ms, study="lora", batch_size=256):
+    return {"file": "bench", "study": study, "kind": "infer", "method": method, "rank": rank, "variant": variant,
+            "batch_size": batch_size, "median_ms": ms}
+
+
+def test_merged_lora_costs_what_it_measures():
+    d = {"study": "lora", "chosen": {"rank": 4}, "rows": []}
+    same = prose.lora_merged(d, [bench_row("full", None, "unmerged", 2.0), bench_row("lora", 4, "merged", 2.06),
+                                 bench_row("lora", 4, "unmerged", 2.9)])
+    slower = prose.lora_merged(d, [bench_row("full", None, "unmerged", 2.0), bench_row("lora", 4, "merged", 3.0)])
+    assert "the same cost within 5" in same and "unmerged, 2.9" in same
+    assert "1.50 times its time" in slower and "same cost" not in slower
+    assert prose.lora_merged(d, []) == ""  # nothing measured, nothing claimed
+
+
+def test_the_winning_initialisation_is_the_one_with_the_higher_mean():
+    rows = lambda trained, random: [{"rank": k, "init": "trained", "val_acc": t} for k, t in trained] + \
+        [{"rank": k, "init": "random", "val_acc": r} for k, r in random]
+    trained = prose.attention_inits({"rows": rows([(4, 0.88), (16, 0.89)], [(4, 0.86), (16, 0.87)])})
+    random = prose.attention_inits({"rows": rows([(4, 0.85), (16, 0.86)], [(4, 0.86), (16, 0.87)])})
+    assert "the trained start at k = 4, 16 wins" in trained and "wins 2 times" in trained
+    assert "the random start at k = 4, 16 wins" in random and "wins 0 times" in random
+
+
+def test_where_low_rank_pays_reads_the_medians():
+    fast = [bench_row("dense", None, "", 4.0, "svd", 256), bench_row("svd", 4, "", 1.0, "svd", 256),
+            bench_row("svd", 128, "", 5.0, "svd", 256), bench_row("dense", None, "", 0.1, "svd", 1),
+            bench_row("svd", 4, "", 0.2, "svd", 1)]
+    text = prose.where_low_rank_pays(fast)
+    assert "at batch size 1, no rank; at batch size 256, k = 4." in text
+    assert "no rank" in prose.where_low_rank_pays([r | {"median_ms": 9.0} if r["rank"] else r for r in fast])
+
+
+def test_the_report_text_changes_with_the_results(tmp_path):
+    """The same collector and LaTeX writer on two opposite result sets: the sentences turn around."""
+    texts = []
+    for retrain_gain in (+0.01, -0.01):
+        results = write_results(tmp_path / str(retrain_gain) / "smoke", studies=("svd",))
+        summary = json.loads((results / "svd" / "summary.json").read_text())
+        for row in summary["rows"][1:]:
+            row["val_acc_truncated"] = row["val_acc"] - retrain_gain
+        (results / "svd" / "summary.json").write_text(json.dumps(summary))
+        texts.append(latex.numbers_tex(collect(results, [results / "bench.json"]), {}))
+    retrain = [next(line for line in t.splitlines() if "SvdRetrainVerdict" in line) for t in texts]
+    assert "it never ended below its start" in retrain[0]
+    assert "it ended below its start at k = 4, k = 32, k = 128" in retrain[1]
