@@ -23,6 +23,9 @@ def test_retraining_sentence_says_what_retraining_did():
     assert "ended below its start at k = 4, k = 64" in bad and "No rank comes within 0.5 points" in bad
     mixed = prose.svd_retraining(svd([(4, 0.95, 0.90, -0.04, 0.01), (64, 0.99, 0.98, -0.001, 0.001)]))
     assert "k = 64 come within 0.5 points of dense" in mixed and "k = 4 do not" in mixed
+    one_seed = svd([(4, 0.95, 0.90, None, None), (64, 0.989, 0.98, None, None)])  # no paired difference yet
+    one_seed["baseline"] = {"val_acc": 0.99}
+    assert "k = 64 come within 0.5 points of dense" in prose.svd_retraining(one_seed)
 
 
 @pytest.mark.parametrize("diff, ci95, said", [
@@ -43,9 +46,9 @@ def bench_row(method, rank, variant, ms, study="lora", batch_size=256):
 
 def test_merged_lora_costs_what_it_measures():
     d = {"study": "lora", "chosen": {"rank": 4}, "rows": []}
-    same = prose.lora_merged(d, [bench_row("full", None, "unmerged", 2.0), bench_row("lora", 4, "merged", 2.06),
+    same = prose.lora_merged(d, [bench_row("full", None, "", 2.0), bench_row("lora", 4, "merged", 2.06),
                                  bench_row("lora", 4, "unmerged", 2.9)])
-    slower = prose.lora_merged(d, [bench_row("full", None, "unmerged", 2.0), bench_row("lora", 4, "merged", 3.0)])
+    slower = prose.lora_merged(d, [bench_row("full", None, "", 2.0), bench_row("lora", 4, "merged", 3.0)])
     assert "the same cost within 5" in same and "unmerged, 2.9" in same
     assert "1.50 times its time" in slower and "same cost" not in slower
     assert prose.lora_merged(d, []) == ""  # nothing measured, nothing claimed
