@@ -51,9 +51,6 @@ class MLP(nn.Module):
             x = self.dropout(F.relu(layer(x), inplace=True))
         return self.head(x)  # (B, n_classes) logits
 
-    def num_params(self, trainable_only=False):
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
-
 
 def fold_normalisation(model: MLP) -> MLP:
     """A copy of `model` computing the same function with the input normalisation folded into its first layer.

@@ -166,9 +166,6 @@ class Transformer(nn.Module):
             pooled = total / count
         return self.head(self.dropout(pooled))  # (B, n_classes)
 
-    def num_params(self, trainable_only=False):
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
-
     def qkv_params(self):
         """Parameters of all query/key/value projections, dense (d·d + d each) or factored (k(d+d) + k + d each)."""
         return sum(p.numel() for name, module in self.named_modules() if name.endswith(QKV_TARGETS)

@@ -8,6 +8,7 @@ import torch.nn as nn
 from models.lora import (LoRAConfig, LoRALinear, add_lora, load_lora_state_dict, lora_state_dict, merge_lora,
                          unmerge_lora)
 from models.mlp import MLP, MLPConfig
+from training.measure import param_counts
 
 peft = pytest.importorskip("peft")  # a test dependency, used only as the oracle
 
@@ -77,7 +78,7 @@ def test_trainable_params_match_peft(base, targets, peft_targets, new_head):
     lora = sum(4 * (base.get_submodule(n).in_features + base.get_submodule(n).out_features) for n in peft_targets)
     head = 16 * 10 + 10 if new_head else 0
     assert trainable(ours) == lora + head  # r(m + n) per layer, as in the paper
-    assert ours.num_params() == base.num_params() + lora  # the new head has the old one's size
+    assert param_counts(ours)["params_total"] == param_counts(base)["params_total"] + lora  # the new head has the old one's size
 
 
 def test_default_init_is_the_base_model(base, x):
@@ -178,7 +179,7 @@ def test_state_dict_round_trip(base, x):
     state = lora_state_dict(trained)
     expected = {f"{n}.{ab}.weight" for n in HIDDEN for ab in ("lora_A", "lora_B")} | {"head.weight", "head.bias"}
     assert set(state) == expected
-    assert sum(v.numel() for v in state.values()) == trainable(trained) < base.num_params() / 3
+    assert sum(v.numel() for v in state.values()) == trainable(trained) < param_counts(base)["params_total"] / 3
     fresh = add_lora(base, config)
     assert not torch.equal(fresh(x), trained(x))
     load_lora_state_dict(fresh, state)
