@@ -19,8 +19,8 @@ MACHINE_FIELDS = {"cpu": ("cpu", "brand_raw"), "gpu": ("gpu_name",), "threads": 
                   "torch": ("torch",)}
 _HINT = "write it with `pytest bench --benchmark-json=FILE`"
 # The extra_info every benchmark of a study carries (issues 3-5): the contract between bench/ and the report.
-COMMON_EXTRA_INFO = ("study", "kind", "method", "rank", "init", "batch_size", "device", "dtype", "threads", "accuracy",
-                     "params_total", "params_trainable", "flops", "weights_bytes", "peak_mem_bytes", "flop_ratio")
+COMMON_EXTRA_INFO = ("study", "kind", "method", "rank", "init", "batch_size", "device", "dtype", "mode", "threads",
+                     "accuracy", "params_total", "params_trainable", "flops", "weights_bytes", "peak_mem_bytes", "flop_ratio")
 STUDY_EXTRA_INFO = {"svd": ("accuracy_truncated",),
                     "lora": ("alpha", "merged", "adapter_bytes", "train_step_peak_mem_bytes"),
                     "attention": ("seq_len", "d_model", "heads", "d_ff", "qkv_params")}
