@@ -10,7 +10,8 @@ exact parameter counts), so CI can gate it on any runner. `--write-expect FILE H
 
 Exit status: 0 pass, 1 regression (a benchmark only one side has counts as one unless --allow-missing), 2 unusable
 input (not pytest-benchmark JSON; a NaN or infinity in a value the gate reads; fewer than 90 % of the base's
-benchmarks found in head, which is what renamed ids look like and must never pass silently).
+benchmarks found in head, which is what renamed ids look like and must never pass silently; a benchmark whose dtype
+or mode differs between the two runs, since only like compares with like).
 """
 import argparse
 import json
@@ -153,11 +154,32 @@ def load_gated(path) -> dict:
     return bench
 
 
+# Files written before dtype and mode were axes (issue 14) name torch's dtype and ran eager.
+_OLD_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def axes_of(bench) -> tuple:
+    """(dtype, mode) a benchmark ran in."""
+    e = bench.get("extra_info", {})
+    return _OLD_DTYPES.get(e.get("dtype"), e.get("dtype")), e.get("mode", "eager")
+
+
+def check_like_with_like(base_by, head_by, base_path, head_path):
+    """Refuse to compare a benchmark across dtypes or modes: a bf16 row against an fp32 row (or compiled against
+    eager) under one name measures the change of precision, not of the code, and would pass or fail for that."""
+    for name, b in base_by.items():
+        if name in head_by and axes_of(b) != axes_of(head_by[name]):
+            raise UserError(f"{head_path}: benchmark {name} ran in {' '.join(axes_of(head_by[name]))} but in "
+                            f"{' '.join(axes_of(b))} in {base_path}; only like compares with like: gate two runs "
+                            f"with the same --dtypes and --modes")
+
+
 def gate_ab(base_path, head_path, args) -> int:
     base, head = load_gated(base_path), load_gated(head_path)
     base_by, head_by = by_fullname(base), by_fullname(head)
     if not base_by:
         raise UserError(f"{base_path}: holds no benchmarks; nothing to gate against")
+    check_like_with_like(base_by, head_by, base_path, head_path)
     unmatched = [n for n in base_by if n not in head_by]
     added = [n for n in head_by if n not in base_by]
     for n in unmatched:
