@@ -26,6 +26,15 @@ STUDY_EXTRA_INFO = {"svd": ("accuracy_truncated",),
                     "attention": ("seq_len", "d_model", "heads", "d_ff", "qkv_params")}
 
 
+# Files written before dtype and mode were axes (issue 14) name torch's dtype and have no mode: they ran eager.
+_OLD_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def axes(extra_info) -> tuple:
+    """(dtype, mode) a benchmark ran in, from its extra_info: ("bf16", "compiled"), ("fp32", "eager")."""
+    return _OLD_DTYPES.get(extra_info.get("dtype"), extra_info.get("dtype")), extra_info.get("mode", "eager")
+
+
 def load_bench(path) -> dict:
     """Load one pytest-benchmark JSON file; raise UserError naming `path` if its shape is wrong."""
     bench = read_json(path)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lowrank_bench.benchjson import by_fullname, load_bench, machine_summary
+from lowrank_bench.benchjson import axes, by_fullname, load_bench, machine_summary
 from lowrank_bench.io import UserError, read_json, write_json
 from report import fmt
 
@@ -154,24 +154,17 @@ def load_gated(path) -> dict:
     return bench
 
 
-# Files written before dtype and mode were axes (issue 14) name torch's dtype and ran eager.
-_OLD_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
-
-
-def axes_of(bench) -> tuple:
-    """(dtype, mode) a benchmark ran in."""
-    e = bench.get("extra_info", {})
-    return _OLD_DTYPES.get(e.get("dtype"), e.get("dtype")), e.get("mode", "eager")
-
-
 def check_like_with_like(base_by, head_by, base_path, head_path):
     """Refuse to compare a benchmark across dtypes or modes: a bf16 row against an fp32 row (or compiled against
     eager) under one name measures the change of precision, not of the code, and would pass or fail for that."""
     for name, b in base_by.items():
-        if name in head_by and axes_of(b) != axes_of(head_by[name]):
-            raise UserError(f"{head_path}: benchmark {name} ran in {' '.join(axes_of(head_by[name]))} but in "
-                            f"{' '.join(axes_of(b))} in {base_path}; only like compares with like: gate two runs "
-                            f"with the same --dtypes and --modes")
+        if name not in head_by:
+            continue
+        was, now = axes(b.get("extra_info", {})), axes(head_by[name].get("extra_info", {}))
+        if was != now:
+            raise UserError(f"{head_path}: benchmark {name} ran in {' '.join(now)} but in {' '.join(was)} in "
+                            f"{base_path}; only like compares with like: gate two runs with the same --dtypes "
+                            f"and --modes")
 
 
 def gate_ab(base_path, head_path, args) -> int:

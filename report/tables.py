@@ -99,6 +99,20 @@ def ceiling_table(bench):
     return pd.DataFrame(raw), pd.DataFrame(shown)
 
 
+def speedup_map_table(maps):
+    """Measured speedup over the dense reference per (dtype, mode, rank) row and batch-size column; > 1 pays.
+    `maps` as report.results.speedup_cells gives it."""
+    raw = pd.DataFrame([{"dtype": dtype, "mode": mode, "rank": k, "batch_size": bs, "speedup_vs_dense": v}
+                        for (dtype, mode), cells in maps.items() for (k, bs), v in sorted(cells.items())])
+    shown = []
+    for (dtype, mode), cells in maps.items():
+        sizes = sorted({bs for _, bs in cells})
+        for k in sorted({k for k, _ in cells}):
+            shown.append({"dtype": dtype, "mode": mode, "rank": k,
+                          **{f"batch {bs}": fmt.num(cells.get((k, bs))) for bs in sizes}})
+    return raw, pd.DataFrame(shown).fillna("-")
+
+
 def comparison_table(d, bench, labels):
     """Each file's median latency (ms) side by side, joined on fullname, as a ratio to the first file's."""
     mine = [b for b in bench if b["study"] == d["study"]]
