@@ -16,7 +16,7 @@ from lowrank_bench import proc
 from lowrank_bench.io import UserError, atomic_write, read_json
 from report import fmt
 from report.collect import collect
-from report.results import STUDIES, default_bench, same_model
+from report.results import STUDIES, default_bench, primary, same_model, speedup_cells
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).parent / "templates"
@@ -176,6 +176,52 @@ def attention_numbers(d):
     return out
 
 
+def _ranks_that_pay(paying, ranks, le):
+    """What a set of paying ranks is, in words: none, all, a prefix (`rank <= 64`) or a list."""
+    if not paying:
+        return "no rank pays"
+    if paying == ranks:
+        return f"every rank measured pays ({ranks[0]} to {ranks[-1]})" if len(ranks) > 1 else f"rank {ranks[0]} pays"
+    if paying == ranks[:len(paying)]:
+        return f"rank {le} {paying[-1]} pays"
+    return f"rank{'s' if len(paying) > 1 else ''} {', '.join(map(str, paying))} pay{'' if len(paying) > 1 else 's'}"
+
+
+def speedup_sentence(dtype, mode, cells, le="<=", times="x"):
+    """One sentence that reads a speedup map {(rank, batch_size): speedup}: which ranks pay (speedup > 1) at which
+    batch sizes, and the best and worst measured. Generated from the numbers only, so it says what they say."""
+    ranks, sizes = sorted({k for k, _ in cells}), sorted({b for _, b in cells})
+    said = [(bs, _ranks_that_pay([k for k in ranks if cells.get((k, bs), 0) > 1],
+                                 [k for k in ranks if (k, bs) in cells], le)) for bs in sizes]
+    groups = []  # runs of consecutive batch sizes that say the same thing
+    for bs, text in said:
+        if groups and groups[-1][1] == text:
+            groups[-1][0].append(bs)
+        else:
+            groups.append(([bs], text))
+    clauses = []
+    for batch, text in groups:
+        if len(groups) == 1:
+            where = f"at batch {sizes[0]}" if len(sizes) == 1 else \
+                ("at any batch size measured" if text == "no rank pays" else "at every batch size measured")
+        elif batch[-1] == sizes[-1] and len(batch) > 1:
+            where = f"from batch {batch[0]} up"
+        elif len(batch) > 1:
+            where = f"at batches {batch[0]} to {batch[-1]}"
+        else:
+            where = f"at batch {batch[0]}"
+        clauses.append(f"{text} {where}")
+    (k_best, b_best), best = max(cells.items(), key=lambda kv: kv[1])
+    (k_worst, b_worst), worst = min(cells.items(), key=lambda kv: kv[1])
+    return (f"In {dtype} {mode}, {'; '.join(clauses)} (best {best:.2f}{times} at rank {k_best}, batch {b_best}; "
+            f"worst {worst:.2f}{times} at rank {k_worst}, batch {b_worst}).")
+
+
+def speedup_text(maps):
+    """Every (dtype, mode) of a study's speedup map in sentences, for the report (LaTeX math for <= and x)."""
+    return " ".join(speedup_sentence(dtype, mode, cells, r"$\le$", r"$\times$") for (dtype, mode), cells in maps.items())
+
+
 def numbers_tex(collected, excerpts):
     """numbers.tex: \\newcommand per number, \\newif per study that ran, and the listings' line ranges."""
     macros = {"Profile": tex_escape(collected["profile"]), "BenchFiles": str(len(collected["bench_files"])),
@@ -186,11 +232,14 @@ def numbers_tex(collected, excerpts):
         p, d = PREFIX[study], collected["studies"].get(study)
         flags[f"{p}Ran"] = d is not None
         flags[f"{p}Chosen"] = bool(d and d["chosen"])
-        flags[f"{p}Bench"] = False
+        flags[f"{p}Bench"] = flags[f"{p}SpeedupMap"] = False
         if d is None:
             continue
-        n, flags[f"{p}Bench"] = study_numbers(d, collected["bench"])
+        n, flags[f"{p}Bench"] = study_numbers(d, primary(collected["bench"]))
         macros |= {p + k: v for k, v in n.items()} | extra[study](d)
+        maps = speedup_cells(study, collected["bench"])
+        flags[f"{p}SpeedupMap"] = bool(maps)
+        macros[f"{p}SpeedupMap"] = speedup_text(maps) if maps else "--"
     lines = ["% Written by report/latex.py from the collected results; do not edit."]
     lines += [f"\\newcommand{{\\{k}}}{{{v}}}" for k, v in macros.items()]
     for k, on in flags.items():
