@@ -166,8 +166,9 @@ def speedup_map(maps, stem, ylabel):
         image = ax.imshow(np.log2(grid), cmap="RdBu", vmin=-span, vmax=span, aspect="auto", origin="lower")
         for i, j in np.ndindex(grid.shape):
             if not np.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.2g}", ha="center", va="center", fontsize=7,
-                        color="white" if abs(np.log2(grid[i, j])) > 0.6 * span else "black")
+                value = grid[i, j]  # two decimals: 1.02 must not read as 1 beside the break-even line
+                ax.text(j, i, f"{value:.2f}" if value < 10 else f"{value:.0f}", ha="center", va="center", fontsize=7,
+                        color="white" if abs(np.log2(value)) > 0.6 * span else "black")
         pays = grid > 1
         for i, j in np.ndindex(grid.shape):  # break-even: edges between a paying and a non-paying cell
             if i + 1 < grid.shape[0] and pays[i, j] != pays[i + 1, j]:
