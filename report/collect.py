@@ -48,11 +48,12 @@ def collect(results_dir: Path, bench_files: list[Path]) -> dict:
             tables["svd_layers"] = t.write_table(tables_dir, "svd_layers", *t.layers_table(d["layers"]))
         if (table := t.latency_table(d, primary(reference))):
             tables[f"{study}_latency"] = t.write_table(tables_dir, f"{study}_latency", *table)
-        if study == "svd" and (table := t.ceiling_table(primary(reference))):
-            tables["svd_ceiling"] = t.write_table(tables_dir, "svd_ceiling", *table)
+        if study == "svd" and (table := t.ceiling_table(reference)):  # every dtype and mode, each its own ceiling
+            tables["svd_ceiling"] = t.write_table(tables_dir, "svd_ceiling", *table,
+                                                  longtable_caption="\\SvdCeilingCaption")
         if (maps := speedup_cells(study, reference)):
-            tables[f"{study}_speedup_map"] = t.write_table(tables_dir, f"{study}_speedup_map",
-                                                           *t.speedup_map_table(maps))
+            tables[f"{study}_speedup_map"] = t.write_table(tables_dir, f"{study}_speedup_map", *t.speedup_map_table(maps),
+                                                           longtable_caption=f"\\SpeedupCaption{{{study}}}")
         if (table := t.comparison_table(d, bench, labels)):
             tables[f"{study}_comparison"] = t.write_table(tables_dir, f"{study}_comparison", *table,
                                                           longtable_caption=f"\\ComparisonCaption{{{study}}}")

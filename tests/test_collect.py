@@ -310,15 +310,20 @@ def test_a_study_without_chosen_rank_still_collects(tmp_path):
 
 def test_ceiling_table_puts_the_chains_beside_the_model_speedup():
     row = lambda kind, k, ms, **speedups: {
-        "study": "svd", "kind": kind, "rank": k, "batch_size": 2048, "min_ms": ms,
+        "study": "svd", "kind": kind, "rank": k, "batch_size": 2048, "min_ms": ms, "dtype": "fp32", "mode": "eager",
         **{f: speedups.get(f) for f in ("speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")}}
     bench = [row("infer", None, 40.0), row("infer", 16, 5.0, speedup_vs_dense=8.0, ceiling_speedup=10.0,
                                            ceiling_efficiency=0.8),
              row("gemm_dense", None, 38.0), row("gemm_factored", 16, 3.8)]
     raw, shown = ceiling_table(bench)
-    assert list(shown.iloc[0]) == [16, 2048, "38,000 / 3,800", "10.00", "8.00", "0.80"]
+    assert list(shown.iloc[0]) == ["fp32", "eager", 16, 2048, "38,000 / 3,800", "10.00", "8.00", "0.80"]
     assert raw.iloc[0]["factored_chain_us"] == pytest.approx(3800.0) and raw.iloc[0]["ceiling_efficiency"] == 0.8
     assert ceiling_table([b for b in bench if b["kind"] != "infer" or b["rank"] is None]) is None
+    # bf16 compiled: its own chains beside its own model, never the fp32 eager ones
+    bf16 = [{**b, "dtype": "bf16", "mode": "compiled", "min_ms": b["min_ms"] / 4} for b in bench]
+    raw, shown = ceiling_table(bench + bf16)
+    assert list(shown["dtype"]) == ["fp32", "bf16"] and list(shown["mode"]) == ["eager", "compiled"]
+    assert shown.iloc[1]["dense / factored chain (us)"] == "9,500 / 950"
 
 
 def test_files_and_folders_the_user_put_there_are_kept(tmp_path):
