@@ -12,7 +12,8 @@ from pathlib import Path
 from lowrank_bench.io import UserError, write_json
 from report import tables as t
 from report.figures import study_figures
-from report.results import STUDIES, load_benches, load_study, primary, speedup_cells
+from report.results import (BASELINES, STUDIES, accuracy_by_axes, load_benches, load_study, primary,
+                            speedup_cells)
 
 
 def _written_before(results_dir):
@@ -52,7 +53,8 @@ def collect(results_dir: Path, bench_files: list[Path]) -> dict:
             tables["svd_ceiling"] = t.write_table(tables_dir, "svd_ceiling", *table,
                                                   longtable_caption="\\SvdCeilingCaption")
         if (maps := speedup_cells(study, reference)):
-            tables[f"{study}_speedup_map"] = t.write_table(tables_dir, f"{study}_speedup_map", *t.speedup_map_table(maps),
+            table = t.speedup_map_table(maps, accuracy_by_axes(study, reference), BASELINES[study][0])
+            tables[f"{study}_speedup_map"] = t.write_table(tables_dir, f"{study}_speedup_map", *table,
                                                            longtable_caption=f"\\SpeedupCaption{{{study}}}")
         if (table := t.comparison_table(d, bench, labels)):
             tables[f"{study}_comparison"] = t.write_table(tables_dir, f"{study}_comparison", *table,

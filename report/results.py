@@ -144,3 +144,14 @@ def speedup_cells(study, bench):
         if b["rank"] is not None and ref:
             maps.setdefault((b["dtype"], b["mode"]), {})[b["rank"], b["batch_size"]] = ref / b["min_ms"]
     return maps
+
+
+def accuracy_by_axes(study, bench):
+    """{(dtype, mode, rank): test accuracy} of the study's timed inference models (rank None: the reference), each
+    evaluated in its benchmark's own dtype and mode; at the largest batch size measured (compiled models are
+    evaluated at their batch size, so batch sizes may differ in the last digit). LoRA: unmerged, as the map."""
+    reference = BASELINES[study][0]
+    rows = sorted((b for b in bench if b["study"] == study and b["kind"] == "infer" and b["file"] == bench[0]["file"]
+                   and b["variant"] != "merged" and (b["rank"] is not None or b["method"] == reference)
+                   and b["accuracy"] is not None), key=lambda b: b["batch_size"]) if bench else []
+    return {(b["dtype"], b["mode"], b["rank"]): b["accuracy"] for b in rows}  # the largest batch size wins

@@ -102,17 +102,20 @@ def ceiling_table(bench):
     return pd.DataFrame(raw), pd.DataFrame(shown)
 
 
-def speedup_map_table(maps):
-    """Measured speedup over the dense reference per (dtype, mode, rank) row and batch-size column; > 1 pays.
-    `maps` as report.results.speedup_cells gives it."""
-    raw = pd.DataFrame([{"dtype": dtype, "mode": mode, "rank": k, "batch_size": bs, "speedup_vs_dense": v}
+def speedup_map_table(maps, accuracy, reference):
+    """Measured speedup over the dense reference per (dtype, mode, rank) row and batch-size column (> 1 pays), with
+    the test accuracy in that dtype and mode; each block starts with the `reference` model itself. `maps` and
+    `accuracy` as report.results.speedup_cells and accuracy_by_axes give them."""
+    raw = pd.DataFrame([{"dtype": dtype, "mode": mode, "rank": k, "batch_size": bs, "speedup_vs_dense": v,
+                         "accuracy": accuracy.get((dtype, mode, k))}
                         for (dtype, mode), cells in maps.items() for (k, bs), v in sorted(cells.items())])
     shown = []
     for (dtype, mode), cells in maps.items():
         sizes = sorted({bs for _, bs in cells})
-        for k in sorted({k for k, _ in cells}):
-            shown.append({"dtype": dtype, "mode": mode, "rank": k,
-                          **{f"batch {bs}": fmt.num(cells.get((k, bs))) for bs in sizes}})
+        for k in [None, *sorted({k for k, _ in cells})]:
+            shown.append({"dtype": dtype, "mode": mode, "model": reference if k is None else str(k),
+                          "test acc (%)": fmt.pct(accuracy.get((dtype, mode, k))),
+                          **{f"batch {bs}": "1" if k is None else fmt.num(cells.get((k, bs))) for bs in sizes}})
     return raw, pd.DataFrame(shown).fillna("-")
 
 

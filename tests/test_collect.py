@@ -352,7 +352,7 @@ def test_speedup_map_compares_like_with_like_and_latency_tables_show_one_dtype(t
         if b["extra_info"]["kind"] == "infer":
             c = json.loads(json.dumps(b))
             c["fullname"] = c["fullname"].replace("]", "-bf16-compiled]")
-            c["extra_info"] |= {"dtype": "bf16", "mode": "compiled"}
+            c["extra_info"] |= {"dtype": "bf16", "mode": "compiled", "accuracy": c["extra_info"]["accuracy"] - 0.001}
             c["stats"] = {k: v / (10 if c["extra_info"]["rank"] is None else 2) if isinstance(v, float) else v
                           for k, v in c["stats"].items()}  # dense 10x faster, factored 2x: low rank pays 5x less
             fast.append(c)
@@ -360,7 +360,7 @@ def test_speedup_map_compares_like_with_like_and_latency_tables_show_one_dtype(t
     (results / "bench.json").write_text(json.dumps(bench))
     c = collect(results, [results / "bench.json"])
     raw = read(c["tables"]["svd_speedup_map"]["csv"]).splitlines()
-    assert raw[0] == "dtype,mode,rank,batch_size,speedup_vs_dense"
+    assert raw[0] == "dtype,mode,rank,batch_size,speedup_vs_dense,accuracy"
     svd = [b for b in json.loads(BENCH.read_text())["benchmarks"]
            if b["extra_info"]["study"] == "svd" and b["extra_info"]["kind"] == "infer"]
     dense = {b["extra_info"]["batch_size"]: b["stats"]["min"] for b in svd if b["extra_info"]["rank"] is None}
@@ -369,7 +369,11 @@ def test_speedup_map_compares_like_with_like_and_latency_tables_show_one_dtype(t
         eager = dense[e["batch_size"]] / b["stats"]["min"]
         for dtype, mode, want in (("fp32", "eager", eager), ("bf16", "compiled", eager / 5)):
             line = next(l for l in raw if l.startswith(f"{dtype},{mode},{e['rank']},{e['batch_size']},"))
-            assert float(line.split(",")[-1]) == pytest.approx(want)
+            assert float(line.split(",")[-2]) == pytest.approx(want)
     latency = read(c["tables"]["svd_latency"]["md"])
     assert len(latency.splitlines()) == 2 + len({b["extra_info"]["rank"] for b in svd})  # one row per model
-    assert "bf16 compiled" in read(c["tables"]["svd_speedup_map"]["md"]).replace(" | ", " ")
+    shown = read(c["tables"]["svd_speedup_map"]["md"])
+    acc = {b["extra_info"]["rank"]: b["extra_info"]["accuracy"] for b in svd if b["extra_info"]["batch_size"] == 256}
+    assert f"| fp32 | eager | dense | {100 * acc[None]:.2f} | 1 | 1 |" in shown  # each block opens with its reference
+    assert f"| bf16 | compiled | dense | {100 * acc[None] - 0.1:.2f} | 1 | 1 |" in shown  # in its own dtype and mode
+    assert f"| bf16 | compiled | 32 | {100 * acc[32] - 0.1:.2f} |" in shown
