@@ -5,14 +5,13 @@ import platform
 import psutil
 import torch
 
-from lowrank_bench.options import add_common
+from lowrank_bench.options import add_bench_axes, add_common
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("lowrank-bench")
     add_common(group.addoption)  # the CLI's --profile, --set, --device, --data-root, --out; missing results are trained
-    group.addoption("--compile", action="store_true",
-                    help="time inference through torch.compile (CUDA graphs on CUDA) instead of eager mode")
+    add_bench_axes(group.addoption)  # --dtypes, --modes: the inference benchmarks' axes
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

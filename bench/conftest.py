@@ -2,14 +2,16 @@
 
 Options live in the root conftest.py. Each suite module sets `STUDY`; every test asking for `method` and `rank`
 runs once per variant of that study (ids from `variant_id`: `dense`, `k32`, `r4`), `merged` adds LoRA's merged
-forms, and `batch_size` takes the profile's benchmark batch sizes.
+forms, `batch_size` takes the profile's benchmark batch sizes, and `dtype` and `mode` the inference axes
+(`harness.axes`: --dtypes/--modes, else the profile's bench.dtypes/modes, else the device's default). Ids read
+`k32-b256-bf16-compiled`: the axes are always named, fp32 eager too, so an id alone says what was timed.
 """
 import os
 
 import pytest
 import torch
 
-from bench.harness import Env, Suite, profile_of, variants
+from bench.harness import Env, Suite, axes, profile_of, variants
 from bench.speedups import add_speedups
 from lowrank_bench.benchjson import check_study_extra_info
 from lowrank_bench.variants import variant_id
@@ -37,13 +39,17 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("method,rank", cases, ids=[variant_id(m, r) for m, r in cases])
     if "batch_size" in metafunc.fixturenames:
         metafunc.parametrize("batch_size", getattr(profile, study).bench.batch_sizes, ids=lambda b: f"b{b}")
+    if "dtype" in metafunc.fixturenames:  # inference only: training steps keep the study's own precision
+        dtypes, modes = axes(metafunc.config, study)
+        metafunc.parametrize("dtype", dtypes, ids=str)
+        metafunc.parametrize("mode", modes, ids=str)
 
 
 def pytest_collection_modifyitems(config, items):
     """Each benchmark's settings, from its study's profile, as the marker pytest-benchmark reads: `rounds`
     rounds, each calibrated by the plugin to last at least `min_time`, after one warm-up round (max_time 0:
-    exactly `rounds`, however short a round is). The group names the study and the batch size, so
-    `pytest-benchmark compare --group-by=group` never mixes studies."""
+    exactly `rounds`, however short a round is). The group names the study, the batch size, and for inference the
+    dtype and mode (`svd-b256-fp32-eager`), so `pytest-benchmark compare --group-by=group` never mixes them."""
     profile = None
     for item in items:
         study = getattr(item.module, "STUDY", None)
@@ -51,8 +57,11 @@ def pytest_collection_modifyitems(config, items):
             continue
         profile = profile or profile_of(config)
         bench = getattr(profile, study).bench
-        batch_size = item.callspec.params.get("batch_size")
+        params = item.callspec.params
+        batch_size = params.get("batch_size")
         group = f"{study}-b{batch_size}" if batch_size else f"{study}-{item.originalname.removeprefix('test_')}"
+        if "dtype" in params:  # precisions and modes never share a group, so no comparison mixes them
+            group += f"-{params['dtype']}-{params['mode']}"
         item.add_marker(pytest.mark.benchmark(group=group, min_rounds=bench.rounds, min_time=bench.min_time,
                                               max_time=0, warmup=True, warmup_iterations=1))
 

@@ -34,29 +34,67 @@ def variants(study, profile):
     return [(m, None) for m in plain] + [("lora" if study == "lora" else "svd", r) for r in cfg.ranks]
 
 
+DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# The axes' defaults per device, where neither --dtypes/--modes nor the profile's bench.dtypes/modes say. A CPU
+# measures fp32 eager: CI time stays what it was, and torch.compile costs seconds per model there (17 s for the
+# first, about 1 s each after, on the 2-core CI machine). CUDA measures everything a deployment might run.
+AXES = {"cpu": (["fp32"], ["eager"]), "cuda": (list(DTYPE), ["eager", "compiled"])}
+
+
+def axes(config, study):
+    """(dtypes, modes) of a study's inference benchmarks: the options, else the profile, else the device default."""
+    bench = getattr(profile_of(config), study).bench
+    try:
+        device = resolve_device(config.getoption("device")).type
+    except ValueError:  # --device cuda without CUDA: the env fixture skips every benchmark with the reason
+        device = "cuda"
+    dtypes = config.getoption("dtypes") or bench.dtypes or AXES[device][0]
+    if device == "cuda" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        dtypes = [d for d in dtypes if d != "bf16"]  # pre-Ampere GPUs emulate bf16: not what anyone deploys
+    return dtypes, config.getoption("modes") or bench.modes or AXES[device][1]
+
+
+def cast(x, dtype):
+    """A benchmark input in `dtype`; token ids and masks stay integer."""
+    return x.to(DTYPE[dtype]) if x.is_floating_point() else x
+
+
 @dataclass
 class Env:
     profile: Profile
     device: torch.device
     out: Path  # results/<profile>
     root: Path
-    compile: bool = False
 
     @classmethod
     def from_config(cls, config):
         profile = profile_of(config)
         return cls(profile, resolve_device(config.getoption("device")), Path(config.getoption("out")) / profile.name,
-                   resolve_root(config.getoption("data_root")), config.getoption("compile"))
+                   resolve_root(config.getoption("data_root")))
 
-    def for_inference(self, model):
-        """The callable inference is timed through: the model, or with --compile its torch.compile'd form.
+    def compiled(self, fn, mode):
+        """`fn` as timed in `mode`: itself (eager), or torch.compile'd (compiled).
 
         Small batches on small layers are bound by per-op launch overhead, where a factored model (twice the
-        layers) loses to dense; CUDA graphs ("reduce-overhead") replay the whole forward as one launch.
+        layers) loses to dense; CUDA graphs ("reduce-overhead") replay the whole forward as one launch, and
+        inductor fuses bias, ReLU and the folded normalisation into the GEMMs' epilogues. fullgraph: a graph break
+        would time a half-eager model under the name "compiled", so it is an error instead. dynamic=False: the
+        graph is specialised to the benchmark's batch size, as a deployment compiles it.
         """
-        if not self.compile:
-            return model
-        return torch.compile(model, mode="reduce-overhead" if self.device.type == "cuda" else "default")
+        if mode == "eager":
+            return fn
+        # Every model of a suite runs the same forward code, and dynamo recompiles it per model instance up to its
+        # recompile limit (8), then silently runs eager: starting from a clean cache keeps "compiled" compiled.
+        torch.compiler.reset()
+        return torch.compile(fn, mode="reduce-overhead" if self.device.type == "cuda" else None, fullgraph=True,
+                             dynamic=False)
+
+    def for_inference(self, model, dtype="fp32", mode="eager"):
+        """(the model in `dtype`, the callable inference is timed through in `mode`). The loaded fp32 model is
+        shared by the suite's benchmarks, so another dtype converts a copy."""
+        if dtype != "fp32":
+            model = copy.deepcopy(model).to(DTYPE[dtype])
+        return model, self.compiled(model, mode)
 
 
 def profile_of(config):
@@ -111,18 +149,37 @@ class Suite:
     def accuracy(self, model):
         return evaluate(model, *self.test, batch_size=256)[1]
 
+    def inference(self, model, dtype, mode, accuracy, batch_size):
+        """(model in `dtype`, its callable in `mode`, that callable's test accuracy) for an inference benchmark.
+
+        `accuracy` is the fp32 eager model's. Any other (dtype, mode) is evaluated again through the timed callable
+        itself, in chunks of the benchmark's batch size (the last one padded), so a compiled model sees only the
+        shape it was compiled for and the accuracy belongs to exactly what was timed.
+        """
+        converted, forward = self.env.for_inference(model, dtype, mode)
+        if (dtype, mode) == ("fp32", "eager"):
+            return converted, forward, accuracy
+        x, y = self.test
+        correct = torch.zeros((), device=x.device, dtype=torch.long)
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                idx = torch.arange(i, i + batch_size, device=x.device) % len(x)
+                keep = min(batch_size, len(x) - i)
+                correct += (forward(cast(x[idx], dtype)).argmax(1)[:keep] == y[idx][:keep]).sum()
+        return converted, forward, correct.item() / len(x)
+
     def batch(self, batch_size):
         """The first `batch_size` test examples, repeated when the (subset) test split is smaller."""
         x, y = self.test
         idx = torch.arange(batch_size, device=x.device) % len(x)
         return x[idx], y[idx]
 
-    def fields(self, model, row, accuracy, batch_size, kind):
-        """The extra_info every benchmark carries (`COMMON_EXTRA_INFO`) but its FLOPs."""
+    def fields(self, model, row, accuracy, batch_size, kind, dtype="fp32", mode="eager"):
+        """The extra_info every benchmark carries (`COMMON_EXTRA_INFO`) but its FLOPs; `model` in `dtype`."""
         return {"study": self.study, "kind": kind, "method": row["method"], "rank": row["rank"],
                 "init": row.get("init"), "batch_size": batch_size, "device": self.env.device.type,
-                "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "threads": torch.get_num_threads(),
-                "profile": self.env.profile.name, "compiled": self.env.compile, "accuracy": accuracy,
+                "dtype": dtype, "mode": mode, "threads": torch.get_num_threads(),
+                "profile": self.env.profile.name, "accuracy": accuracy,
                 **param_counts(model), "weights_bytes": weights_bytes(model)}
 
     def flop_info(self, model, x):
@@ -131,8 +188,11 @@ class Suite:
         reference = self.model(REFERENCE[self.study], None)[0]
         return {"flops": flops, "flop_ratio": flops / forward_flops(reference, x[:1])}
 
-    def info(self, model, row, accuracy, x, kind):
-        return {**self.fields(model, row, accuracy, len(x), kind), **self.flop_info(model, x)}
+    def info(self, model, row, accuracy, x, kind, dtype="fp32", mode="eager", converted=None):
+        """fields() of `converted` (the model in `dtype`; default `model`) and flop_info() of the fp32 `model` on
+        the fp32 `x`: the count does not depend on the dtype."""
+        return {**self.fields(converted or model, row, accuracy, len(x), kind, dtype, mode),
+                **self.flop_info(model, x)}
 
     def train_step(self, model, train_cfg, x, y):
         """One optimizer step (forward, backward, AdamW) on a copy of `model`, and that first step's peak memory,

@@ -8,21 +8,23 @@ def add_speedups(benchmarks):
     and a ratio of two benchmarks run a minute apart must not inherit a disturbance that hit only one of them.
     """
     fastest = lambda b: b["stats"]["min"]
+    # Only like with like: a bf16 or compiled model against the dense model and the ceiling of its own dtype and mode.
+    key = lambda e: (e["rank"], e["batch_size"], e.get("dtype"), e.get("mode"))
     infer, gemm = {}, {}
     for b in benchmarks:
         e = b.get("extra_info", {})
         if e.get("study") != "svd":
             continue
         if e.get("kind") == "infer":
-            infer[e["rank"], e["batch_size"]] = b
+            infer[key(e)] = b
         elif e.get("kind") in ("gemm_dense", "gemm_factored"):
-            gemm[e["rank"], e["batch_size"]] = fastest(b)  # the whole chain of factored layers, timed as one call
-    for (k, batch_size), b in infer.items():
-        dense = infer.get((None, batch_size))
+            gemm[key(e)] = fastest(b)  # the whole chain of factored layers, timed as one call
+    for (k, *rest), b in infer.items():
+        dense = infer.get((None, *rest))
         if k is None or dense is None:
             continue
         e = b["extra_info"]
         e["speedup_vs_dense"] = fastest(dense) / fastest(b)
-        if gemm.get((k, batch_size)) and gemm.get((None, batch_size)):
-            e["ceiling_speedup"] = gemm[None, batch_size] / gemm[k, batch_size]
+        if gemm.get((k, *rest)) and gemm.get((None, *rest)):
+            e["ceiling_speedup"] = gemm[None, *rest] / gemm[k, *rest]
             e["ceiling_efficiency"] = e["speedup_vs_dense"] / e["ceiling_speedup"]

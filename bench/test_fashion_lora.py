@@ -8,17 +8,18 @@ import copy
 
 import torch
 
-from bench.harness import inference_peak, run_timed
+from bench.harness import cast, inference_peak, run_timed
 from models.lora import lora_layers, lora_state_dict, merge_lora
 from training.measure import tensor_bytes
 
 STUDY = "lora"
 
 
-def lora_info(suite, model, row, accuracy, x, kind, merged):
-    adapter = tensor_bytes(lora_state_dict(model).values()) if lora_layers(model) else None
-    return {**suite.info(model, row, accuracy, x, kind), "alpha": row["alpha"], "merged": merged,
-            "adapter_bytes": adapter, "checkpoint_bytes": row["checkpoint_bytes"]}
+def lora_info(suite, model, row, accuracy, x, kind, merged, dtype="fp32", mode="eager", converted=None):
+    converted = converted or model
+    adapter = tensor_bytes(lora_state_dict(converted).values()) if lora_layers(converted) else None
+    return {**suite.info(model, row, accuracy, x, kind, dtype, mode, converted), "alpha": row["alpha"],
+            "merged": merged, "adapter_bytes": adapter, "checkpoint_bytes": row["checkpoint_bytes"]}
 
 
 def train_step_peak(suite, model):
@@ -27,20 +28,21 @@ def train_step_peak(suite, model):
     return suite.train_step(model, suite.cfg.train, x, y)[1]
 
 
-def test_infer(benchmark, suite, method, rank, merged, batch_size):
+def test_infer(benchmark, suite, method, rank, merged, batch_size, dtype, mode):
     model, row, accuracy = suite.model(method, rank)
     step_peak = train_step_peak(suite, model)
     if merged:  # s·BA folded into W: accuracy is taken again from the merged weights
         model = merge_lora(copy.deepcopy(model))
         accuracy = suite.accuracy(model)
     x, _ = suite.batch(batch_size)
-    forward = suite.env.for_inference(model)
+    converted, forward, accuracy = suite.inference(model, dtype, mode, accuracy, batch_size)
+    xd = cast(x, dtype)
 
     def infer():
         with torch.no_grad():
-            return forward(x)
-    benchmark.extra_info.update(lora_info(suite, model, row, accuracy, x, "infer", merged),
-                                peak_mem_bytes=inference_peak(model, x, suite.env.device),
+            return forward(xd)
+    benchmark.extra_info.update(lora_info(suite, model, row, accuracy, x, "infer", merged, dtype, mode, converted),
+                                peak_mem_bytes=inference_peak(converted, xd, suite.env.device),
                                 train_step_peak_mem_bytes=step_peak)
     run_timed(benchmark, infer, suite.env.device)
 

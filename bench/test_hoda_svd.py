@@ -6,7 +6,7 @@ deployment would run it.
 """
 import torch
 
-from bench.harness import inference_peak, run_timed
+from bench.harness import DTYPE, cast, inference_peak, run_timed
 from models.mlp import fold_normalisation
 from models.select import linear_layers
 from training.measure import peak_memory
@@ -14,23 +14,24 @@ from training.measure import peak_memory
 STUDY = "svd"
 
 
-def svd_info(suite, model, row, accuracy, x, kind):
-    return {**suite.info(model, row, accuracy, x, kind), "accuracy_truncated": row["acc_truncated"],
-            "costs_more_than_dense": row["costs_more_than_dense"]}
+def svd_info(suite, model, row, accuracy, x, kind, dtype="fp32", mode="eager", converted=None):
+    return {**suite.info(model, row, accuracy, x, kind, dtype, mode, converted),
+            "accuracy_truncated": row["acc_truncated"], "costs_more_than_dense": row["costs_more_than_dense"]}
 
 
-def test_infer(benchmark, suite, method, rank, batch_size):
+def test_infer(benchmark, suite, method, rank, batch_size, dtype, mode):
     model, row, accuracy = suite.model(method, rank)
     x, _ = suite.batch(batch_size)
     # At small k the extra pass over the input would otherwise cost as much as the factored GEMMs themselves.
-    folded = fold_normalisation(model)
-    forward = suite.env.for_inference(folded)
+    folded = fold_normalisation(model)  # in fp32, then converted: the fold's rounding happens once, in fp32
+    converted, forward, accuracy = suite.inference(folded, dtype, mode, accuracy, batch_size)
+    xd = cast(x, dtype)
 
     def infer():
         with torch.no_grad():
-            return forward(x)
-    benchmark.extra_info.update(svd_info(suite, model, row, accuracy, x, "infer"), normalisation="folded",
-                                peak_mem_bytes=inference_peak(folded, x, suite.env.device))
+            return forward(xd)
+    benchmark.extra_info.update(svd_info(suite, model, row, accuracy, x, "infer", dtype, mode, converted),
+                                normalisation="folded", peak_mem_bytes=inference_peak(converted, xd, suite.env.device))
     run_timed(benchmark, infer, suite.env.device)
 
 
@@ -43,21 +44,23 @@ def test_train_step(benchmark, suite, method, rank):
     run_timed(benchmark, step, suite.env.device)
 
 
-def test_gemm(benchmark, suite, method, rank, batch_size):
+def test_gemm(benchmark, suite, method, rank, batch_size, dtype, mode):
     """The raw-GEMM ceiling: the bare products of every factored layer, chained as in the model, in one call.
 
     Dense: x·Wᵀ per layer; rank k: (x·W2ᵀ)·W1ᵀ per layer. One call with one synchronisation, as the model pays:
     timing each layer in its own call summed one call overhead (and on CUDA one sync) per layer, more than the model
     paid, so the "ceiling" sat below the model (efficiency up to 1.68 on the CPU smoke run, 1.34 on an H100).
+    In the model's dtype and mode, so each (dtype, mode) of the model has its own ceiling (compiled on CUDA: one
+    graph replay per chain, as the compiled model pays).
     """
     model, row, _ = suite.model(method, rank)
     dense = suite.model("dense", None)[0]
     names = linear_layers(dense, suite.cfg.targets)
     layers = [model.get_submodule(name) for name in names]
-    weights = [w.detach() for layer in layers
+    weights = [cast(w.detach(), dtype) for layer in layers
                for w in ((layer.w2.weight, layer.w1.weight) if rank else (layer.weight,))]  # in applied order
     assert all(a.shape[0] == b.shape[1] for a, b in zip(weights, weights[1:])), "factored layers must chain"
-    x = torch.randn(batch_size, weights[0].shape[1], device=suite.env.device)
+    x = torch.randn(batch_size, weights[0].shape[1], device=suite.env.device, dtype=DTYPE[dtype])
 
     def chain():
         h = x
@@ -67,9 +70,10 @@ def test_gemm(benchmark, suite, method, rank, batch_size):
     dense_flops = sum(2 * dense.get_submodule(name).weight.numel() for name in names)
     flops = sum(2 * w.numel() for w in weights)  # per sample, like every FLOP count here
     benchmark.extra_info.update({
-        **suite.fields(model, row, None, batch_size, "gemm_factored" if rank else "gemm_dense"),
+        **suite.fields(model, row, None, batch_size, "gemm_factored" if rank else "gemm_dense", dtype, mode),
         "layers": ",".join(names), "accuracy_truncated": None, "flops": flops, "flop_ratio": flops / dense_flops,
         "weights_bytes": sum(w.numel() * w.element_size() for w in weights),
         "peak_mem_bytes": peak_memory(chain, suite.env.device)})
+    timed = suite.env.compiled(chain, mode)
     with torch.no_grad():
-        run_timed(benchmark, chain, suite.env.device)
+        run_timed(benchmark, timed, suite.env.device)

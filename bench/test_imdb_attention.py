@@ -23,37 +23,45 @@ def attention_info(suite, method, rank, x, kind):
                    "qkv_params": model.qkv_params()}
 
 
-def test_infer(benchmark, suite, method, rank, batch_size):
+def test_infer(benchmark, suite, method, rank, batch_size, dtype, mode):
     x, _ = suite.batch(batch_size)
     model, info = attention_info(suite, method, rank, x, "infer")
-    forward = suite.env.for_inference(model)
+    converted, forward, accuracy = suite.inference(model, dtype, mode, info["accuracy"], batch_size)
+    row = suite.rows(method, rank)[0]
 
     def infer():
         with torch.no_grad():
-            return forward(x)
-    benchmark.extra_info.update(info, **suite.flop_info(model, x),
-                                peak_mem_bytes=inference_peak(model, x, suite.env.device))
+            return forward(x)  # token ids: integer in every dtype
+    benchmark.extra_info.update(info, **suite.info(model, row, accuracy, x, "infer", dtype, mode, converted),
+                                peak_mem_bytes=inference_peak(converted, x, suite.env.device))
     run_timed(benchmark, infer, suite.env.device)
 
 
-def test_attention_block(benchmark, suite, method, rank, batch_size):
+def test_attention_block(benchmark, suite, method, rank, batch_size, dtype, mode):
     """The first block's self-attention alone, on the input it gets in the model (embedded, normalised) and the
-    padding mask."""
+    padding mask, in `dtype` and `mode`; its accuracy is the whole model's in the same dtype and mode."""
     ids, _ = suite.batch(batch_size)
     model, info = attention_info(suite, method, rank, ids, "attention_block")
-    attn, dense_attn = model.blocks[0].attn, suite.model("dense", None)[0].blocks[0].attn
+    accuracy = suite.inference(model, dtype, mode, info["accuracy"], batch_size)[2]
+    converted, _ = suite.env.for_inference(model, dtype)
+    attn, dense_attn = converted.blocks[0].attn, suite.model("dense", None)[0].blocks[0].attn
     with torch.no_grad():
-        x = model.blocks[0].ln_1(model.embed(ids))  # (B, T, C)
+        x = converted.blocks[0].ln_1(converted.embed(ids))  # (B, T, C), in dtype
     mask = ids != model.config.pad_id
-    flops = forward_flops(lambda t: attn(t, mask[:1]), x[:1])
+    flops = forward_flops(lambda t: model.blocks[0].attn(t, mask[:1]), x[:1].float())
 
-    def block():
-        with torch.no_grad():
-            return attn(x, mask)
-    info.update(flops=flops, flop_ratio=flops / forward_flops(lambda t: dense_attn(t, mask[:1]), x[:1]),
-                peak_mem_bytes=peak_memory(block, suite.env.device, weights_bytes(attn)))
+    def through(fn):
+        def block():
+            with torch.no_grad():
+                return fn(x, mask)
+        return block
+    info.update(suite.fields(converted, suite.rows(method, rank)[0], accuracy, batch_size, "attention_block", dtype,
+                             mode),
+                flops=flops, flop_ratio=flops / forward_flops(lambda t: dense_attn(t, mask[:1]), x[:1].float()),
+                # eager, as every peak here: the first compiled call would count the compiler's own allocations
+                peak_mem_bytes=peak_memory(through(attn), suite.env.device, weights_bytes(attn)))
     benchmark.extra_info.update(info)
-    run_timed(benchmark, block, suite.env.device)
+    run_timed(benchmark, through(suite.env.compiled(attn, mode)), suite.env.device)
 
 
 def test_train_step(benchmark, suite, method, rank):

@@ -19,11 +19,20 @@ MACHINE_FIELDS = {"cpu": ("cpu", "brand_raw"), "gpu": ("gpu_name",), "threads": 
                   "torch": ("torch",)}
 _HINT = "write it with `pytest bench --benchmark-json=FILE`"
 # The extra_info every benchmark of a study carries (issues 3-5): the contract between bench/ and the report.
-COMMON_EXTRA_INFO = ("study", "kind", "method", "rank", "init", "batch_size", "device", "dtype", "threads", "accuracy",
-                     "params_total", "params_trainable", "flops", "weights_bytes", "peak_mem_bytes", "flop_ratio")
+COMMON_EXTRA_INFO = ("study", "kind", "method", "rank", "init", "batch_size", "device", "dtype", "mode", "threads",
+                     "accuracy", "params_total", "params_trainable", "flops", "weights_bytes", "peak_mem_bytes", "flop_ratio")
 STUDY_EXTRA_INFO = {"svd": ("accuracy_truncated",),
                     "lora": ("alpha", "merged", "adapter_bytes", "train_step_peak_mem_bytes"),
                     "attention": ("seq_len", "d_model", "heads", "d_ff", "qkv_params")}
+
+
+# Files written before dtype and mode were axes (issue 14) name torch's dtype and have no mode: they ran eager.
+_OLD_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def axes(extra_info) -> tuple:
+    """(dtype, mode) a benchmark ran in, from its extra_info: ("bf16", "compiled"), ("fp32", "eager")."""
+    return _OLD_DTYPES.get(extra_info.get("dtype"), extra_info.get("dtype")), extra_info.get("mode", "eager")
 
 
 def load_bench(path) -> dict:

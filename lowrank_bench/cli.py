@@ -12,7 +12,7 @@ from bench.pool import pool_runs
 from lowrank_bench import proc
 from lowrank_bench.benchjson import load_bench
 from lowrank_bench.io import UserError, atomic_path, require_writable_dir, write_json
-from lowrank_bench.options import add_common, as_argv
+from lowrank_bench.options import add_bench_axes, add_common, as_argv, bench_axes_argv
 from report import collect, gate, latex
 from report.results import default_bench
 from training.config import load_profile, resolve_device
@@ -86,7 +86,7 @@ def cmd_train(args):
 
 def run_suite(args, json_path, target):
     """One `pytest bench` process writing its JSON to `json_path`; `target` is what the user will be told about."""
-    cmd = [sys.executable, "-m", "pytest", str(REPO / "bench"), "-q", *as_argv(args),
+    cmd = [sys.executable, "-m", "pytest", str(REPO / "bench"), "-q", *as_argv(args), *bench_axes_argv(args),
            f"--benchmark-json={json_path}", *args.pytest_args]
     print("$ " + " ".join(cmd))
     rc, _ = proc.run(cmd, cwd=REPO)
@@ -223,6 +223,7 @@ def build_parser():
                         "other stats the median over runs; with `gate --stat min` what makes time gates hold on "
                         "a noisy machine (default %(default)s)")
     p.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG", help="passed on to pytest (after --)")
+    add_bench_axes(p.add_argument)
 
     p = command("collect", cmd_collect, "turn results and benchmark JSON into tables and figures",
                 "OUT/<profile>/<study>/summary.json and the benchmark JSON files (default OUT/<profile>/bench.json)",
@@ -249,6 +250,7 @@ def build_parser():
                 "OUT/<profile>/ (checkpoints, summary.json, bench.json, tables/, figures/) and "
                 "report/build/report.pdf",
                 RUN_TIMES, offline=True)
+    add_bench_axes(p.add_argument)
     p.add_argument("--no-report", action="store_true",
                    help="skip the PDF (and the check for latexmk); everything else runs")
     latex.add_arguments(p)

@@ -3,6 +3,8 @@
 Each entry is (flag, argparse keywords); pytest's `addoption` takes the same keywords, so `lowrank-bench bench
 --profile quick` and `pytest bench --profile quick` mean the same thing and cannot drift apart.
 """
+import argparse
+
 COMMON = (
     ("--profile", dict(metavar="NAME|PATH", default="smoke",
                        help="smoke, quick, full, auto (full on CUDA, quick otherwise) or a PATH.toml of your own "
@@ -20,9 +22,44 @@ COMMON = (
 )
 
 
+# The inference benchmarks' axes (issue 14): names as they appear in ids, extra_info, profiles and tables.
+DTYPES = ("fp32", "bf16", "fp16")
+MODES = ("eager", "compiled")
+
+
+def _axis(choices, what):
+    """An argparse `type`: a comma-separated list of `choices`, each at most once."""
+    def parse(text):
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in values if v not in choices]
+        if bad or not values or len(set(values)) < len(values):
+            raise argparse.ArgumentTypeError(f"{what} must be a comma-separated list of distinct values from {', '.join(choices)}; "
+                             f"got {text!r}")
+        return values
+    parse.__name__ = what  # argparse names the type in its error message
+    return parse
+
+
+# Default None: the profile's bench.dtypes/bench.modes, else the device's default (bench/harness.py AXES).
+BENCH_AXES = (
+    ("--dtypes", dict(metavar="LIST", default=None, type=_axis(DTYPES, "--dtypes"),
+                      help="inference benchmarks in these dtypes, comma-separated from fp32, bf16, fp16 (default: "
+                           "the profile's bench.dtypes, else fp32 on a CPU and all three on CUDA)")),
+    ("--modes", dict(metavar="LIST", default=None, type=_axis(MODES, "--modes"),
+                     help="and in these execution modes, from eager, compiled (torch.compile; CUDA graphs on CUDA) "
+                          "(default: the profile's bench.modes, else eager on a CPU and both on CUDA)")),
+)
+
+
 def add_common(add):
     """Declare the common options with `add`: an argparse parser's add_argument or a pytest group's addoption."""
     for flag, keywords in COMMON:
+        add(flag, **keywords)
+
+
+def add_bench_axes(add):
+    """Declare --dtypes and --modes (`pytest bench`, `lowrank-bench bench` and `run`)."""
+    for flag, keywords in BENCH_AXES:
         add(flag, **keywords)
 
 
@@ -31,3 +68,8 @@ def as_argv(args):
     words = [f"--profile={args.profile}", f"--device={args.device}", f"--out={args.out}"]
     words += [f"--set={o}" for o in args.overrides]
     return words + ([f"--data-root={args.data_root}"] if args.data_root else [])
+
+
+def bench_axes_argv(args):
+    """--dtypes/--modes of parsed `args` as words for `pytest bench`; none where left to the profile."""
+    return [f"--{name}={','.join(v)}" for name in ("dtypes", "modes") if (v := getattr(args, name, None))]

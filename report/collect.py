@@ -12,7 +12,8 @@ from pathlib import Path
 from lowrank_bench.io import UserError, write_json
 from report import tables as t
 from report.figures import study_figures
-from report.results import STUDIES, load_benches, load_study
+from report.results import (BASELINES, STUDIES, accuracy_by_axes, load_benches, load_study, primary,
+                            speedup_cells)
 
 
 def _written_before(results_dir):
@@ -36,6 +37,7 @@ def collect(results_dir: Path, bench_files: list[Path]) -> dict:
     bench, machines = load_benches(bench_files)
     labels = [m["label"] for m in machines]
     reference = [b for b in bench if b["file"] == labels[0]] if labels else []
+    one_axis = primary(bench)  # latency tables and figures: one dtype and mode, never a mix
     tables_dir, figures_dir = results_dir / "tables", results_dir / "figures"
     written_before = _written_before(results_dir)
     tables, figures = {}, {}
@@ -45,14 +47,19 @@ def collect(results_dir: Path, bench_files: list[Path]) -> dict:
         tables[f"{study}_results"] = t.write_table(tables_dir, f"{study}_results", *t.results_table(d))
         if study == "svd" and d["layers"]:
             tables["svd_layers"] = t.write_table(tables_dir, "svd_layers", *t.layers_table(d["layers"]))
-        if (table := t.latency_table(d, reference)):
+        if (table := t.latency_table(d, primary(reference))):
             tables[f"{study}_latency"] = t.write_table(tables_dir, f"{study}_latency", *table)
-        if study == "svd" and (table := t.ceiling_table(reference)):
-            tables["svd_ceiling"] = t.write_table(tables_dir, "svd_ceiling", *table)
+        if study == "svd" and (table := t.ceiling_table(reference)):  # every dtype and mode, each its own ceiling
+            tables["svd_ceiling"] = t.write_table(tables_dir, "svd_ceiling", *table,
+                                                  longtable_caption="\\SvdCeilingCaption")
+        if (maps := speedup_cells(study, reference)):
+            table = t.speedup_map_table(maps, accuracy_by_axes(study, reference), BASELINES[study][0])
+            tables[f"{study}_speedup_map"] = t.write_table(tables_dir, f"{study}_speedup_map", *table,
+                                                           longtable_caption=f"\\SpeedupCaption{{{study}}}")
         if (table := t.comparison_table(d, bench, labels)):
             tables[f"{study}_comparison"] = t.write_table(tables_dir, f"{study}_comparison", *table,
                                                           longtable_caption=f"\\ComparisonCaption{{{study}}}")
-        figures |= study_figures(d, bench, figures_dir)
+        figures |= study_figures(d, one_axis, figures_dir, bench)
     made = {Path(p).name for kind in (tables, figures) for paths in kind.values() for p in paths.values()}
     for old in written_before:
         if old.name not in made and old.is_file():  # from an earlier run with a study or benchmark file gone now

@@ -1,7 +1,8 @@
 """Which figures each study's rows allow, and the data each one is drawn from; `plots` does the drawing."""
 from report import plots
-from report.results import BASELINES
+from report.results import BASELINES, speedup_cells
 
+RANK_AXIS = {"svd": "rank k", "lora": "LoRA rank r (unmerged)", "attention": "rank k of Q, K, V"}
 RANK_LABEL = {"svd": "rank k (log$_2$ scale)", "lora": "LoRA rank r (log$_2$ scale)",
               "attention": "rank k of Q, K, V (log$_2$ scale)"}
 
@@ -24,8 +25,10 @@ def _points(rows, value, error=lambda r: None):
     return {s: sorted(p, key=lambda p: p[0]) for s, p in out.items()}
 
 
-def study_figures(d, bench, figures_dir):
-    """Every figure the study's data allows: {name: {"png": path, "pdf": path}}."""
+def study_figures(d, bench, figures_dir, all_bench=None):
+    """Every figure the study's data allows: {name: {"png": path, "pdf": path}}. `bench`: rows of one dtype and
+    mode (report.results.primary); `all_bench`: every row, for the speedup maps (default `bench`)."""
+    all_bench = bench if all_bench is None else all_bench
     study, rows, figs = d["study"], d["rows"], {}
     stem = lambda what: figures_dir / f"{study}_{what}"
     ranked = sorted((r for r in rows if r["rank"] is not None), key=lambda r: r["rank"])
@@ -72,6 +75,9 @@ def study_figures(d, bench, figures_dir):
                 panels[bs] = {"points": pts, "front": pareto_front(pts)}
         if panels:
             figs[f"{study}_pareto"] = plots.pareto(panels, stem("pareto"))
+
+    if (maps := speedup_cells(study, all_bench)):  # every dtype and mode, each against its own dense model
+        figs[f"{study}_speedup_map"] = plots.speedup_map(maps, stem("speedup_map"), RANK_AXIS[study])
 
     runs = {f"{role}: {run['label']}": run for role, run in d["runs"].items()}
     histories = {t: r["histories"] for t, r in runs.items() if any(r["histories"])}

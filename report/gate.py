@@ -10,7 +10,8 @@ exact parameter counts), so CI can gate it on any runner. `--write-expect FILE H
 
 Exit status: 0 pass, 1 regression (a benchmark only one side has counts as one unless --allow-missing), 2 unusable
 input (not pytest-benchmark JSON; a NaN or infinity in a value the gate reads; fewer than 90 % of the base's
-benchmarks found in head, which is what renamed ids look like and must never pass silently).
+benchmarks found in head, which is what renamed ids look like and must never pass silently; a benchmark whose dtype
+or mode differs between the two runs, since only like compares with like).
 """
 import argparse
 import json
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lowrank_bench.benchjson import by_fullname, load_bench, machine_summary
+from lowrank_bench.benchjson import axes, by_fullname, load_bench, machine_summary
 from lowrank_bench.io import UserError, read_json, write_json
 from report import fmt
 
@@ -153,11 +154,25 @@ def load_gated(path) -> dict:
     return bench
 
 
+def check_like_with_like(base_by, head_by, base_path, head_path):
+    """Refuse to compare a benchmark across dtypes or modes: a bf16 row against an fp32 row (or compiled against
+    eager) under one name measures the change of precision, not of the code, and would pass or fail for that."""
+    for name, b in base_by.items():
+        if name not in head_by:
+            continue
+        was, now = axes(b.get("extra_info", {})), axes(head_by[name].get("extra_info", {}))
+        if was != now:
+            raise UserError(f"{head_path}: benchmark {name} ran in {' '.join(now)} but in {' '.join(was)} in "
+                            f"{base_path}; only like compares with like: gate two runs with the same --dtypes "
+                            f"and --modes")
+
+
 def gate_ab(base_path, head_path, args) -> int:
     base, head = load_gated(base_path), load_gated(head_path)
     base_by, head_by = by_fullname(base), by_fullname(head)
     if not base_by:
         raise UserError(f"{base_path}: holds no benchmarks; nothing to gate against")
+    check_like_with_like(base_by, head_by, base_path, head_path)
     unmatched = [n for n in base_by if n not in head_by]
     added = [n for n in head_by if n not in base_by]
     for n in unmatched:

@@ -16,7 +16,7 @@ from lowrank_bench import proc
 from lowrank_bench.io import UserError, atomic_write, read_json
 from report import fmt, prose
 from report.collect import collect
-from report.results import STUDIES, default_bench, same_model
+from report.results import STUDIES, default_bench, primary, same_model, speedup_cells
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).parent / "templates"
@@ -183,7 +183,7 @@ def attention_numbers(d, bench):
 def numbers_tex(collected, excerpts):
     """numbers.tex: \\newcommand per number, \\newif per study that ran, and the listings' line ranges."""
     macros = {"Profile": tex_escape(collected["profile"]), "BenchFiles": str(len(collected["bench_files"])),
-              "WhereLowRankPays": prose.where_low_rank_pays(collected["bench"]),
+              "WhereLowRankPays": prose.where_low_rank_pays(speedup_cells("svd", primary(collected["bench"]))),
               "BenchFileNames": tex_escape(", ".join(m["label"] for m in collected["machines"])) or "none"}
     flags = {"Comparison": len(collected["bench_files"]) > 1}
     extra = {"svd": svd_numbers, "lora": lora_numbers, "attention": attention_numbers}
@@ -191,11 +191,14 @@ def numbers_tex(collected, excerpts):
         p, d = PREFIX[study], collected["studies"].get(study)
         flags[f"{p}Ran"] = d is not None
         flags[f"{p}Chosen"] = bool(d and d["chosen"])
-        flags[f"{p}Bench"] = False
+        flags[f"{p}Bench"] = flags[f"{p}SpeedupMap"] = False
         if d is None:
             continue
-        n, flags[f"{p}Bench"] = study_numbers(d, collected["bench"])
-        macros |= {p + k: v for k, v in n.items()} | extra[study](d, collected["bench"])
+        n, flags[f"{p}Bench"] = study_numbers(d, primary(collected["bench"]))
+        macros |= {p + k: v for k, v in n.items()} | extra[study](d, primary(collected["bench"]))
+        maps = speedup_cells(study, collected["bench"])
+        flags[f"{p}SpeedupMap"] = bool(maps)
+        macros[f"{p}SpeedupMap"] = prose.speedup_text(maps) if maps else "--"
     lines = ["% Written by report/latex.py from the collected results; do not edit."]
     lines += [f"\\newcommand{{\\{k}}}{{{v}}}" for k, v in macros.items()]
     for k, on in flags.items():

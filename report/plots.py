@@ -152,6 +152,50 @@ def latency_vs_rank(panels, stem, xlabel):
     return save(fig, stem)
 
 
+def speedup_map(maps, stem, ylabel):
+    """Heat maps of measured speedup over dense, one panel per (dtype, mode), rank down and batch size across.
+
+    `maps`: {(dtype, mode): {(rank, batch_size): speedup}}. Colour is log2 of the speedup on a diverging scale
+    centred on 1 (blue pays, red costs), each cell is labelled with its value, and the break-even contour is the
+    black line between cells that pay and cells that do not (the grid is categorical: a line along cell edges is
+    exact where an interpolated contour would invent values between ranks).
+    """
+    n = len(maps)
+    cols = 2 if n == 4 else min(n, 3)  # fp32/bf16 x eager/compiled as a square
+    rows = -(-n // cols)
+    everything = [v for cells in maps.values() for v in cells.values()]
+    span = max(1.0, max(abs(np.log2(v)) for v in everything))
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, 2.9 * rows), squeeze=False, layout="constrained")
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax, ((dtype, mode), cells) in zip(axes.flat, maps.items()):
+        ranks, sizes = sorted({k for k, _ in cells}), sorted({b for _, b in cells})
+        grid = np.array([[cells.get((k, b), np.nan) for b in sizes] for k in ranks])  # (ranks, batch sizes)
+        image = ax.imshow(np.log2(grid), cmap="RdBu", vmin=-span, vmax=span, aspect="auto", origin="lower")
+        for i, j in np.ndindex(grid.shape):
+            if not np.isnan(grid[i, j]):
+                value = grid[i, j]  # two decimals: 1.02 must not read as 1 beside the break-even line
+                ax.text(j, i, f"{value:.2f}" if value < 10 else f"{value:.0f}", ha="center", va="center", fontsize=7,
+                        color="white" if abs(np.log2(value)) > 0.6 * span else "black")
+        pays = grid > 1
+        for i, j in np.ndindex(grid.shape):  # break-even: edges between a paying and a non-paying cell
+            if i + 1 < grid.shape[0] and pays[i, j] != pays[i + 1, j]:
+                ax.plot([j - 0.5, j + 0.5], [i + 0.5, i + 0.5], color="black", lw=2)
+            if j + 1 < grid.shape[1] and pays[i, j] != pays[i, j + 1]:
+                ax.plot([j + 0.5, j + 0.5], [i - 0.5, i + 0.5], color="black", lw=2)
+        ax.set_xticks(range(len(sizes)), [str(b) for b in sizes])
+        ax.set_yticks(range(len(ranks)), [str(k) for k in ranks])
+        ax.grid(False)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{dtype} {mode}")
+    bar = fig.colorbar(image, ax=axes, shrink=0.8)
+    ticks = [t for t in (-4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6) if abs(t) <= span]
+    bar.set_ticks(ticks, labels=[f"{2.0 ** t:g}x" for t in ticks])
+    bar.set_label("speedup over dense (black line: break-even)")
+    return save(fig, stem)
+
+
 def cost_vs_rank(params, memory, refs, stem, xlabel):
     """Parameters (left) and peak training memory (right) against rank.
 

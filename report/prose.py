@@ -117,17 +117,54 @@ def attention_inits(d):
         f" Over all {len(pairs)} ranks the trained start wins {len(trained)} times." if parts else "")
 
 
-def where_low_rank_pays(bench, study="svd"):
-    """For each batch size, the ranks whose measured inference is faster than dense (medians of the reference
-    benchmark file), as one sentence."""
-    infer = [b for b in bench if b["study"] == study and b["kind"] == "infer" and b["file"] == bench[0]["file"]]
-    if not infer:
+def _ranks_that_pay(paying, ranks, le):
+    """What a set of paying ranks is, in words: none, all, a prefix (`rank <= 64`) or a list."""
+    if not paying:
+        return "no rank pays"
+    if paying == ranks:
+        return f"every rank measured pays ({ranks[0]} to {ranks[-1]})" if len(ranks) > 1 else f"rank {ranks[0]} pays"
+    if paying == ranks[:len(paying)]:
+        return f"rank {le} {paying[-1]} pays"
+    return f"rank{'s' if len(paying) > 1 else ''} {', '.join(map(str, paying))} pay{'' if len(paying) > 1 else 's'}"
+
+
+def speedup_sentence(dtype, mode, cells, le="<=", times="x"):
+    """One sentence that reads a speedup map {(rank, batch_size): speedup}: which ranks pay (speedup > 1) at which
+    batch sizes, and the best and worst measured. Generated from the numbers only, so it says what they say."""
+    ranks, sizes = sorted({k for k, _ in cells}), sorted({b for _, b in cells})
+    said = [(bs, _ranks_that_pay([k for k in ranks if cells.get((k, bs), 0) > 1],
+                                 [k for k in ranks if (k, bs) in cells], le)) for bs in sizes]
+    groups = []  # runs of consecutive batch sizes that say the same thing
+    for bs, text in said:
+        if groups and groups[-1][1] == text:
+            groups[-1][0].append(bs)
+        else:
+            groups.append(([bs], text))
+    clauses = []
+    for batch, text in groups:
+        if len(groups) == 1:
+            where = f"at batch {sizes[0]}" if len(sizes) == 1 else \
+                ("at any batch size measured" if text == "no rank pays" else "at every batch size measured")
+        elif batch[-1] == sizes[-1] and len(batch) > 1:
+            where = f"from batch {batch[0]} up"
+        elif len(batch) > 1:
+            where = f"at batches {batch[0]} to {batch[-1]}"
+        else:
+            where = f"at batch {batch[0]}"
+        clauses.append(f"{text} {where}")
+    (k_best, b_best), best = max(cells.items(), key=lambda kv: kv[1])
+    (k_worst, b_worst), worst = min(cells.items(), key=lambda kv: kv[1])
+    return (f"In {dtype} {mode}, {'; '.join(clauses)} (best {best:.2f}{times} at rank {k_best}, batch {b_best}; "
+            f"worst {worst:.2f}{times} at rank {k_worst}, batch {b_worst}).")
+
+
+def speedup_text(maps):
+    """Every (dtype, mode) of a study's speedup map in sentences, for the report (LaTeX math for <= and x)."""
+    return " ".join(speedup_sentence(dtype, mode, cells, r"$\le$", r"$\times$") for (dtype, mode), cells in maps.items())
+
+
+def where_low_rank_pays(svd_maps):
+    """The conclusion's sentence: Study 1's speedup map read out, or that nothing was measured."""
+    if not svd_maps:
         return "No inference benchmarks were run, so the report cannot say where low rank pays on this machine."
-    parts = []
-    for bs in sorted({b["batch_size"] for b in infer}):
-        dense = next((b["median_ms"] for b in infer if b["batch_size"] == bs and b["rank"] is None), None)
-        faster = sorted(b["rank"] for b in infer if b["batch_size"] == bs and b["rank"] is not None
-                        and dense is not None and b["median_ms"] < dense)
-        parts.append(f"at batch size {bs}, " + (f"k = {', '.join(map(str, faster))}" if faster else "no rank"))
-    return ("On the machine of the first benchmark file, the factored MLP runs faster than dense " +
-            "; ".join(parts) + ".")
+    return "For the factored MLP: " + speedup_text(svd_maps)

@@ -6,7 +6,7 @@ key fields (`lowrank_bench.variants`): every join below is on those, and `label`
 """
 from pathlib import Path
 
-from lowrank_bench.benchjson import load_bench, require_extra_info
+from lowrank_bench.benchjson import axes, load_bench, require_extra_info
 from lowrank_bench.io import UserError, read_json
 from lowrank_bench.variants import key, variant_id
 
@@ -102,7 +102,9 @@ def load_benches(paths):
             # Timing depends on the architecture only, not on retraining or initialisation.
             series = {"attention": "factored Q, K, V"}.get(e["study"], "factored") if merged is None else \
                 ("merged" if merged else "unmerged")
+            dtype, mode = axes(e)
             rows.append({"file": file_label, "fullname": b["fullname"], "label": variant_id(e["method"], e["rank"]),
+                         "dtype": dtype, "mode": mode,
                          "series": series, "variant": "" if merged is None else ("merged" if merged else "unmerged"),
                          "study": e["study"], "kind": e["kind"], "method": e["method"], "rank": e["rank"],
                          "batch_size": e["batch_size"], "median_ms": 1e3 * s["median"], "min_ms": 1e3 * s["min"],
@@ -121,3 +123,40 @@ def bench_order(b):
 def default_bench(results_dir):
     path = Path(results_dir) / "bench.json"
     return [path] if path.exists() else []
+
+
+def primary(bench):
+    """The rows of one (dtype, mode), fp32 eager where it was measured, else the first measured: latency tables,
+    Pareto figures and quoted latencies show one precision and mode, never a mix (the speedup maps show them all)."""
+    measured = list(dict.fromkeys((b["dtype"], b["mode"]) for b in bench))
+    pick = ("fp32", "eager") if ("fp32", "eager") in measured else (measured[0] if measured else None)
+    return [b for b in bench if (b["dtype"], b["mode"]) == pick]
+
+
+def speedup_cells(study, bench):
+    """{(dtype, mode): {(rank, batch_size): speedup over the study's dense reference}} from the inference
+    benchmarks of the reference (first) file, like with like: each factored model against the reference model
+    in its own dtype, mode and batch size. Ratios of min times, as bench/speedups.py. The reference is dense for
+    SVD and attention and full fine-tuning for LoRA (a dense MLP); LoRA's factored models are the unmerged ones
+    (merged costs what dense costs)."""
+    rows = [b for b in bench if b["study"] == study and b["kind"] == "infer" and b["file"] == bench[0]["file"]
+            and b["variant"] != "merged"] if bench else []
+    reference = BASELINES[study][0]
+    dense = {(b["dtype"], b["mode"], b["batch_size"]): b["min_ms"] for b in rows if b["method"] == reference}
+    maps = {}
+    for b in rows:
+        ref = dense.get((b["dtype"], b["mode"], b["batch_size"]))
+        if b["rank"] is not None and ref:
+            maps.setdefault((b["dtype"], b["mode"]), {})[b["rank"], b["batch_size"]] = ref / b["min_ms"]
+    return maps
+
+
+def accuracy_by_axes(study, bench):
+    """{(dtype, mode, rank): test accuracy} of the study's timed inference models (rank None: the reference), each
+    evaluated in its benchmark's own dtype and mode; at the largest batch size measured (compiled models are
+    evaluated at their batch size, so batch sizes may differ in the last digit). LoRA: unmerged, as the map."""
+    reference = BASELINES[study][0]
+    rows = sorted((b for b in bench if b["study"] == study and b["kind"] == "infer" and b["file"] == bench[0]["file"]
+                   and b["variant"] != "merged" and (b["rank"] is not None or b["method"] == reference)
+                   and b["accuracy"] is not None), key=lambda b: b["batch_size"]) if bench else []
+    return {(b["dtype"], b["mode"], b["rank"]): b["accuracy"] for b in rows}  # the largest batch size wins

@@ -92,25 +92,45 @@ def latency_table(d, bench):
 
 
 def ceiling_table(bench):
-    """Study 1 against the raw-GEMM ceiling, per k and batch size: the bare dense chain and the bare factored chain
-    (every factored layer's products in one call; min µs, as the speedups use), the ceiling's speedup over dense,
-    the model's, and their ratio."""
+    """Study 1 against the raw-GEMM ceiling, per dtype, mode, k and batch size: the bare dense chain and the bare
+    factored chain (every factored layer's products in one call; min µs, as the speedups use), the ceiling's
+    speedup over dense, the model's, and their ratio; each in the model's own dtype and mode."""
     infer = [b for b in bench if b["study"] == "svd" and b["kind"] == "infer" and b["ceiling_speedup"]]
     if not infer:
         return None
-    gemm = {(b["rank"], b["batch_size"]): 1e3 * b["min_ms"] for b in bench
+    axes = lambda b: (b.get("dtype", "fp32"), b.get("mode", "eager"))
+    gemm = {(b["rank"], b["batch_size"], *axes(b)): 1e3 * b["min_ms"] for b in bench
             if b["study"] == "svd" and b["kind"] in ("gemm_dense", "gemm_factored")}
+    order = list(dict.fromkeys(axes(b) for b in infer))  # as measured: fp32 eager first by default
     raw, shown = [], []
-    for b in sorted(infer, key=lambda b: (b["batch_size"], b["rank"])):
+    for b in sorted(infer, key=lambda b: (order.index(axes(b)), b["batch_size"], b["rank"])):
         k, bs = b["rank"], b["batch_size"]
-        chains = gemm.get((None, bs)), gemm.get((k, bs))
-        raw.append({"rank": k, "batch_size": bs, "dense_chain_us": chains[0], "factored_chain_us": chains[1],
+        chains = gemm.get((None, bs, *axes(b))), gemm.get((k, bs, *axes(b)))
+        raw.append({"dtype": axes(b)[0], "mode": axes(b)[1], "rank": k, "batch_size": bs,
+                    "dense_chain_us": chains[0], "factored_chain_us": chains[1],
                     **{f: b[f] for f in ("speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")}})
-        shown.append({"k": k, "batch": bs,
+        shown.append({"dtype": axes(b)[0], "mode": axes(b)[1], "k": k, "batch": bs,
                       "dense / factored chain (us)": " / ".join("-" if t is None else f"{t:,.0f}" for t in chains),
                       "ceiling speedup": f"{b['ceiling_speedup']:.2f}", "model speedup": f"{b['speedup_vs_dense']:.2f}",
                       "efficiency": f"{b['ceiling_efficiency']:.2f}"})
     return pd.DataFrame(raw), pd.DataFrame(shown)
+
+
+def speedup_map_table(maps, accuracy, reference):
+    """Measured speedup over the dense reference per (dtype, mode, rank) row and batch-size column (> 1 pays), with
+    the test accuracy in that dtype and mode; each block starts with the `reference` model itself. `maps` and
+    `accuracy` as report.results.speedup_cells and accuracy_by_axes give them."""
+    raw = pd.DataFrame([{"dtype": dtype, "mode": mode, "rank": k, "batch_size": bs, "speedup_vs_dense": v,
+                         "accuracy": accuracy.get((dtype, mode, k))}
+                        for (dtype, mode), cells in maps.items() for (k, bs), v in sorted(cells.items())])
+    shown = []
+    for (dtype, mode), cells in maps.items():
+        sizes = sorted({bs for _, bs in cells})
+        for k in [None, *sorted({k for k, _ in cells})]:
+            shown.append({"dtype": dtype, "mode": mode, "model": reference if k is None else str(k),
+                          "test acc (%)": fmt.pct(accuracy.get((dtype, mode, k))),
+                          **{f"batch {bs}": "1" if k is None else fmt.num(cells.get((k, bs))) for bs in sizes}})
+    return raw, pd.DataFrame(shown).fillna("-")
 
 
 def comparison_table(d, bench, labels):

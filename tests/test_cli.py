@@ -419,3 +419,24 @@ def test_help_says_what_the_tool_and_each_command_do(capsys):
         text = capsys.readouterr().out
         assert "reads:" in text and "writes:" in text and "takes:" in text
         assert command in ("data", "gate") or "smoke" in text or "every profile" in text
+
+
+def test_bench_hands_dtypes_and_modes_to_pytest(root, tmp_path, capsys, monkeypatch):
+    """`lowrank-bench bench --dtypes --modes` reach `pytest bench` as the same options; left out, none are passed
+    (the profile and the device decide)."""
+    seen = []
+
+    def fake_pytest(cmd, cwd):
+        seen.append([a for a in cmd if a.startswith(("--dtypes", "--modes"))])
+        out = next(a.split("=", 1)[1] for a in cmd if a.startswith("--benchmark-json="))
+        Path(out).write_text(SAMPLE.read_text())
+        return 0, None
+    monkeypatch.setattr(cli.proc, "run", fake_pytest)
+    for axes in (["--dtypes", "fp32,bf16", "--modes", "compiled"], []):
+        rc, _, _ = run(capsys, "bench", "--profile", "smoke", "--json", tmp_path / "bench.json", "--data-root", root,
+                       *axes)
+        assert rc == 0
+    assert seen == [["--dtypes=fp32,bf16", "--modes=compiled"], []]
+    with pytest.raises(SystemExit) as e:
+        cli.main(["bench", "--dtypes", "fp64"])
+    assert e.value.code == 2 and "--dtypes must be a comma-separated list" in capsys.readouterr().err

@@ -144,13 +144,14 @@ def read(path):
 
 def test_every_study_gets_its_tables_and_figures(collected):
     expected_tables = {"machines", "svd_results", "svd_layers", "svd_latency", "lora_results", "lora_latency",
-                       "attention_results", "attention_latency"}
+                       "attention_results", "attention_latency"} | {f"{s}_speedup_map" for s in STUDIES}
     assert set(collected["tables"]) == expected_tables
     for paths in collected["tables"].values():
         assert {Path(p).suffix for p in paths.values()} == {".csv", ".md", ".tex"}
         assert all(Path(p).stat().st_size > 0 for p in paths.values())
     expected_figures = {f"{s}_{what}" for s in STUDIES
-                        for what in ("accuracy", "cost", "latency", "pareto", "curves", "confusion")} | {"svd_layers"}
+                        for what in ("accuracy", "cost", "latency", "pareto", "curves", "confusion", "speedup_map")} \
+        | {"svd_layers"}
     assert set(collected["figures"]) == expected_figures
     for paths in collected["figures"].values():
         assert Path(paths["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -323,15 +324,20 @@ def test_a_study_without_chosen_rank_still_collects(tmp_path):
 
 def test_ceiling_table_puts_the_chains_beside_the_model_speedup():
     row = lambda kind, k, ms, **speedups: {
-        "study": "svd", "kind": kind, "rank": k, "batch_size": 2048, "min_ms": ms,
+        "study": "svd", "kind": kind, "rank": k, "batch_size": 2048, "min_ms": ms, "dtype": "fp32", "mode": "eager",
         **{f: speedups.get(f) for f in ("speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")}}
     bench = [row("infer", None, 40.0), row("infer", 16, 5.0, speedup_vs_dense=8.0, ceiling_speedup=10.0,
                                            ceiling_efficiency=0.8),
              row("gemm_dense", None, 38.0), row("gemm_factored", 16, 3.8)]
     raw, shown = ceiling_table(bench)
-    assert list(shown.iloc[0]) == [16, 2048, "38,000 / 3,800", "10.00", "8.00", "0.80"]
+    assert list(shown.iloc[0]) == ["fp32", "eager", 16, 2048, "38,000 / 3,800", "10.00", "8.00", "0.80"]
     assert raw.iloc[0]["factored_chain_us"] == pytest.approx(3800.0) and raw.iloc[0]["ceiling_efficiency"] == 0.8
     assert ceiling_table([b for b in bench if b["kind"] != "infer" or b["rank"] is None]) is None
+    # bf16 compiled: its own chains beside its own model, never the fp32 eager ones
+    bf16 = [{**b, "dtype": "bf16", "mode": "compiled", "min_ms": b["min_ms"] / 4} for b in bench]
+    raw, shown = ceiling_table(bench + bf16)
+    assert list(shown["dtype"]) == ["fp32", "bf16"] and list(shown["mode"]) == ["eager", "compiled"]
+    assert shown.iloc[1]["dense / factored chain (us)"] == "9,500 / 950"
 
 
 def test_files_and_folders_the_user_put_there_are_kept(tmp_path):
@@ -348,3 +354,40 @@ def test_files_and_folders_the_user_put_there_are_kept(tmp_path):
     assert (results / "tables" / "my_notes.md").read_text() == "mine"
     assert (results / "figures" / "drafts" / "sketch.png").read_bytes() == b"png"
     assert not list((results / "figures").glob("lora_*")) and not list((results / "tables").glob("lora_*"))
+
+
+def test_speedup_map_compares_like_with_like_and_latency_tables_show_one_dtype(tmp_path):
+    """A file with fp32 eager and bf16 compiled rows: the map has one block per (dtype, mode), each factored model
+    divided into the dense model of its own dtype and mode; the latency table keeps fp32 eager only."""
+    results = write_results(tmp_path / "smoke", studies=("svd",))
+    bench = json.loads(BENCH.read_text())
+    fast = []
+    for b in bench["benchmarks"]:
+        if b["extra_info"]["kind"] == "infer":
+            c = json.loads(json.dumps(b))
+            c["fullname"] = c["fullname"].replace("]", "-bf16-compiled]")
+            c["extra_info"] |= {"dtype": "bf16", "mode": "compiled", "accuracy": c["extra_info"]["accuracy"] - 0.001}
+            c["stats"] = {k: v / (10 if c["extra_info"]["rank"] is None else 2) if isinstance(v, float) else v
+                          for k, v in c["stats"].items()}  # dense 10x faster, factored 2x: low rank pays 5x less
+            fast.append(c)
+    bench["benchmarks"] += fast
+    (results / "bench.json").write_text(json.dumps(bench))
+    c = collect(results, [results / "bench.json"])
+    raw = read(c["tables"]["svd_speedup_map"]["csv"]).splitlines()
+    assert raw[0] == "dtype,mode,rank,batch_size,speedup_vs_dense,accuracy"
+    svd = [b for b in json.loads(BENCH.read_text())["benchmarks"]
+           if b["extra_info"]["study"] == "svd" and b["extra_info"]["kind"] == "infer"]
+    dense = {b["extra_info"]["batch_size"]: b["stats"]["min"] for b in svd if b["extra_info"]["rank"] is None}
+    for b in (b for b in svd if b["extra_info"]["rank"] is not None):
+        e = b["extra_info"]
+        eager = dense[e["batch_size"]] / b["stats"]["min"]
+        for dtype, mode, want in (("fp32", "eager", eager), ("bf16", "compiled", eager / 5)):
+            line = next(l for l in raw if l.startswith(f"{dtype},{mode},{e['rank']},{e['batch_size']},"))
+            assert float(line.split(",")[-2]) == pytest.approx(want)
+    latency = read(c["tables"]["svd_latency"]["md"])
+    assert len(latency.splitlines()) == 2 + len({b["extra_info"]["rank"] for b in svd})  # one row per model
+    shown = read(c["tables"]["svd_speedup_map"]["md"])
+    acc = {b["extra_info"]["rank"]: b["extra_info"]["accuracy"] for b in svd if b["extra_info"]["batch_size"] == 256}
+    assert f"| fp32 | eager | dense | {100 * acc[None]:.2f} | 1 | 1 |" in shown  # each block opens with its reference
+    assert f"| bf16 | compiled | dense | {100 * acc[None] - 0.1:.2f} | 1 | 1 |" in shown  # in its own dtype and mode
+    assert f"| bf16 | compiled | 32 | {100 * acc[32] - 0.1:.2f} |" in shown

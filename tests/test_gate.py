@@ -39,7 +39,7 @@ def suite(time_scale=1.0, machine=None, rename=(), **extra):
                 name = f"test_infer_renamed[{param}]"
             info = {"study": "svd", "kind": "infer", "method": "dense" if k == "dense" else "svd",
                     "rank": None if k == "dense" else int(k[1:]), "init": None, "batch_size": batch, "device": "cpu",
-                    "dtype": "float32", "threads": 2, "accuracy": 0.95, "params_total": 10_000,
+                    "dtype": "fp32", "mode": "eager", "threads": 2, "accuracy": 0.95, "params_total": 10_000,
                     "params_trainable": 10_000, "flops": 20_000, "weights_bytes": 40_000,
                     "peak_mem_bytes": 8 * 2**20, "flop_ratio": 1.0} | extra
             benchmarks.append({
@@ -144,6 +144,22 @@ def test_renamed_benchmarks_below_90_percent_exit_2(tmp_path, capsys):
     assert "unmatched: bench/test_hoda_svd.py::test_infer[k1-1]" in captured.out
     assert "new: bench/test_hoda_svd.py::test_infer_renamed[k1-1]" in captured.out
     assert captured.err.startswith("error: ") and "8 of 10" in captured.err
+
+
+@pytest.mark.parametrize("field,value", [("dtype", "bf16"), ("mode", "compiled")])
+def test_a_bf16_or_compiled_row_is_never_compared_with_fp32_eager(tmp_path, capsys, field, value):
+    """Same names, different precision or mode: refused (exit 2) instead of gated as a code change."""
+    assert run_gate(tmp_path, suite(), suite(0.5, **{field: value})) == 2
+    err = capsys.readouterr().err
+    assert "only like compares with like" in err and "test_infer[dense-1]" in err
+
+
+def test_old_files_name_torch_dtypes_and_ran_eager(tmp_path):
+    """A file from before the axes ("float32", no mode) is fp32 eager, so it still gates against one that says so."""
+    old = suite(dtype="float32")
+    for b in old["benchmarks"]:
+        del b["extra_info"]["mode"]
+    assert run_gate(tmp_path, old, suite()) == 0
 
 
 def test_one_rename_at_90_percent_fails_unless_missing_is_allowed(tmp_path, capsys):

@@ -63,13 +63,10 @@ def test_the_winning_initialisation_is_the_one_with_the_higher_mean():
     assert "the random start at k = 4, 16 wins" in random and "wins 0 times" in random
 
 
-def test_where_low_rank_pays_reads_the_medians():
-    fast = [bench_row("dense", None, "", 4.0, "svd", 256), bench_row("svd", 4, "", 1.0, "svd", 256),
-            bench_row("svd", 128, "", 5.0, "svd", 256), bench_row("dense", None, "", 0.1, "svd", 1),
-            bench_row("svd", 4, "", 0.2, "svd", 1)]
-    text = prose.where_low_rank_pays(fast)
-    assert "at batch size 1, no rank; at batch size 256, k = 4." in text
-    assert "no rank" in prose.where_low_rank_pays([r | {"median_ms": 9.0} if r["rank"] else r for r in fast])
+def test_the_conclusion_says_where_low_rank_pays_or_that_nothing_was_measured():
+    text = prose.where_low_rank_pays({("fp32", "eager"): {(4, 1): 0.5, (4, 256): 3.0, (128, 256): 0.9}})
+    assert text.startswith("For the factored MLP: In fp32 eager,") and "rank $\\le$ 4 pays at batch 256" in text
+    assert "cannot say where low rank pays" in prose.where_low_rank_pays({})
 
 
 def test_the_report_text_changes_with_the_results(tmp_path):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from report import latex
+from report import latex, prose
 from report.collect import collect
 from test_collect import BENCH, write_results  # tests/ is on sys.path: pytest's default rootdir-less import
 from lowrank_bench.io import UserError
@@ -180,3 +180,26 @@ def test_numbers_tex_has_a_macro_per_number_and_a_flag_per_study(tmp_path):
 def test_tex_escape():
     assert latex.tex_escape("a_b & 50% #1 {x} ~^\\") == \
         r"a\_b \& 50\% \#1 \{x\} \textasciitilde{}\textasciicircum{}\textbackslash{}"
+
+
+@pytest.mark.parametrize("cells, says, never", [
+    ({(4, 1): 1.2, (64, 1): 0.9, (256, 1): 0.5, (4, 256): 2.0, (64, 256): 1.4, (256, 256): 0.8,
+      (4, 8192): 3.0, (64, 8192): 1.9, (256, 8192): 0.9},
+     "In bf16 compiled, rank <= 4 pays at batch 1; rank <= 64 pays from batch 256 up (best 3.00x at rank 4, "
+     "batch 8192; worst 0.50x at rank 256, batch 1).", "no rank pays"),
+    ({(4, 1): 0.8, (64, 1): 0.6, (256, 1): 0.4, (4, 256): 0.9, (64, 256): 0.7, (256, 256): 0.5,
+      (4, 8192): 0.95, (64, 8192): 0.9, (256, 8192): 0.6},
+     "In bf16 compiled, no rank pays at any batch size measured (best 0.95x at rank 4, batch 8192; worst 0.40x "
+     "at rank 256, batch 1).", "rank <="),
+])
+def test_the_speedup_sentence_follows_the_numbers(cells, says, never):
+    """Opposite maps give opposite sentences: the words come from the numbers, not from a template."""
+    text = prose.speedup_sentence("bf16", "compiled", cells)
+    assert text == says and never not in text
+
+
+def test_speedup_sentence_names_a_non_prefix_set_and_every_rank():
+    assert "ranks 64, 256 pay at batch 1" in prose.speedup_sentence("fp32", "eager", {(4, 1): 0.9, (64, 1): 1.1,
+                                                                                       (256, 1): 1.3})
+    assert "every rank measured pays (4 to 64) at every batch size measured" in prose.speedup_sentence(
+        "fp32", "eager", {(4, 1): 2, (64, 1): 1.1, (4, 8): 3, (64, 8): 1.5})

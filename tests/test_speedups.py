@@ -25,3 +25,16 @@ def test_other_studies_untouched():
     rows = [{"stats": {"min": 1.0, "median": 1.0}, "extra_info": {"study": "lora", "kind": "infer", "rank": 4, "batch_size": 1}}]
     add_speedups(rows)
     assert rows[0]["extra_info"] == {"study": "lora", "kind": "infer", "rank": 4, "batch_size": 1}
+
+
+def test_speedups_compare_like_with_like():
+    """A bf16 compiled model is measured against the bf16 compiled dense model, never the fp32 eager one."""
+    def at(kind, k, fastest, dtype, mode):
+        b = bench(kind, k, 256, fastest)
+        b["extra_info"] |= {"dtype": dtype, "mode": mode}
+        return b
+    rows = [at("infer", None, 10.0, "fp32", "eager"), at("infer", None, 2.0, "bf16", "compiled"),
+            at("infer", 8, 1.0, "bf16", "compiled"), at("infer", 8, 4.0, "fp32", "eager")]
+    add_speedups(rows)
+    assert rows[2]["extra_info"]["speedup_vs_dense"] == pytest.approx(2.0)
+    assert rows[3]["extra_info"]["speedup_vs_dense"] == pytest.approx(2.5)

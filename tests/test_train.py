@@ -7,6 +7,7 @@ import torch
 from models.lowrank import factorize
 from models.mlp import MLP, MLPConfig
 from training.config import TrainConfig
+from lowrank_bench.io import read_json
 from training.train import augment_images, confusion_matrix, evaluate, train
 
 
@@ -98,3 +99,24 @@ def test_augmentation_keeps_shape_and_range():
 def test_confusion_matrix_counts():
     y, p = torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 0])
     assert confusion_matrix(y, p, 3) == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
+
+
+def test_training_dtype_is_recorded_in_the_row_and_the_sidecar(tmp_path):
+    """bf16 autocast only on CUDA with amp; whichever it was is written into the summary row and the checkpoint
+    sidecar, so a bf16-trained checkpoint never passes for an fp32 one."""
+    from training.checkpoint import paths
+    from training.config import Profile
+    from training.studies.common import row, save_run
+    from training.train import autocast_dtype
+    assert autocast_dtype(CFG, "cuda") == "bf16"
+    assert autocast_dtype(dataclasses.replace(CFG, amp=False), "cuda") == autocast_dtype(CFG, "cpu") == "fp32"
+    model = fresh_model()
+    m = train(model, splits(), dataclasses.replace(CFG, epochs=1), device="cpu", seed=0)
+    assert m["train_dtype"] == "fp32"
+    sample = splits().x_test[:1]
+    assert row("svd", "dense", None, model, m, sample, "svd/dense")["train_dtype"] == "fp32"
+    assert row("lora", "pretrained", None, model, {"val_acc": 0.5, "test_acc": 0.5}, sample, "svd/dense")[
+        "train_dtype"] is None  # not trained in this study
+    bf16 = {**m, "train_dtype": "bf16"}  # as a CUDA run returns it
+    rel = save_run(tmp_path, "svd", "dense", None, model, bf16, Profile(), "hoda", ["a", "b", "c"])
+    assert read_json(paths(tmp_path / rel)[1])["train_dtype"] == "bf16"

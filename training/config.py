@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from lowrank_bench.options import DTYPES, MODES
 from models.mlp import MLPConfig
 from models.transformer import TransformerConfig
 
@@ -80,11 +81,18 @@ class BenchConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [1, 256])
     rounds: int = 20  # rounds per benchmark; pytest-benchmark calibrates the iterations in each to min_time
     min_time: float = 5e-3  # seconds a round lasts at least, so timer resolution and one-off hiccups do not dominate
+    # The inference benchmarks' axes; left out: the device's default (bench/harness.py AXES), --dtypes/--modes win.
+    dtypes: list[str] | None = None  # from fp32, bf16, fp16
+    modes: list[str] | None = None  # from eager, compiled
 
     def __post_init__(self):
         check_ranks(self.batch_sizes, "batch_sizes")  # the same rule: distinct integers >= 1
         if self.rounds < 1 or self.min_time <= 0:
             raise ValueError(f"rounds must be >= 1 and min_time > 0, got {self.rounds}, {self.min_time}")
+        for name, allowed in (("dtypes", DTYPES), ("modes", MODES)):
+            values = getattr(self, name)
+            if values is not None and (set(values) - set(allowed) or len(set(values)) < len(values)):
+                raise ValueError(f"{name} must list distinct values from {', '.join(allowed)}, got {values}")
 
 
 @dataclass

@@ -65,6 +65,12 @@ def make_optimizer(model, cfg: TrainConfig, total_steps):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
 
 
+def autocast_dtype(cfg: TrainConfig, device):
+    """The training step's forward dtype, "bf16" (autocast on CUDA with `amp`) or "fp32": recorded in every row and
+    checkpoint sidecar as `train_dtype`, so a bf16-trained checkpoint is never mistaken for an fp32 one."""
+    return "bf16" if cfg.amp and torch.device(device).type == "cuda" else "fp32"
+
+
 def train(model, splits, cfg: TrainConfig, *, device, seed=0, desc="train"):
     """Train `model` in place on `splits` and leave it holding the best-validation weights.
 
@@ -82,7 +88,7 @@ def train(model, splits, cfg: TrainConfig, *, device, seed=0, desc="train"):
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     optimizer, scheduler = make_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
 
-    amp = cfg.amp and device.type == "cuda"  # tensor cores; evaluation stays in fp32
+    amp = autocast_dtype(cfg, device) == "bf16"  # tensor cores; evaluation stays in fp32
 
     def step(idx):
         x = x_train[idx]
@@ -153,7 +159,7 @@ def train(model, splits, cfg: TrainConfig, *, device, seed=0, desc="train"):
             "val_loss": best["val_loss"], "test_acc": test_acc, "test_loss": test_loss,
             "confusion": confusion_matrix(y_test, preds, len(splits.classes)),
             "train_seconds": train_seconds, "epoch_seconds": sum(h["seconds"] for h in history[1:]) / len(history[1:]),
-            "peak_mem_bytes": peak_mem,
+            "peak_mem_bytes": peak_mem, "train_dtype": autocast_dtype(cfg, device),
             # weights + gradients + optimizer state, counted exactly: where LoRA saves
             "train_state_bytes": weights_bytes(model) + optimizer_state_bytes(optimizer)
             + tensor_bytes(p for p in model.parameters() if p.requires_grad),

@@ -26,6 +26,7 @@ def row(study, method, rank, model, metrics, sample, checkpoint_name, init=None,
             **param_counts(model), "flops": forward_flops(model.eval(), sample),
             "epoch_seconds": metrics.get("epoch_seconds"), "train_seconds": metrics.get("train_seconds"),
             "peak_mem_bytes": metrics.get("peak_mem_bytes"), "train_state_bytes": metrics.get("train_state_bytes"),
+            "train_dtype": metrics.get("train_dtype"),  # the training step's autocast dtype; None: not trained here
             "checkpoint": checkpoint_name, **extra}
 
 
@@ -42,7 +43,8 @@ def save_run(out, study, method, rank, model, metrics, profile, dataset, classes
     rel = f"{study}/{variant_id(method, rank, init)}"
     meta = {k: v for k, v in metrics.items() if k not in ("history", "confusion")}
     checkpoint.save(Path(out) / rel, model, **save_args, study=study, method=method, rank=rank, init=init,
-                    dataset=dataset, profile=profile.name, seed=profile.seed, metrics=meta,
+                    dataset=dataset, profile=profile.name, seed=profile.seed, train_dtype=metrics.get("train_dtype"),
+                    metrics=meta,
                     history=metrics.get("history", []), confusion=metrics.get("confusion"), classes=classes)
     return rel
 
