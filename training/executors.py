@@ -40,6 +40,8 @@ def threads_per_worker(n):
 class InProcess:
     """`--jobs 1`: jobs run one at a time in this process, with every core."""
 
+    slots = 1  # jobs handed over at a time: more would only queue, and the progress line counts them as running
+
     def __init__(self, profile, root, device):
         self.args = profile, root, device
 
@@ -70,7 +72,7 @@ class LocalPool(InProcess):
 
     def __init__(self, profile, root, device, n):
         super().__init__(profile, root, device)
-        self.n, self.threads = n, threads_per_worker(n)
+        self.n, self.slots, self.threads = n, n, threads_per_worker(n)
         # spawn, not fork: a forked child inherits the parent's torch thread pools and CUDA state, which deadlock
         self.pool = concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
                                                            initializer=_pin, initargs=(self.threads,))
@@ -104,7 +106,8 @@ class RayTasks:
             import ray  # here: an optional extra that takes seconds to import
         except ImportError:
             raise UserError(f"--executor ray needs Ray: {RAY_INSTALL}") from None
-        self.ray, self.args = ray, (profile, root, device)
+        # Ray queues and places the tasks itself: every ready job is handed over at once
+        self.ray, self.args, self.slots = ray, (profile, root, device), float("inf")
         repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = {"working_dir": repo, "excludes": [".git", "results", "report/build", "*.safetensors"]}
         local = {"num_cpus": num_cpus} if address is None else {}  # a cluster has its own resources

@@ -153,9 +153,10 @@ def inputs_of(out, job, results):
 class Progress:
     """One live line: jobs done / running / total, failures, elapsed, ETA from the mean time per finished job."""
 
-    def __init__(self, total, skipped, stream=sys.stderr):
-        self.total, self.skipped, self.stream, self.t0 = total, skipped, stream, time.perf_counter()
-        self.live = stream.isatty()
+    def __init__(self, total, skipped, stream=None):
+        self.total, self.skipped, self.t0 = total, skipped, time.perf_counter()
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
 
     def show(self, done, running, failed):
         elapsed = time.perf_counter() - self.t0
@@ -190,7 +191,7 @@ def sweep(profile, studies, *, out, root, device, executor, force=False):
                 continue
             if any(p in failed for p in job.parents):
                 failed[job.id] = "not run: a parent failed"
-            elif all(p in results for p in job.parents):
+            elif all(p in results for p in job.parents) and len(running) < executor.slots:
                 running[executor.submit(job, inputs_of(out, job, results))] = job.id
         if not running:
             break
