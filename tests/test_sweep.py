@@ -120,3 +120,9 @@ def test_a_failing_job_is_named_with_its_log_and_the_others_finish(root, tiny, t
     monkeypatch.setattr(svd, "run_job", real)
     rc, stdout, err = train(capsys, tiny, root, out)
     assert rc == 0 and "6 jobs (5 already done)" in stdout, err
+
+
+def test_ray_executor_without_ray_says_how_to_install_it(root, tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    rc, _, err = train(capsys, tiny, root, tmp_path / "out", "--executor", "ray")
+    assert rc == 2 and err == "error: --executor ray needs Ray: pip install 'lowrank-bench[ray]'\n"

@@ -160,9 +160,8 @@ class Progress:
 
     def show(self, done, running, failed):
         elapsed = time.perf_counter() - self.t0
-        ran = done - self.skipped
-        left = self.total - done - failed
-        eta = f"{elapsed / ran * left / max(1, running) if running else 0:.0f}s" if ran else "?"
+        ran, left = done - self.skipped, self.total - done - failed
+        eta = f"{elapsed / ran * left:.0f}s" if ran else "?"  # jobs finished per second so far, workers included
         line = (f"[sweep] {done}/{self.total} done, {running} running, {failed} failed, "
                 f"elapsed {elapsed:.0f}s, ETA {eta}")
         self.stream.write(f"\r{line}\033[K" if self.live else line + "\n")
