@@ -12,7 +12,7 @@ import dataclasses
 
 import torch
 
-from models.lowrank import check_ranks, factorize, factored_ranks, layer_report
+from models.lowrank import break_even_rank, check_ranks, factorize, factored_ranks, layer_report
 from models.mlp import MLP
 from models.select import linear_layers
 from training import checkpoint
@@ -94,8 +94,7 @@ def run_job(job, profile, *, root, work, device):
     _, acc_truncated, _ = evaluate(model, splits.x_test.to(device), splits.y_test.to(device))
     _, val_truncated, _ = evaluate(model, splits.x_val.to(device), splits.y_val.to(device))
     metrics = train(model, splits, retrain_cfg, device=device, seed=job.seed, desc=f"hoda k={k}")
-    costs_more = any(r["costs_more_than_dense"] for name in targets
-                     for r in layer_report(dense.get_submodule(name).weight, [k], name))
+    costs_more = any(k >= break_even_rank(*dense.get_submodule(name).weight.shape) for name in targets)
     rel = save(model, metrics, structure={"lowrank": {"kind": "two_linear", "ranks": factored_ranks(model)}})
     return row(job, model, metrics, sample, rel, acc_truncated=acc_truncated, val_acc_truncated=val_truncated,
                costs_more_than_dense=costs_more, latency_ms=median_latency_ms(model, latency_x)), {}
