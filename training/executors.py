@@ -61,21 +61,29 @@ class InProcess:
         pass
 
 
-def _pin(threads):
+def _pin(threads, counter, gpus):
+    """A worker's start: its thread count and, on CUDA, its GPU (workers take the visible GPUs in turn, and a job's
+    `cuda` device is then that worker's current GPU)."""
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
+    if gpus:
+        with counter.get_lock():
+            index, counter.value = counter.value, counter.value + 1
+        torch.cuda.set_device(index % gpus)
 
 
 class LocalPool(InProcess):
-    """`--jobs N`: N spawned worker processes on this machine, each with cores // N torch threads; on CUDA they
-    share the device (and each job uses the --device given, so `cuda` is the current GPU of every worker)."""
+    """`--jobs N`: N spawned worker processes on this machine, each with cores // N torch threads; on CUDA worker i
+    uses GPU i mod the number of visible GPUs, so every GPU is used and several workers share each."""
 
     def __init__(self, profile, root, device, n):
         super().__init__(profile, root, device)
         self.n, self.slots, self.threads = n, n, threads_per_worker(n)
         # spawn, not fork: a forked child inherits the parent's torch thread pools and CUDA state, which deadlock
-        self.pool = concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                                                           initializer=_pin, initargs=(self.threads,))
+        context = multiprocessing.get_context("spawn")
+        gpus = torch.cuda.device_count() if torch.device(device).type == "cuda" else 0
+        self.pool = concurrent.futures.ProcessPoolExecutor(n, mp_context=context, initializer=_pin,
+                                                           initargs=(self.threads, context.Value("i", 0), gpus))
 
     def describe(self):
         return f"{self.n} worker processes with {self.threads} thread(s) each"

@@ -183,7 +183,6 @@ def sweep(profile, studies, *, out, root, device, executor, force=False):
     print(f"== sweep: {len(jobs)} jobs ({len(results)} already done), {executor.describe()}, results in {out} ==")
     progress = Progress(len(jobs), len(results))
     failed, running = {}, {}
-    progress.show(len(results), 0, 0)
     while True:
         for job in jobs:  # start every job whose parents are done
             if job.id in results or job.id in running.values() or job.id in failed:
@@ -192,6 +191,7 @@ def sweep(profile, studies, *, out, root, device, executor, force=False):
                 failed[job.id] = "not run: a parent failed"
             elif all(p in results for p in job.parents) and len(running) < executor.slots:
                 running[executor.submit(job, inputs_of(out, job, results))] = job.id
+        progress.show(len(results), len(running), len(failed))
         if not running:
             break
         for handle in executor.wait(list(running)):
@@ -203,7 +203,6 @@ def sweep(profile, studies, *, out, root, device, executor, force=False):
                 progress.stream.write(f"\nFAILED {job.name}: {result['error']} (log: {log_path(out, job)})\n")
             else:
                 results[job.id] = store(out, job, result)
-        progress.show(len(results), len(running), len(failed))
     progress.close()
     for study in studies:
         mine = [j for j in jobs if j.study == study]
