@@ -126,3 +126,9 @@ def test_ray_executor_without_ray_says_how_to_install_it(root, tiny, tmp_path, c
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
     rc, _, err = train(capsys, tiny, root, tmp_path / "out", "--executor", "ray")
     assert rc == 2 and err == "error: --executor ray needs Ray: pip install 'lowrank-bench[ray]'\n"
+
+
+@pytest.mark.parametrize("jobs", ["0", "two"])
+def test_bad_jobs_is_one_line(root, tiny, tmp_path, capsys, jobs):
+    rc, _, err = train(capsys, tiny, root, tmp_path / "out", "--jobs", jobs)
+    assert rc == 2 and err == f"error: --jobs must be a whole number >= 1 or auto, got {jobs!r}\n"

@@ -144,7 +144,7 @@ def make(kind, jobs, profile, root, device, ray_address=None, num_cpus=None):
     if kind == "ray":
         return RayTasks(profile, root, device, address=ray_address or os.environ.get("RAY_ADDRESS"),
                         num_cpus=num_cpus)
-    n = auto_jobs(device) if jobs == "auto" else int(jobs)
+    n = auto_jobs(device) if jobs == "auto" else int(jobs) if str(jobs).isdigit() else 0
     if n < 1:
-        raise UserError(f"--jobs must be at least 1 or auto, got {jobs}")
+        raise UserError(f"--jobs must be a whole number >= 1 or auto, got {jobs!r}")
     return InProcess(profile, root, device) if n == 1 else LocalPool(profile, root, device, n)
