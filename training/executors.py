@@ -32,9 +32,12 @@ def auto_jobs(device):
     return 2 if cores() >= 2 else 1
 
 
-def threads_per_worker(n):
-    """Torch threads per worker, so that n workers never oversubscribe the cores."""
-    return max(1, cores() // n)
+def threads_per_worker(n, device):
+    """Torch threads per job. On the CPU always one: a job's arithmetic then does not depend on how many jobs run
+    beside it (the smoke profile's checkpoints differed bit for bit between 2 threads and 1, through the GEMM and SVD
+    kernels' blocking), and one thread per job never oversubscribes N <= cores workers; parallelism comes from
+    --jobs. On CUDA the GPU does the work: the cores are shared out, cores // n each."""
+    return max(1, cores() // n) if torch.device(device).type == "cuda" else 1
 
 
 class InProcess:
@@ -49,7 +52,7 @@ class InProcess:
         return "1 job at a time in this process"
 
     def submit(self, job, inputs):
-        return lambda: execute(job, *self.args, inputs, threads=threads_per_worker(1))
+        return lambda: execute(job, *self.args, inputs, threads=threads_per_worker(1, self.args[2]))
 
     def wait(self, handles):
         return handles[:1]  # run when its result is asked for: one at a time, the progress line after each
@@ -73,12 +76,12 @@ def _pin(threads, counter, gpus):
 
 
 class LocalPool(InProcess):
-    """`--jobs N`: N spawned worker processes on this machine, each with cores // N torch threads; on CUDA worker i
+    """`--jobs N`: N spawned worker processes on this machine (threads: `threads_per_worker`); on CUDA worker i
     uses GPU i mod the number of visible GPUs, so every GPU is used and several workers share each."""
 
     def __init__(self, profile, root, device, n):
         super().__init__(profile, root, device)
-        self.n, self.slots, self.threads = n, n, threads_per_worker(n)
+        self.n, self.slots, self.threads = n, n, threads_per_worker(n, device)
         # spawn, not fork: a forked child inherits the parent's torch thread pools and CUDA state, which deadlock
         context = multiprocessing.get_context("spawn")
         gpus = torch.cuda.device_count() if torch.device(device).type == "cuda" else 0
@@ -127,7 +130,7 @@ class RayTasks:
         return f"Ray tasks on {self.ray.get_runtime_context().gcs_address}"
 
     def submit(self, job, inputs):
-        return self.task.remote(job, *self.args, inputs, 1)
+        return self.task.remote(job, *self.args, inputs, threads_per_worker(1, "cpu"))  # its 1 CPU
 
     def wait(self, handles):
         return self.ray.wait(handles, num_returns=1)[0]

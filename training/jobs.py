@@ -83,6 +83,7 @@ def execute(job, profile, root, device, inputs, threads=None):
     its row and extras, its new files as bytes, its captured log and, if it raised, the error instead of a row.
 
     The same function runs in the driver, in a local worker process and as a Ray task."""
+    threads_before = torch.get_num_threads()  # in the driver (--jobs 1) the thread count is set back afterwards
     if threads:
         torch.set_num_threads(threads)
     log, t0 = io.StringIO(), time.perf_counter()
@@ -101,6 +102,7 @@ def execute(job, profile, root, device, inputs, threads=None):
         except Exception as e:  # reported by the driver with the log; the other jobs go on
             traceback.print_exc()
             result["error"] = f"{type(e).__name__}: {e}"
+    torch.set_num_threads(threads_before)
     result |= {"log": log.getvalue(), "seconds": time.perf_counter() - t0}
     return result
 
