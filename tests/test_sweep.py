@@ -53,10 +53,13 @@ def test_a_setting_changes_the_ids_of_exactly_the_jobs_it_affects_and_their_chil
 
 
 def test_jobs_1_jobs_3_and_ray_give_the_same_checkpoints(root, tiny, tmp_path, capsys):
-    runs = {"1": ["--jobs", "1"], "3": ["--jobs", "3"]}
+    # Wide enough that the GEMM and SVD kernels' blocking, which depends on the thread count, changes the bits: with
+    # cores // N threads per job instead of one, k64 differed between --jobs 1 and --jobs 3 on 2 cores.
+    wide = ["--set", "svd.model.hidden=[512, 256]", "--set", "svd.ranks=[2, 64]"]
+    runs = {"1": ["--jobs", "1", *wide], "3": ["--jobs", "3", *wide]}
     try:
         import ray  # noqa: F401
-        runs["ray"] = ["--executor", "ray"]
+        runs["ray"] = ["--executor", "ray", *wide]
     except ImportError:
         pass  # .ci/run installs the extra, so CI always runs the Ray leg
     got = {}
@@ -68,9 +71,9 @@ def test_jobs_1_jobs_3_and_ray_give_the_same_checkpoints(root, tiny, tmp_path, c
     for name in runs:
         assert got[name] == got["1"], name
     summary = json.loads((tmp_path / "1" / "tiny" / "svd" / "summary.json").read_text())
-    assert [(r["rank"], r["seed"]) for r in summary["seed_rows"]] == [(None, 0), (2, 0), (4, 0), (None, 1),
-                                                                         (2, 1), (4, 1)]
-    assert [(r["rank"], r["n_seeds"]) for r in summary["rows"]] == [(None, 2), (2, 2), (4, 2)]
+    assert [(r["rank"], r["seed"]) for r in summary["seed_rows"]] == [(None, 0), (2, 0), (64, 0), (None, 1),
+                                                                         (2, 1), (64, 1)]
+    assert [(r["rank"], r["n_seeds"]) for r in summary["rows"]] == [(None, 2), (2, 2), (64, 2)]
 
 
 def test_killed_sweep_resumes_with_the_missing_jobs_only_and_ends_the_same(root, tiny, tmp_path, capsys):
