@@ -89,8 +89,8 @@ def train_studies(studies, args):
 
 def add_sweep_options(p):
     p.add_argument("--jobs", metavar="N|auto", default="1",
-                   help="run jobs in N local worker processes, each with cores/N threads; auto: 2 on a CPU with 2+ "
-                        "cores, 2 per GPU on CUDA (default %(default)s)")
+                   help="run jobs in N local worker processes (one thread per job on a CPU, so results do not "
+                        "depend on N); auto: 2 on a CPU with 2+ cores, 2 per GPU on CUDA (default %(default)s)")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local worker processes (default) or Ray tasks (pip install 'lowrank-bench[ray]')")
     p.add_argument("--ray-address", metavar="ADDR", default=None,
@@ -224,8 +224,9 @@ def build_parser():
     p.add_argument("--download", action="store_true", help="fetch missing data sets from their public homes")
 
     p = command("train", cmd_train, "train one study (or all) and write checkpoints and summary.json",
-                DATA_IN + "; lora also reads svd's dense checkpoint",
-                "OUT/<profile>/<study>/: checkpoints (safetensors + JSON) and summary.json",
+                DATA_IN + "; lora starts from svd's dense checkpoints (trained first when missing)",
+                "OUT/<profile>/<study>/seed<s>/: checkpoints (safetensors + JSON); <study>/summary.json; "
+                "jobs/<id>.json (what is done, for resuming); logs/<study>/seed<s>/<variant>.log",
                 "all studies are most of `run`: " + RUN_TIMES, offline=True)
     p.add_argument("study", choices=[*STUDIES, "all"], help="%(choices)s")
     add_sweep_options(p)
