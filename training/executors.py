@@ -109,8 +109,8 @@ class LocalPool(InProcess):
 
 class RayTasks:
     """`--executor ray`: each job a Ray task on the cluster at `address` (else $RAY_ADDRESS, else a local one),
-    with 1 CPU and, on CUDA, `gpu_share` of a GPU so several jobs share one. The code travels with the task
-    (runtime_env working_dir); the data root must exist at the same path on every node."""
+    with 1 CPU and, on CUDA, `gpu_share` of a GPU so several jobs share one. From a source checkout the code travels
+    with the task (runtime_env working_dir); the data root must exist at the same path on every node."""
 
     def __init__(self, profile, root, device, address=None, gpu_share=0.5, num_cpus=None):
         try:
@@ -119,8 +119,11 @@ class RayTasks:
             raise UserError(f"--executor ray needs Ray: {RAY_INSTALL}") from None
         # Ray queues and places the tasks itself: every ready job is handed over at once
         self.ray, self.args, self.slots = ray, (profile, root, device), float("inf")
+        # From a source checkout the code travels with the tasks; an installed package must be installed on every
+        # node (uploading site-packages as a working_dir would be absurd).
         repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = {"working_dir": repo, "excludes": [".git", "results", "report/build", "*.safetensors"]}
+        env = {"working_dir": repo, "excludes": [".git", "results", "report/build", "*.safetensors"]} \
+            if os.path.exists(os.path.join(repo, "pyproject.toml")) else {}
         local = {"num_cpus": num_cpus} if address is None else {}  # a cluster has its own resources
         ray.init(address=address, runtime_env=env, ignore_reinit_error=True, log_to_driver=False, **local)
         gpus = gpu_share if torch.device(device).type == "cuda" else 0
