@@ -19,12 +19,12 @@ from training import checkpoint
 from training.config import Profile, load_profile, resolve_device
 from training.data import resolve_root
 from training.measure import forward_flops, param_counts, peak_memory, weights_bytes
+from training import executors, jobs
 from training.studies import STUDIES
 from training.train import evaluate, make_optimizer
 
 ARCH = {"svd": "MLP", "lora": "MLP", "attention": "Transformer"}
 REFERENCE = {"svd": "dense", "lora": "full", "attention": "dense"}  # what flop_ratio divides by
-NEEDS = {"lora": ("svd",)}  # studies whose results a study starts from
 
 
 def variants(study, profile):
@@ -102,18 +102,20 @@ def profile_of(config):
 
 
 def ensure_trained(env, study, capture):
-    """The study's summary, training it (and what it starts from) first when a variant the profile asks for is
-    missing."""
+    """The study's summary, running its sweep (jobs already done are kept) first when a variant or seed the profile
+    asks for is missing."""
     path = env.out / study / "summary.json"
-    wanted = set(variants(study, env.profile))
-    if path.exists() and wanted <= {(r["method"], r["rank"]) for r in read_json(path)["rows"]}:
+    wanted = {(m, r, s) for m, r in variants(study, env.profile) for s in env.profile.seeds}
+    if path.exists() and wanted <= {(r["method"], r["rank"], r.get("seed"))
+                                    for r in read_json(path).get("seed_rows", [])}:
         return read_json(path)
-    for needed in NEEDS.get(study, ()):
-        ensure_trained(env, needed, capture)
     with capture.global_and_fixture_disabled():  # show the training's progress through pytest's capture
         print(f"\n[lowrank-bench] no trained {study} results for profile {env.profile.name} in {env.out}: "
               "training them once now (cached for later runs)")
-        STUDIES[study].run(env.profile, root=env.root, out=env.out, device=env.device)
+        failed = jobs.sweep(env.profile, [study], out=env.out, root=env.root, device=env.device,
+                            executor=executors.InProcess(env.profile, env.root, env.device))
+    if failed:
+        pytest.exit(f"error: training failed for {', '.join(failed)}; logs in {env.out / 'logs'}", returncode=2)
     return read_json(path)
 
 
@@ -129,8 +131,10 @@ class Suite:
         self._models = {}
 
     def rows(self, method, rank):
-        """The summary rows of a variant: one, or one per init for factored attention."""
-        rows = [r for r in self.summary["rows"] if (r["method"], r["rank"]) == (method, rank)]
+        """The timed seed's (the profile's first) summary rows of a variant: one, or one per init for factored
+        attention."""
+        seed = self.env.profile.seeds[0]
+        rows = [r for r in self.summary["seed_rows"] if (r["method"], r["rank"], r["seed"]) == (method, rank, seed)]
         assert rows, f"{self.study}: no summary row for {method} rank {rank}"
         return rows
 

@@ -18,6 +18,7 @@ from report.results import default_bench
 from training.config import load_profile, resolve_device
 from training.data import cache_dir, check, needed, resolve_root
 from training.download import download, ensure
+from training import executors, jobs
 from training.studies import STUDIES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,18 +67,35 @@ def cmd_data(args):
 
 
 def train_studies(studies, args):
+    """Run the sweep of `studies` (their jobs and the jobs they start from) on the executor the options name."""
     profile, out = profile_out(args)
     device = resolve_device(args.device)
     for folder in (Path(args.out), out):  # before any training: a bad --out must not cost minutes of it
         require_writable_dir(folder, "--out")
     require_cache()
     root = fetch_data(args, profile, studies)
-    for study in studies:
-        t0 = time.perf_counter()
-        print(f"== train {study} (profile {profile.name}, device {device}) ==")
-        STUDIES[study].run(profile, root=root, out=out, device=device)
-        print(f"== {study} done in {time.perf_counter() - t0:.1f}s, results in {out / study} ==")
+    t0 = time.perf_counter()
+    executor = executors.make(args.executor, args.jobs, profile, root, device, args.ray_address)
+    try:
+        failed = jobs.sweep(profile, studies, out=out, root=root, device=device, executor=executor, force=args.force)
+    finally:
+        executor.close()
+    if failed:
+        raise UserError(f"{len(failed)} job(s) failed: {', '.join(failed)}; their logs are in {out / 'logs'}, "
+                        "rerun the command to retry only them")
+    print(f"== {', '.join(studies)} done in {time.perf_counter() - t0:.1f}s, results in {out} ==")
     return 0
+
+
+def add_sweep_options(p):
+    p.add_argument("--jobs", metavar="N|auto", default="1",
+                   help="run jobs in N local worker processes (one thread per job on a CPU, so results do not "
+                        "depend on N); auto: 2 on a CPU with 2+ cores, 2 per GPU on CUDA (default %(default)s)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local worker processes (default) or Ray tasks (pip install 'lowrank-bench[ray]')")
+    p.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="the Ray cluster to use (default $RAY_ADDRESS, else a local one); with --executor ray")
+    p.add_argument("--force", action="store_true", help="retrain every job, even those already done")
 
 
 def cmd_train(args):
@@ -206,10 +224,12 @@ def build_parser():
     p.add_argument("--download", action="store_true", help="fetch missing data sets from their public homes")
 
     p = command("train", cmd_train, "train one study (or all) and write checkpoints and summary.json",
-                DATA_IN + "; lora also reads svd's dense checkpoint",
-                "OUT/<profile>/<study>/: checkpoints (safetensors + JSON) and summary.json",
+                DATA_IN + "; lora starts from svd's dense checkpoints (trained first when missing)",
+                "OUT/<profile>/<study>/seed<s>/: checkpoints (safetensors + JSON); <study>/summary.json; "
+                "jobs/<id>.json (what is done, for resuming); logs/<study>/seed<s>/<variant>.log",
                 "all studies are most of `run`: " + RUN_TIMES, offline=True)
     p.add_argument("study", choices=[*STUDIES, "all"], help="%(choices)s")
+    add_sweep_options(p)
 
     p = command("bench", cmd_bench, "run the pytest-benchmark suites; JSON to OUT/<profile>/bench.json",
                 DATA_IN + "; the checkpoints in OUT/<profile>/ (missing ones are trained first)",
@@ -253,6 +273,7 @@ def build_parser():
     add_bench_axes(p.add_argument)
     p.add_argument("--no-report", action="store_true",
                    help="skip the PDF (and the check for latexmk); everything else runs")
+    add_sweep_options(p)
     latex.add_arguments(p)
     return parser
 

@@ -16,6 +16,7 @@ from training import checkpoint, config, data, download
 from training.studies import svd
 
 TINY = """
+seeds = [0, 1]
 [data]
 val_fraction = 0.2
 [svd]
@@ -116,10 +117,14 @@ def test_check_reports_mismatch_on_fixture_counts(root, tmp_path, capsys, monkey
     assert rc == 1 and "MISMATCH" in stdout and "hoda" in stdout
 
 
-def test_lora_without_pretrained_model_says_what_to_run(root, tiny_profile, tmp_path, capsys):
-    rc, _, err = run(capsys, "train", "lora", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
-                     "--out", tmp_path / "empty")
-    assert rc == 2 and "lowrank-bench train svd" in err and err.count("\n") == 1
+def test_lora_alone_trains_the_dense_baselines_it_starts_from(root, tiny_profile, tmp_path, capsys):
+    out = tmp_path / "empty"
+    rc, stdout, err = run(capsys, "train", "lora", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
+                          "--out", out)
+    assert rc == 0, err
+    assert "14 jobs (0 already done)" in stdout  # 6 LoRA rows and svd's dense, per seed
+    assert sorted(p.name for p in (out / "tiny" / "svd").rglob("*.safetensors")) == ["dense.safetensors"] * 2
+    assert (out / "tiny" / "lora" / "summary.json").exists() and not (out / "tiny" / "svd" / "summary.json").exists()
 
 
 def test_retraining_keeps_the_baselines_augmentation(root, tiny_profile, tmp_path, capsys, monkeypatch):
@@ -132,7 +137,7 @@ def test_retraining_keeps_the_baselines_augmentation(root, tiny_profile, tmp_pat
     rc, _, err = run(capsys, "train", "svd", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
                      "--out", tmp_path / "out")
     assert rc == 0, err
-    assert [c.augment for c in seen] == [True, True]  # the baseline, then k = 2 retrained as the baseline was
+    assert [c.augment for c in seen] == [True, True] * 2  # per seed: the baseline, then k = 2 retrained as it was
 
 
 def test_rank_out_of_range_is_refused(root, tiny_profile, tmp_path, capsys):

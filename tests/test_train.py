@@ -106,6 +106,7 @@ def test_training_dtype_is_recorded_in_the_row_and_the_sidecar(tmp_path):
     sidecar, so a bf16-trained checkpoint never passes for an fp32 one."""
     from training.checkpoint import paths
     from training.config import Profile
+    from training.jobs import Job
     from training.studies.common import row, save_run
     from training.train import autocast_dtype
     assert autocast_dtype(CFG, "cuda") == "bf16"
@@ -114,9 +115,11 @@ def test_training_dtype_is_recorded_in_the_row_and_the_sidecar(tmp_path):
     m = train(model, splits(), dataclasses.replace(CFG, epochs=1), device="cpu", seed=0)
     assert m["train_dtype"] == "fp32"
     sample = splits().x_test[:1]
-    assert row("svd", "dense", None, model, m, sample, "svd/dense")["train_dtype"] == "fp32"
-    assert row("lora", "pretrained", None, model, {"val_acc": 0.5, "test_acc": 0.5}, sample, "svd/dense")[
+    dense = Job("svd", "dense", None, None, 0, (), "id0")
+    assert row(dense, model, m, sample, "svd/dense")["train_dtype"] == "fp32"
+    pretrained = Job("lora", "pretrained", None, None, 0, (), "id1")
+    assert row(pretrained, model, {"val_acc": 0.5, "test_acc": 0.5}, sample, "svd/dense")[
         "train_dtype"] is None  # not trained in this study
     bf16 = {**m, "train_dtype": "bf16"}  # as a CUDA run returns it
-    rel = save_run(tmp_path, "svd", "dense", None, model, bf16, Profile(), "hoda", ["a", "b", "c"])
+    rel = save_run(tmp_path, dense, model, bf16, Profile(), "hoda", ["a", "b", "c"])
     assert read_json(paths(tmp_path / rel)[1])["train_dtype"] == "bf16"

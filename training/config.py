@@ -56,6 +56,9 @@ class DataConfig:
     fashion_test: int | None = None
     imdb_train: int | None = None
     imdb_test: int | None = None
+    # The subsets and the validation hold-out are drawn with this seed, never the training seed: every seed then
+    # sees the same split, so two variants' results pair up by seed.
+    split_seed: int = 0
 
     def __post_init__(self):
         if not 0 < self.val_fraction < 1:
@@ -146,11 +149,17 @@ class AttentionStudyConfig(StudyConfig):
 @dataclass
 class Profile:
     name: str = "default"
-    seed: int = 0
+    # Every training variant runs once per seed (initialisation, data order, dropout, augmentation); decisions use
+    # the validation mean over them. The benchmarks time the first seed's checkpoints.
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"least": 0})
     data: DataConfig = field(default_factory=DataConfig)
     svd: SVDStudyConfig = field(default_factory=SVDStudyConfig)
     lora: LoRAStudyConfig = field(default_factory=LoRAStudyConfig)
     attention: AttentionStudyConfig = field(default_factory=AttentionStudyConfig)
+
+    def __post_init__(self):
+        if len(set(self.seeds)) < len(self.seeds):
+            raise ValueError(f"seeds lists a value twice: {self.seeds}")
 
 
 def _type_name(annotation):
@@ -168,17 +177,18 @@ def _type_name(annotation):
     return " or ".join("left out" if a is type(None) else _type_name(a) for a in typing.get_args(annotation))
 
 
-def _fits(value, annotation):
+def _fits(value, annotation, least=1):
     """Whether a TOML value fits a field annotation: int, float (an int will do), bool, str, list[X] (non-empty,
-    items positive where X is int: ranks, sizes, widths), X | None. Numbers must be finite and not negative."""
+    items >= `least` where X is int: positive for ranks, sizes, widths; 0 allowed for seeds), X | None. Numbers
+    must be finite and not negative."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return any(_fits(value, a) for a in typing.get_args(annotation))
+        return any(_fits(value, a, least) for a in typing.get_args(annotation))
     if annotation is type(None):
         return value is None
     if typing.get_origin(annotation) is list:
         item = typing.get_args(annotation)[0]
         return isinstance(value, list) and bool(value) and all(
-            _fits(v, item) and (item is not int or v >= 1) for v in value)
+            _fits(v, item) and (item is not int or v >= least) for v in value)
     if annotation in (int, float):
         allowed = (int,) if annotation is int else (int, float)
         return isinstance(value, allowed) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
@@ -205,7 +215,7 @@ def _merge(cls, defaults, overrides, where, prefix=""):
                 if not isinstance(new, dict):
                     raise ValueError(f"{where}: {prefix}{name} must be a table, got {new!r}")
                 new = _merge(type(value), value, new, where, f"{prefix}{name}.")
-            elif not _fits(new, f.type):
+            elif not _fits(new, f.type, f.metadata.get("least", 1)):
                 raise ValueError(f"{where}: {prefix}{name} must be {_type_name(f.type)}"
                                  f"{' (>= 0)' if f.type in (int, float) else ''}, got {new!r}")
             value = new
@@ -236,7 +246,7 @@ def profile_path(name, device="auto"):
 
 
 def parse_overrides(assignments):
-    """["svd.ranks=[4,8]", "seed=1"] -> {"svd": {"ranks": [4, 8]}, "seed": 1}; values are TOML values."""
+    """["svd.ranks=[4,8]", "seeds=[1]"] -> {"svd": {"ranks": [4, 8]}, "seeds": [1]}; values are TOML values."""
     tree = {}
     for text in assignments:
         key, sep, value = text.partition("=")

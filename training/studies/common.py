@@ -19,9 +19,10 @@ def device_name(device):
     return cpuinfo.get_cpu_info().get("brand_raw") or platform.machine()  # py-cpuinfo: pytest-benchmark's own
 
 
-def row(study, method, rank, model, metrics, sample, checkpoint_name, init=None, **extra):
-    """One summary row: the variant's key fields, then accuracies, sizes, FLOPs per sample, seconds and memory."""
-    return {"study": study, "method": method, "rank": rank, "init": init,
+def row(job, model, metrics, sample, checkpoint_name, **extra):
+    """One per-seed summary row: the variant's key fields and seed, then accuracies, sizes, FLOPs per sample,
+    seconds and memory."""
+    return {"study": job.study, "method": job.method, "rank": job.rank, "init": job.init, "seed": job.seed,
             "val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"],
             **param_counts(model), "flops": forward_flops(model.eval(), sample),
             "epoch_seconds": metrics.get("epoch_seconds"), "train_seconds": metrics.get("train_seconds"),
@@ -36,15 +37,21 @@ def choose_smallest(rows, reference_val_acc, tolerance_points):
     return min(ok, key=lambda r: r["rank"]) if ok else None
 
 
-def save_run(out, study, method, rank, model, metrics, profile, dataset, classes, init=None, **save_args):
-    """Checkpoint `model` with its key fields and training history; returns the checkpoint name relative to `out`.
+def checkpoint_name(key, seed):
+    """Where the checkpoint of variant `key` (study, method, rank, init) and `seed` lives, relative to the results
+    folder: `<study>/seed<s>/<variant id>`."""
+    study, method, rank, init = key
+    return f"{study}/seed{seed}/{variant_id(method, rank, init)}"
 
-    `save_args` go to `checkpoint.save` (structure, base)."""
-    rel = f"{study}/{variant_id(method, rank, init)}"
+
+def save_run(out, job, model, metrics, profile, dataset, classes, **save_args):
+    """Checkpoint `model` with its job's key fields, seed, id and training history; returns the checkpoint name
+    relative to `out`. `save_args` go to `checkpoint.save` (structure, base)."""
+    rel = checkpoint_name(job.key, job.seed)
     meta = {k: v for k, v in metrics.items() if k not in ("history", "confusion")}
-    checkpoint.save(Path(out) / rel, model, **save_args, study=study, method=method, rank=rank, init=init,
-                    dataset=dataset, profile=profile.name, seed=profile.seed, train_dtype=metrics.get("train_dtype"),
-                    metrics=meta,
+    checkpoint.save(Path(out) / rel, model, **save_args, study=job.study, method=job.method, rank=job.rank,
+                    init=job.init, dataset=dataset, profile=profile.name, seed=job.seed, job_id=job.id,
+                    train_dtype=metrics.get("train_dtype"), metrics=meta,
                     history=metrics.get("history", []), confusion=metrics.get("confusion"), classes=classes)
     return rel
 
@@ -68,10 +75,12 @@ def chosen_key(chosen_row):
     return {f: chosen_row[f] for f in ("method", "rank", "init")} if chosen_row else None
 
 
-def write_summary(out, study, profile, device, rows, chosen, tolerance_points, **extra):
+def write_summary(out, study, profile, device, rows, seed_rows, chosen, tolerance_points, **extra):
+    """`summary.json`: `rows` one per variant (means over seeds, intervals: training/stats.py), `seed_rows` one per
+    (variant, seed), and the chosen variant's key fields."""
     summary = {"study": study, "profile": profile.name, "device": torch.device(device).type,
-               "device_name": device_name(device), "chosen": chosen_key(chosen),
-               "tolerance_points": tolerance_points, "rows": rows, **extra}
+               "device_name": device_name(device), "seeds": list(profile.seeds), "chosen": chosen_key(chosen),
+               "tolerance_points": tolerance_points, "rows": rows, "seed_rows": seed_rows, **extra}
     write_json(Path(out) / study / "summary.json", summary)
     return summary
 

@@ -1,0 +1,156 @@
+"""Where sweep jobs run: in this process, in N local worker processes, or as Ray tasks on a cluster.
+
+Every executor runs the same function (`training.jobs.execute`) and hands its result back to the driver, which
+alone writes files. The interface is three calls: `submit(job, inputs)` returns a handle, `wait(handles)` returns
+the finished ones (at least one), `result(handle)` its dict.
+"""
+import concurrent.futures
+import multiprocessing
+import os
+
+import torch
+
+from lowrank_bench.io import UserError
+from training.jobs import execute
+
+RAY_INSTALL = "pip install 'lowrank-bench[ray]'"
+
+
+def cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def auto_jobs(device):
+    """`--jobs auto`: on a CPU two workers when there are two cores or more, else one; on CUDA two per visible GPU.
+
+    Measured (README, "Parallel sweeps"): on 2 CPU cores the smoke sweep's small jobs leave a core idle between
+    their single-threaded stretches (data loading, evaluation, checkpointing), so two one-thread workers beat one
+    two-thread worker; more workers than cores only oversubscribe. On a GPU one worker leaves it idle between kernel
+    launches of a small model; two overlap them."""
+    if torch.device(device).type == "cuda":
+        return 2 * max(1, torch.cuda.device_count())
+    return 2 if cores() >= 2 else 1
+
+
+def threads_per_worker(n, device):
+    """Torch threads per job. On the CPU always one: a job's arithmetic then does not depend on how many jobs run
+    beside it (the smoke profile's checkpoints differed bit for bit between 2 threads and 1, through the GEMM and SVD
+    kernels' blocking), and one thread per job never oversubscribes N <= cores workers; parallelism comes from
+    --jobs. On CUDA the GPU does the work: the cores are shared out, cores // n each."""
+    return max(1, cores() // n) if torch.device(device).type == "cuda" else 1
+
+
+class InProcess:
+    """`--jobs 1`: jobs run one at a time in this process, with every core."""
+
+    slots = 1  # jobs handed over at a time: more would only queue, and the progress line counts them as running
+
+    def __init__(self, profile, root, device):
+        self.args = profile, root, device
+
+    def describe(self):
+        return "1 job at a time in this process"
+
+    def submit(self, job, inputs):
+        return lambda: execute(job, *self.args, inputs, threads=threads_per_worker(1, self.args[2]))
+
+    def wait(self, handles):
+        return handles[:1]  # run when its result is asked for: one at a time, the progress line after each
+
+    def result(self, handle):
+        return handle()
+
+    def close(self):
+        pass
+
+
+def _pin(threads, counter, gpus):
+    """A worker's start: its thread count and, on CUDA, its GPU (workers take the visible GPUs in turn, and a job's
+    `cuda` device is then that worker's current GPU)."""
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+    if gpus:
+        with counter.get_lock():
+            index, counter.value = counter.value, counter.value + 1
+        torch.cuda.set_device(index % gpus)
+
+
+class LocalPool(InProcess):
+    """`--jobs N`: N spawned worker processes on this machine (threads: `threads_per_worker`); on CUDA worker i
+    uses GPU i mod the number of visible GPUs, so every GPU is used and several workers share each."""
+
+    def __init__(self, profile, root, device, n):
+        super().__init__(profile, root, device)
+        self.n, self.slots, self.threads = n, n, threads_per_worker(n, device)
+        # spawn, not fork: a forked child inherits the parent's torch thread pools and CUDA state, which deadlock
+        context = multiprocessing.get_context("spawn")
+        gpus = torch.cuda.device_count() if torch.device(device).type == "cuda" else 0
+        self.pool = concurrent.futures.ProcessPoolExecutor(n, mp_context=context, initializer=_pin,
+                                                           initargs=(self.threads, context.Value("i", 0), gpus))
+
+    def describe(self):
+        return f"{self.n} worker processes with {self.threads} thread(s) each"
+
+    def submit(self, job, inputs):
+        return self.pool.submit(execute, job, *self.args, inputs, self.threads)
+
+    def wait(self, handles):
+        return concurrent.futures.wait(handles, return_when=concurrent.futures.FIRST_COMPLETED).done
+
+    def result(self, handle):
+        try:
+            return handle.result()
+        except concurrent.futures.process.BrokenProcessPool as e:  # a worker died (killed, out of memory)
+            raise UserError(f"a sweep worker process died ({e}); rerun the command: finished jobs are kept") from None
+
+    def close(self):
+        self.pool.shutdown(cancel_futures=True)
+
+
+class RayTasks:
+    """`--executor ray`: each job a Ray task on the cluster at `address` (else $RAY_ADDRESS, else a local one),
+    with 1 CPU and, on CUDA, `gpu_share` of a GPU so several jobs share one. From a source checkout the code travels
+    with the task (runtime_env working_dir); the data root must exist at the same path on every node."""
+
+    def __init__(self, profile, root, device, address=None, gpu_share=0.5, num_cpus=None):
+        try:
+            import ray  # here: an optional extra that takes seconds to import
+        except ImportError:
+            raise UserError(f"--executor ray needs Ray: {RAY_INSTALL}") from None
+        # Ray queues and places the tasks itself: every ready job is handed over at once
+        self.ray, self.args, self.slots = ray, (profile, root, device), float("inf")
+        # From a source checkout the code travels with the tasks; an installed package must be installed on every
+        # node (uploading site-packages as a working_dir would be absurd).
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = {"working_dir": repo, "excludes": [".git", "results", "report/build", "*.safetensors"]} \
+            if os.path.exists(os.path.join(repo, "pyproject.toml")) else {}
+        local = {"num_cpus": num_cpus} if address is None else {}  # a cluster has its own resources
+        ray.init(address=address, runtime_env=env, ignore_reinit_error=True, log_to_driver=False, **local)
+        gpus = gpu_share if torch.device(device).type == "cuda" else 0
+        self.task = ray.remote(num_cpus=1, num_gpus=gpus)(execute)
+
+    def describe(self):
+        return f"Ray tasks on {self.ray.get_runtime_context().gcs_address}"
+
+    def submit(self, job, inputs):
+        return self.task.remote(job, *self.args, inputs, threads_per_worker(1, "cpu"))  # its 1 CPU
+
+    def wait(self, handles):
+        return self.ray.wait(handles, num_returns=1)[0]
+
+    def result(self, handle):
+        return self.ray.get(handle)
+
+    def close(self):
+        self.ray.shutdown()
+
+
+def make(kind, jobs, profile, root, device, ray_address=None, num_cpus=None):
+    """The executor for `--executor kind --jobs jobs` (an int, or "auto")."""
+    if kind == "ray":
+        return RayTasks(profile, root, device, address=ray_address or os.environ.get("RAY_ADDRESS"),
+                        num_cpus=num_cpus)
+    n = auto_jobs(device) if jobs == "auto" else int(jobs) if str(jobs).isdigit() else 0
+    if n < 1:
+        raise UserError(f"--jobs must be a whole number >= 1 or auto, got {jobs!r}")
+    return InProcess(profile, root, device) if n == 1 else LocalPool(profile, root, device, n)

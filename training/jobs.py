@@ -1,0 +1,217 @@
+"""The sweep: every training run is a job (study, method, rank, init, seed) with a stable id and explicit parents.
+
+A job's id is a hash of the settings that decide its result (each study's `jobs(profile)` names them), its key, its
+seed and its parents' ids, so changing one setting changes exactly the ids of the jobs it affects and of their
+children, and nothing else. `sweep` runs the graph in dependency order on an executor (training/executors.py) and
+is the only writer of the results folder:
+
+    OUT/<profile>/<study>/seed<s>/<variant>.{safetensors,json}  a job's checkpoint (its sidecar records the job id)
+    OUT/<profile>/jobs/<id>.json                                 a job's result: its row, extras, files' SHA-256
+    OUT/<profile>/logs/<study>/seed<s>/<variant>.log             a job's captured output
+    OUT/<profile>/<study>/summary.json                           per-seed rows and their statistics
+
+A job runs in a private temporary folder holding its parents' checkpoint bytes and returns its own as bytes, so a
+worker on another machine needs no shared file system. The driver writes the files atomically, the result last:
+a job whose result exists and whose files match it is done, and an interrupted sweep resumes with the rest.
+"""
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from lowrank_bench.io import UserError, atomic_write, read_json, write_json
+from training.studies import STUDIES
+from training.studies.common import checkpoint_name
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    study: str
+    method: str
+    rank: int | None
+    init: str | None
+    seed: int
+    parents: tuple  # ids of the jobs whose checkpoints this one starts from
+    id: str
+
+    @property
+    def key(self):
+        return self.study, self.method, self.rank, self.init
+
+    @property
+    def name(self):
+        """For people: `svd/seed0/k32`, also the stem of the job's checkpoint and log."""
+        return checkpoint_name(self.key, self.seed)
+
+
+def job_id(key, seed, settings, parent_ids, device_type):
+    """A stable id from what decides the result (never from file names): 16 hex digits of a SHA-256."""
+    text = json.dumps({"key": list(key), "seed": seed, "settings": settings, "parents": sorted(parent_ids),
+                       "device": device_type}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plan(profile, studies, device):
+    """Every job of `studies` and the jobs they start from (other studies' too), parents before children."""
+    device_type = torch.device(device).type
+    graph, by_key = {}, {}
+    for study in STUDIES:  # dependency order: lora starts from svd's dense
+        for seed in profile.seeds:
+            for key, settings, parent_keys in STUDIES[study].jobs(profile):
+                parents = tuple(by_key[(k, seed)].id for k in parent_keys)
+                job = Job(*key, seed, parents, job_id(key, seed, settings, parents, device_type))
+                graph[job.id] = by_key[(key, seed)] = job
+    wanted, stack = set(), [j.id for j in graph.values() if j.study in studies]
+    while stack:  # the asked studies' jobs and, transitively, their parents
+        i = stack.pop()
+        if i not in wanted:
+            wanted.add(i)
+            stack.extend(graph[i].parents)
+    return [j for j in graph.values() if j.id in wanted]
+
+
+def execute(job, profile, root, device, inputs, threads=None):
+    """Run one job: `inputs` are its parents' files ({name relative to OUT/<profile>: bytes}). Returns a dict with
+    its row and extras, its new files as bytes, its captured log and, if it raised, the error instead of a row.
+
+    The same function runs in the driver, in a local worker process and as a Ray task."""
+    threads_before = torch.get_num_threads()  # in the driver (--jobs 1) the thread count is set back afterwards
+    if threads:
+        torch.set_num_threads(threads)
+    log, t0 = io.StringIO(), time.perf_counter()
+    result = {"id": job.id, "name": job.name, "error": None}
+    with tempfile.TemporaryDirectory(prefix="lowrank-job-") as tmp, \
+            contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        work = Path(tmp)
+        for name, data in inputs.items():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            (work / name).write_bytes(data)
+        try:
+            row, extra = STUDIES[job.study].run_job(job, profile, root=root, work=work, device=device)
+            files = {p.relative_to(work).as_posix(): p.read_bytes() for p in sorted(work.rglob("*"))
+                     if p.is_file() and p.relative_to(work).as_posix() not in inputs}
+            result |= {"row": row, "extra": extra, "files": files}
+        except Exception as e:  # reported by the driver with the log; the other jobs go on
+            traceback.print_exc()
+            result["error"] = f"{type(e).__name__}: {e}"
+    torch.set_num_threads(threads_before)
+    result |= {"log": log.getvalue(), "seconds": time.perf_counter() - t0}
+    return result
+
+
+def result_path(out, job):
+    return Path(out) / "jobs" / f"{job.id}.json"
+
+
+def log_path(out, job):
+    return Path(out) / "logs" / f"{job.name}.log"
+
+
+def stored(out, job):
+    """The job's stored result when it is complete: the result names this id and every file it lists is there
+    with the SHA-256 it recorded. None means the job must run."""
+    path = result_path(out, job)
+    if not path.exists():
+        return None
+    try:
+        result = read_json(path)
+    except UserError:
+        return None
+    if result.get("id") != job.id:
+        return None
+    for name, digest in result.get("files", {}).items():
+        f = Path(out) / name
+        if not f.exists() or hashlib.sha256(f.read_bytes()).hexdigest() != digest:
+            return None
+    return result
+
+
+def store(out, job, result):
+    """Write a finished job's files, log and (last, so a kill in between reruns the job) its result."""
+    atomic_write(log_path(out, job), result["log"])
+    digests = {}
+    for name, data in result["files"].items():
+        atomic_write(Path(out) / name, data)
+        digests[name] = hashlib.sha256(data).hexdigest()
+    kept = {"id": job.id, "job": {**dataclasses.asdict(job), "parents": list(job.parents)}, "row": result["row"],
+            "extra": result["extra"], "files": digests, "seconds": result["seconds"]}
+    write_json(result_path(out, job), kept)
+    return kept
+
+
+def inputs_of(out, job, results):
+    """The files a job starts from: every file of each parent's result, as bytes."""
+    return {name: (Path(out) / name).read_bytes() for p in job.parents for name in results[p]["files"]}
+
+
+class Progress:
+    """One live line: jobs done / running / total, failures, elapsed, ETA from the mean time per finished job."""
+
+    def __init__(self, total, skipped, stream=None):
+        self.total, self.skipped, self.t0 = total, skipped, time.perf_counter()
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+
+    def show(self, done, running, failed):
+        elapsed = time.perf_counter() - self.t0
+        ran, left = done - self.skipped, self.total - done - failed
+        eta = f"{elapsed / ran * left:.0f}s" if ran else "?"  # jobs finished per second so far, workers included
+        line = (f"[sweep] {done}/{self.total} done, {running} running, {failed} failed, "
+                f"elapsed {elapsed:.0f}s, ETA {eta}")
+        self.stream.write(f"\r{line}\033[K" if self.live else line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.live:
+            self.stream.write("\n")
+
+
+def sweep(profile, studies, *, out, root, device, executor, force=False):
+    """Run the jobs of `studies` (and their parents) not already done, then write each asked study's summary.
+
+    Returns the names of the failed jobs (and of the jobs that could not start because a parent failed)."""
+    out = Path(out)
+    jobs = plan(profile, studies, device)
+    graph = {j.id: j for j in jobs}
+    results = {} if force else {j.id: r for j in jobs if (r := stored(out, j)) is not None}
+    print(f"== sweep: {len(jobs)} jobs ({len(results)} already done), {executor.describe()}, results in {out} ==")
+    progress = Progress(len(jobs), len(results))
+    failed, running = {}, {}
+    while True:
+        for job in jobs:  # start every job whose parents are done
+            if job.id in results or job.id in running.values() or job.id in failed:
+                continue
+            if any(p in failed for p in job.parents):
+                failed[job.id] = "not run: a parent failed"
+            elif all(p in results for p in job.parents) and len(running) < executor.slots:
+                running[executor.submit(job, inputs_of(out, job, results))] = job.id
+        progress.show(len(results), len(running), len(failed))
+        if not running:
+            break
+        for handle in executor.wait(list(running)):
+            job = graph[running.pop(handle)]
+            result = executor.result(handle)
+            if result["error"]:
+                atomic_write(log_path(out, job), result["log"])
+                failed[job.id] = result["error"]
+                progress.stream.write(f"\nFAILED {job.name}: {result['error']} (log: {log_path(out, job)})\n")
+            else:
+                results[job.id] = store(out, job, result)
+    progress.close()
+    for study in studies:
+        mine = [j for j in jobs if j.study == study]
+        if any(j.id in failed for j in mine):
+            continue
+        extras = {}
+        for j in mine:
+            extras.setdefault(j.key, []).append(results[j.id]["extra"])
+        STUDIES[study].summarize(profile, out, device, [results[j.id]["row"] for j in mine], extras)
+    return [graph[i].name for i in failed]
