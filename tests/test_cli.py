@@ -143,9 +143,10 @@ def test_retraining_keeps_the_baselines_augmentation(root, tiny_profile, tmp_pat
 def test_rank_out_of_range_is_refused(root, tiny_profile, tmp_path, capsys):
     path = config.PROFILES_DIR / "tiny.toml"
     path.write_text(path.read_text().replace("ranks = [2, 4]", "ranks = [2, 99]"))
-    rc, _, err = run(capsys, "train", "svd", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
-                     "--out", tmp_path / "out")
-    assert rc == 2 and "hidden.0" in err and "99" in err and "[1, min(m, n) = 24]" in err
+    rc, stdout, err = run(capsys, "train", "svd", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
+                          "--out", tmp_path / "out")
+    assert rc == 2 and "hidden.0" in err and "99" in err and "[1, min(m, n) = 24]" in err and err.count("\n") == 1
+    assert "epoch" not in stdout and not list((tmp_path / "out").rglob("*.safetensors"))  # refused before training
 
 
 def test_every_command_has_help(capsys):

@@ -62,6 +62,8 @@ def job_id(key, seed, settings, parent_ids, device_type):
 def plan(profile, studies, device):
     """Every job of `studies` and the jobs they start from (other studies' too), parents before children."""
     device_type = torch.device(device).type
+    for study in studies:  # a rank that cannot fit fails here, before anything trains
+        STUDIES[study].check(profile)
     graph, by_key = {}, {}
     for study in STUDIES:  # dependency order: lora starts from svd's dense
         for seed in profile.seeds:

@@ -49,6 +49,12 @@ def jobs(profile):
             yield ("attention", "svd", k, init), {**dense, "targets": cfg.targets}, [DENSE] if init == "trained" else []
 
 
+def check(profile):
+    """Raise the ValueError a rank that does not fit its layer would, before any job of the sweep runs (the layers'
+    shapes do not depend on the vocabulary)."""
+    check_ranks(Transformer(profile.attention.model), profile.attention.ranks, profile.attention.targets)
+
+
 def run_job(job, profile, *, root, work, device):
     """Train one job's model into `work` (where its parents' checkpoints are); returns (summary row, extra)."""
     cfg = profile.attention
@@ -57,7 +63,6 @@ def run_job(job, profile, *, root, work, device):
     latency_x = splits.x_test[:max(cfg.bench.batch_sizes)].to(device)
     torch.manual_seed(job.seed)
     model = Transformer(model_config(profile, splits))  # the seed's random initialisation every run starts from
-    check_ranks(model, cfg.ranks, cfg.targets)  # a bad k fails now, not after the baseline has trained
     structure = {}
     if job.method == "svd":
         if job.init == "trained":

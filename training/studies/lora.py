@@ -46,6 +46,11 @@ def jobs(profile):
             [DENSE]
 
 
+def check(profile):
+    """Raise the ValueError a rank that does not fit its layer would, before any job of the sweep runs."""
+    check_ranks(MLP(profile.svd.model), profile.lora.ranks, profile.lora.targets)
+
+
 def load_pretrained(stem, device):
     if not stem.with_suffix(".json").exists():
         raise UserError(f"LoRA needs the pretrained Hoda MLP at {stem}.json; run `lowrank-bench train svd` "
@@ -68,7 +73,6 @@ def run_job(job, profile, *, root, work, device):
     cfg = profile.lora
     base_rel = checkpoint_name(DENSE, job.seed)
     base = load_pretrained(work / base_rel, device)
-    check_ranks(base, cfg.ranks, cfg.targets)  # a bad r fails now, not after the comparison rows have trained
     splits = load_data(profile, root)
     n_classes = len(splits.classes)
     sample = splits.x_test[:1].to(device)

@@ -47,11 +47,15 @@ def jobs(profile):
         yield ("svd", "svd", k, None), {"retrain": dataclasses.asdict(cfg.retrain), "targets": cfg.targets}, [DENSE]
 
 
+def check(profile):
+    """Raise the ValueError a rank that does not fit its layer would, before any job of the sweep runs."""
+    check_ranks(MLP(profile.svd.model), profile.svd.ranks, profile.svd.targets)
+
+
 def train_baseline(profile, splits, device, seed):
     """The dense MLP; trained with and without augmentation when the profile asks, kept by validation."""
     cfg = profile.svd
     config = dataclasses.replace(cfg.model, mean=splits.mean, std=splits.std)
-    check_ranks(MLP(config), cfg.ranks, cfg.targets)  # a bad k fails now, not after the baseline has trained
     candidates = []
     for augment in ([False, True] if cfg.augment_ablation else [cfg.baseline.augment]):
         torch.manual_seed(seed)
