@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from lowrank_bench.io import UserError, read_json
+from lowrank_bench.variants import key
 from training import checkpoint
 from training.config import Profile, load_profile, resolve_device
 from training.data import resolve_root
@@ -178,12 +179,24 @@ class Suite:
         idx = torch.arange(batch_size, device=x.device) % len(x)
         return x[idx], y[idx]
 
+    def variant(self, row):
+        """The summary's row for `row`'s variant over every seed: means, 95 % half-widths, n."""
+        return next(v for v in self.summary["rows"] if key(v) == key(row))
+
     def fields(self, model, row, accuracy, batch_size, kind, dtype="fp32", mode="eager"):
-        """The extra_info every benchmark carries (`COMMON_EXTRA_INFO`) but its FLOPs; `model` in `dtype`."""
+        """The extra_info every benchmark carries (`COMMON_EXTRA_INFO`) but its FLOPs; `model` in `dtype`.
+
+        `accuracy` is the mean test accuracy over seeds (the summary's), with its half-width and n; `accuracy_timed`
+        is that of the one checkpoint timed (`seed_timed`), evaluated in the benchmark's dtype and mode (`accuracy`
+        passed in). A bare GEMM (`accuracy` None) has neither."""
+        v = self.variant(row)
+        measured = accuracy is not None
         return {"study": self.study, "kind": kind, "method": row["method"], "rank": row["rank"],
                 "init": row.get("init"), "batch_size": batch_size, "device": self.env.device.type,
                 "dtype": dtype, "mode": mode, "threads": torch.get_num_threads(),
-                "profile": self.env.profile.name, "accuracy": accuracy,
+                "profile": self.env.profile.name, "accuracy": v["test_acc"] if measured else None,
+                "accuracy_ci95": v.get("test_acc_ci95") if measured else None, "n_seeds": v.get("n_seeds", 1),
+                "seed_timed": row.get("seed"), "accuracy_timed": accuracy,
                 **param_counts(model), "weights_bytes": weights_bytes(model)}
 
     def flop_info(self, model, x):

@@ -15,8 +15,10 @@ STUDY = "svd"
 
 
 def svd_info(suite, model, row, accuracy, x, kind, dtype="fp32", mode="eager", converted=None):
+    v = suite.variant(row)  # means over seeds
     return {**suite.info(model, row, accuracy, x, kind, dtype, mode, converted),
-            "accuracy_truncated": row["acc_truncated"], "costs_more_than_dense": row["costs_more_than_dense"]}
+            "accuracy_truncated": v["acc_truncated"], "val_accuracy": v["val_acc"],
+            "val_accuracy_truncated": v.get("val_acc_truncated"), "costs_more_than_dense": v["costs_more_than_dense"]}
 
 
 def test_infer(benchmark, suite, method, rank, batch_size, dtype, mode):
@@ -71,7 +73,8 @@ def test_gemm(benchmark, suite, method, rank, batch_size, dtype, mode):
     flops = sum(2 * w.numel() for w in weights)  # per sample, like every FLOP count here
     benchmark.extra_info.update({
         **suite.fields(model, row, None, batch_size, "gemm_factored" if rank else "gemm_dense", dtype, mode),
-        "layers": ",".join(names), "accuracy_truncated": None, "flops": flops, "flop_ratio": flops / dense_flops,
+        "layers": ",".join(names), "accuracy_truncated": None, "val_accuracy": None, "val_accuracy_truncated": None,
+        "flops": flops, "flop_ratio": flops / dense_flops,
         "weights_bytes": sum(w.numel() * w.element_size() for w in weights),
         "peak_mem_bytes": peak_memory(chain, suite.env.device)})
     timed = suite.env.compiled(chain, mode)

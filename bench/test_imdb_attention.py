@@ -1,7 +1,8 @@
 """Study 3 benchmarks: the IMDB transformer, dense and with rank-k SVD query/key/value, for every k.
 
 Ids: `dense`, `k1`, `k2` … Latency does not depend on where the factors started, so timing uses the first init of
-the profile (`random`, the original study's); `extra_info` carries the test accuracy of every init. Inputs are
+the profile (`random`, the original study's); `extra_info` carries the mean test accuracy of every init
+(`accuracy_random`, `accuracy_trained`). Inputs are
 full-length (`seq_len` = the model's max_len) real reviews from the test split.
 """
 import torch
@@ -13,12 +14,13 @@ STUDY = "attention"
 
 
 def attention_info(suite, method, rank, x, kind):
-    """(timed model, extra_info but FLOPs): accuracy of every init of this rank, the architecture's sizes."""
-    loaded = [suite.model(method, rank, row) for row in suite.rows(method, rank)]
-    model, row, accuracy = loaded[0]
+    """(timed model, extra_info but FLOPs): mean test accuracy of every init of this rank, the architecture's sizes."""
+    rows = suite.rows(method, rank)
+    model, row, accuracy = suite.model(method, rank, rows[0])
     c = model.config
-    by_init = {r["init"]: a for _, r, a in loaded} if rank is not None else None
-    return model, {**suite.fields(model, row, accuracy, len(x), kind), "accuracy_by_init": by_init,
+    by_init = {f"accuracy_{init}": suite.variant({**row, "init": init})["test_acc"] if rank is not None else None
+               for init in ("random", "trained")}
+    return model, {**suite.fields(model, row, accuracy, len(x), kind), **by_init,
                    "seq_len": x.shape[1], "d_model": c.d_model, "heads": c.n_heads, "d_ff": c.d_ff,
                    "qkv_params": model.qkv_params()}
 
@@ -26,7 +28,7 @@ def attention_info(suite, method, rank, x, kind):
 def test_infer(benchmark, suite, method, rank, batch_size, dtype, mode):
     x, _ = suite.batch(batch_size)
     model, info = attention_info(suite, method, rank, x, "infer")
-    converted, forward, accuracy = suite.inference(model, dtype, mode, info["accuracy"], batch_size)
+    converted, forward, accuracy = suite.inference(model, dtype, mode, info["accuracy_timed"], batch_size)
     row = suite.rows(method, rank)[0]
 
     def infer():
@@ -42,7 +44,7 @@ def test_attention_block(benchmark, suite, method, rank, batch_size, dtype, mode
     padding mask, in `dtype` and `mode`; its accuracy is the whole model's in the same dtype and mode."""
     ids, _ = suite.batch(batch_size)
     model, info = attention_info(suite, method, rank, ids, "attention_block")
-    accuracy = suite.inference(model, dtype, mode, info["accuracy"], batch_size)[2]
+    accuracy = suite.inference(model, dtype, mode, info["accuracy_timed"], batch_size)[2]
     converted, _ = suite.env.for_inference(model, dtype)
     attn, dense_attn = converted.blocks[0].attn, suite.model("dense", None)[0].blocks[0].attn
     with torch.no_grad():

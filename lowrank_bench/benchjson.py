@@ -19,11 +19,15 @@ MACHINE_FIELDS = {"cpu": ("cpu", "brand_raw"), "gpu": ("gpu_name",), "threads": 
                   "torch": ("torch",)}
 _HINT = "write it with `pytest bench --benchmark-json=FILE`"
 # The extra_info every benchmark of a study carries (issues 3-5): the contract between bench/ and the report.
+# `accuracy` is the mean over seeds (with `accuracy_ci95`, `n_seeds`); `accuracy_timed` the timed checkpoint's
+# (`seed_timed`) in the benchmark's own dtype and mode.
 COMMON_EXTRA_INFO = ("study", "kind", "method", "rank", "init", "batch_size", "device", "dtype", "mode", "threads",
-                     "accuracy", "params_total", "params_trainable", "flops", "weights_bytes", "peak_mem_bytes", "flop_ratio")
-STUDY_EXTRA_INFO = {"svd": ("accuracy_truncated",),
+                     "accuracy", "accuracy_ci95", "n_seeds", "seed_timed", "accuracy_timed", "params_total",
+                     "params_trainable", "flops", "weights_bytes", "peak_mem_bytes", "flop_ratio")
+STUDY_EXTRA_INFO = {"svd": ("accuracy_truncated", "val_accuracy", "val_accuracy_truncated"),
                     "lora": ("alpha", "merged", "adapter_bytes", "train_step_peak_mem_bytes"),
-                    "attention": ("seq_len", "d_model", "heads", "d_ff", "qkv_params")}
+                    "attention": ("seq_len", "d_model", "heads", "d_ff", "qkv_params", "accuracy_random",
+                                  "accuracy_trained")}
 
 
 # Files written before dtype and mode were axes (issue 14) name torch's dtype and have no mode: they ran eager.

@@ -110,7 +110,9 @@ def load_benches(paths):
                          "batch_size": e["batch_size"], "median_ms": 1e3 * s["median"], "min_ms": 1e3 * s["min"],
                          "iqr_ms": 1e3 * (s.get("iqr") or 0.0), "accuracy": e["accuracy"],
                          "flop_ratio": e["flop_ratio"], "peak_mem_bytes": e["peak_mem_bytes"],
-                         "accuracy_by_init": e.get("accuracy_by_init"),
+                         "accuracy_timed": e.get("accuracy_timed", e["accuracy"]),  # older files: one seed
+                         "accuracy_by_init": {init: e[f"accuracy_{init}"] for init in ("random", "trained")
+                                              if e.get(f"accuracy_{init}") is not None},
                          **{f: e.get(f) for f in ("speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")}})
     return rows, machines
 
@@ -158,5 +160,5 @@ def accuracy_by_axes(study, bench):
     reference = BASELINES[study][0]
     rows = sorted((b for b in bench if b["study"] == study and b["kind"] == "infer" and b["file"] == bench[0]["file"]
                    and b["variant"] != "merged" and (b["rank"] is not None or b["method"] == reference)
-                   and b["accuracy"] is not None), key=lambda b: b["batch_size"]) if bench else []
-    return {(b["dtype"], b["mode"], b["rank"]): b["accuracy"] for b in rows}  # the largest batch size wins
+                   and b["accuracy_timed"] is not None), key=lambda b: b["batch_size"]) if bench else []
+    return {(b["dtype"], b["mode"], b["rank"]): b["accuracy_timed"] for b in rows}  # the largest batch size wins

@@ -366,7 +366,8 @@ def test_speedup_map_compares_like_with_like_and_latency_tables_show_one_dtype(t
         if b["extra_info"]["kind"] == "infer":
             c = json.loads(json.dumps(b))
             c["fullname"] = c["fullname"].replace("]", "-bf16-compiled]")
-            c["extra_info"] |= {"dtype": "bf16", "mode": "compiled", "accuracy": c["extra_info"]["accuracy"] - 0.001}
+            c["extra_info"] |= {"dtype": "bf16", "mode": "compiled",
+                                "accuracy_timed": c["extra_info"]["accuracy"] - 0.001}
             c["stats"] = {k: v / (10 if c["extra_info"]["rank"] is None else 2) if isinstance(v, float) else v
                           for k, v in c["stats"].items()}  # dense 10x faster, factored 2x: low rank pays 5x less
             fast.append(c)

@@ -384,7 +384,8 @@ def test_real_pytest_benchmark_output_is_accepted(pytester, tmp_path):
 
 def test_study_contract_names_the_missing_field(tmp_path):
     from lowrank_bench.benchjson import check_study_extra_info
-    bench = suite(accuracy_truncated=0.5, cost=None)
+    bench = suite(accuracy_truncated=0.5, val_accuracy=0.6, val_accuracy_truncated=0.5, accuracy_ci95=None, n_seeds=1,
+                  seed_timed=0, accuracy_timed=0.95, cost=None)
     check_study_extra_info(bench, "ok.json")  # every svd field present
     del bench["benchmarks"][2]["extra_info"]["accuracy_truncated"]
     with pytest.raises(UserError, match=r"1 benchmark\(s\) lack extra_info fields: .*\(accuracy_truncated\)"):
