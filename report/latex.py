@@ -144,7 +144,7 @@ def study_numbers(d, bench):
 def svd_numbers(d, bench):
     layers = d["layers"]
     return {"SvdChosenTruncAcc": _pct((d["chosen"] or {}).get("acc_truncated")),
-            "SvdRetrainVerdict": prose.svd_retraining(d),
+            "SvdRetrainVerdict": prose.svd_retraining(d), "SvdRetrainSchedule": prose.retraining_schedule(d),
             "SvdLayers": tex_escape(", ".join(dict.fromkeys(lay["layer"] for lay in layers))) or "--",
             "SvdBreakEven": ", ".join(dict.fromkeys(f"{lay['break_even']:.1f}" for lay in layers)) or "--",
             "SvdCostlyRows": str(sum(bool(r.get("costs_more_than_dense")) for r in d["rows"]))}

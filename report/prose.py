@@ -53,6 +53,19 @@ def chosen_rule(d):
                           "confidence.")
 
 
+def retraining_schedule(d):
+    """How retraining was set up, from the summary (what the study ran, not what the defaults say today)."""
+    cfg = d["meta"].get("retrain")
+    if not cfg:
+        return ""
+    warmup = "without warm-up" if not cfg["warmup_frac"] else f"after a {100 * cfg['warmup_frac']:g}\\,\\% warm-up"
+    augment = {True: "with the augmentation the baseline chose", False: "without augmentation (the baseline chose none)"}
+    chosen = d["meta"].get("augmentation", {}).get("chosen")
+    return (f"Retraining runs up to {cfg['epochs']} epochs from learning rate {cfg['lr']:g}, cosine-decayed {warmup}, "
+            f"{augment.get(chosen, 'with the baseline')}; the truncated start is evaluated as epoch 0 and kept unless "
+            "an epoch beats it on validation, so retraining cannot end below its start.")
+
+
 def svd_retraining(d):
     """Whether retraining ended above truncation, and which ranks it brings within tolerance of dense."""
     ranked = sorted((r for r in d["rows"] if r["rank"] is not None), key=lambda r: r["rank"])

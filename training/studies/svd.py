@@ -121,4 +121,4 @@ def summarize(profile, out, device, seed_rows, extras):
     return write_summary(out, "svd", profile, device, rows, seed_rows, chosen, cfg.tolerance_points,
                          layers=first["layers"], augmentation=first["augmentation"],
                          augmentation_by_seed=[e["augmentation"] for e in extras[DENSE]],
-                         latency_batch_size=first["latency_batch_size"])
+                         retrain=dataclasses.asdict(cfg.retrain), latency_batch_size=first["latency_batch_size"])
