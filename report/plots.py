@@ -299,12 +299,15 @@ def curves(histories, stem):
         for ax, what in ((loss_ax, "cross-entropy loss"), (acc_ax, "accuracy (%)")):
             ax.set_xlabel("epoch")
             ax.set_ylabel(what)
-            ax.set_title(title + (f" ({len(seeds)} seeds: mean, band from min to max)" if len(seeds) > 1 else ""))
+            ax.set_title(title)
             if len(epochs) <= 12:
                 ax.set_xticks(epochs)  # one epoch must not get a 0.96 ... 1.04 axis
             else:
                 ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         acc_ax.legend(loc="lower right")
+    n_seeds = max(len(seeds) for seeds in histories.values())
+    if n_seeds > 1:
+        fig.suptitle(f"mean over {n_seeds} seeds; band from the lowest to the highest seed", fontsize=8)
     fig.tight_layout()
     return save(fig, stem)
 
