@@ -5,6 +5,7 @@ inference. Unmerged inference pays the side path x·Aᵀ·Bᵀ per layer (PEFT's
 W once and costs what the dense model costs.
 """
 import copy
+import functools
 
 import torch
 
@@ -22,15 +23,16 @@ def lora_info(suite, model, row, accuracy, x, kind, merged, dtype="fp32", mode="
             "merged": merged, "adapter_bytes": adapter, "checkpoint_bytes": row["checkpoint_bytes"]}
 
 
-def train_step_peak(suite, model):
+@functools.cache  # once per variant, not once per inference benchmark (the suite hashes by identity)
+def train_step_peak(suite, method, rank):
     """Peak bytes of one fine-tuning step (weights, gradients, Adam state, activations)."""
     x, y = suite.batch(suite.cfg.train.batch_size)
-    return suite.train_step(model, suite.cfg.train, x, y)[1]
+    return suite.train_step(suite.model(method, rank)[0], suite.cfg.train, x, y)[1]
 
 
 def test_infer(benchmark, suite, method, rank, merged, batch_size, dtype, mode):
     model, row, accuracy = suite.model(method, rank)
-    step_peak = train_step_peak(suite, model)
+    step_peak = train_step_peak(suite, method, rank)
     if merged:  # s·BA folded into W: accuracy is taken again from the merged weights
         model = merge_lora(copy.deepcopy(model))
         accuracy = suite.accuracy(model)

@@ -73,10 +73,11 @@ def test_a_profile_file_of_ones_own_and_overrides(tmp_path):
     ("svd.ranks", "expected KEY=VALUE"),
     ("svd.ranks=[4,", "is not a TOML value"),
     ("svd.rankz=[4]", r"unknown key\(s\) \['rankz'\]"),
-    ("svd.ranks=[]", r"smoke.toml with --set: svd.ranks must be a non-empty list of positive integers"),
+    ("svd.ranks=[]", r"smoke.toml with --set: svd.ranks must be a non-empty list of integers >= 1"),
     ("svd.ranks=[4, 4]", "svd.ranks lists a value twice"),
-    ("lora.ranks=[0, 2]", r"lora.ranks must be a non-empty list of positive integers, got \[0, 2\]"),
-    ("attention.ranks=[2.5]", r"attention.ranks must be a non-empty list of positive integers"),
+    ("lora.ranks=[0, 2]", r"lora.ranks must be a non-empty list of integers >= 1, got \[0, 2\]"),
+    ("attention.ranks=[2.5]", r"attention.ranks must be a non-empty list of integers >= 1"),
+    ("seeds=[-1]", r"seeds must be a non-empty list of integers >= 0, got \[-1\]"),
     ("svd.bench.batch_sizes=[1, 1]", "svd.bench.batch_sizes lists a value twice"),
 ])
 def test_bad_overrides_and_rank_grids_name_the_key(override, message):
@@ -93,8 +94,8 @@ def test_a_toml_syntax_error_names_the_file(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ('[svd]\ntolerance_points = "0.5"', "svd.tolerance_points must be a number"),
-    ("[svd]\nranks = []", "svd.ranks must be a non-empty list of positive integers, got []"),
-    ("[svd]\nranks = [0, 4]", "svd.ranks must be a non-empty list of positive integers"),
+    ("[svd]\nranks = []", "svd.ranks must be a non-empty list of integers >= 1, got []"),
+    ("[svd]\nranks = [0, 4]", "svd.ranks must be a non-empty list of integers >= 1"),
     ("[lora]\nbench = { batch_sizes = [] }", "lora.bench.batch_sizes must be a non-empty list"),
     ('seeds = ["a"]', "seeds must be a non-empty list"),
     ("seeds = [-1]", "seeds must be a non-empty list"),

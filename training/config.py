@@ -162,7 +162,7 @@ class Profile:
             raise ValueError(f"seeds lists a value twice: {self.seeds}")
 
 
-def _type_name(annotation):
+def _type_name(annotation, least=1):
     if annotation is float:
         return "a number"
     if annotation is int:
@@ -173,8 +173,8 @@ def _type_name(annotation):
         return "a string"
     if typing.get_origin(annotation) is list:
         item = typing.get_args(annotation)[0]
-        return f"a non-empty list of {'positive integers' if item is int else _type_name(item)[2:] + 's'}"
-    return " or ".join("left out" if a is type(None) else _type_name(a) for a in typing.get_args(annotation))
+        return f"a non-empty list of {f'integers >= {least}' if item is int else _type_name(item)[2:] + 's'}"
+    return " or ".join("left out" if a is type(None) else _type_name(a, least) for a in typing.get_args(annotation))
 
 
 def _fits(value, annotation, least=1):
@@ -216,7 +216,7 @@ def _merge(cls, defaults, overrides, where, prefix=""):
                     raise ValueError(f"{where}: {prefix}{name} must be a table, got {new!r}")
                 new = _merge(type(value), value, new, where, f"{prefix}{name}.")
             elif not _fits(new, f.type, f.metadata.get("least", 1)):
-                raise ValueError(f"{where}: {prefix}{name} must be {_type_name(f.type)}"
+                raise ValueError(f"{where}: {prefix}{name} must be {_type_name(f.type, f.metadata.get('least', 1))}"
                                  f"{' (>= 0)' if f.type in (int, float) else ''}, got {new!r}")
             value = new
         values[name] = value
