@@ -29,6 +29,9 @@ class TransformerConfig:
     n_layers: int = 1
     d_ff: int = 512  # 4 × d_model, as in the original transformer and nanoGPT
     dropout: float = 0.1
+    # Word dropout: in training, each real token is left out (masked like padding) with this probability, so the
+    # classifier cannot lean on a few memorised words.
+    token_dropout: float = 0.0
     n_classes: int = 2
     pad_id: int = 0  # bert-base-uncased [PAD]
     pooling: str = "mean"  # "mean": masked mean of the non-padding tokens; "cls": the token at position 0
@@ -44,8 +47,9 @@ class TransformerConfig:
             raise ValueError(f"d_model must be even for sin/cos position pairs, got {self.d_model}")
         if not isinstance(self.n_classes, int) or self.n_classes < 2:
             raise ValueError(f"n_classes must be an integer >= 2, got {self.n_classes!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "token_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not isinstance(self.pad_id, int) or not 0 <= self.pad_id < self.vocab_size:
             raise ValueError(f"pad_id must be an integer in [0, vocab_size={self.vocab_size}), got {self.pad_id!r}")
         if self.pooling not in POOLINGS:
@@ -152,6 +156,8 @@ class Transformer(nn.Module):
         if T > self.config.max_len:
             raise ValueError(f"sequence length {T} exceeds max_len={self.config.max_len}; truncate the input")
         mask = ids != self.config.pad_id  # (B, T), True for real tokens
+        if self.training and self.config.token_dropout:
+            mask = mask & (torch.rand(mask.shape, device=ids.device) >= self.config.token_dropout)
         x = self.dropout(self.embed(ids))  # (B, T, C)
         for block in self.blocks:
             x = block(x, mask)

@@ -59,10 +59,13 @@ def retraining_schedule(d):
     if not cfg:
         return ""
     warmup = "without warm-up" if not cfg["warmup_frac"] else f"after a {100 * cfg['warmup_frac']:g}\\,\\% warm-up"
-    augment = {True: "with the augmentation the baseline chose", False: "without augmentation (the baseline chose none)"}
     chosen = d["meta"].get("augmentation", {}).get("chosen")
+    augment = {None: "with the baseline's augmentation setting", "none": "without augmentation, as the baseline"}.get(
+        chosen, f"with the baseline's augmentation ({chosen})")
+    distilled = ("" if not cfg.get("distill") else f", and distilled from the dense model (loss weight {cfg['distill']:g} "
+                 f"on its outputs at temperature {cfg['distill_temperature']:g}, the rest on the labels)")
     return (f"Retraining runs up to {cfg['epochs']} epochs from learning rate {cfg['lr']:g}, cosine-decayed {warmup}, "
-            f"{augment.get(chosen, 'with the baseline')}; the truncated start is evaluated as epoch 0 and kept unless "
+            f"{augment}{distilled}; the truncated start is evaluated as epoch 0 and kept unless "
             "an epoch beats it on validation, so retraining cannot end below its start.")
 
 

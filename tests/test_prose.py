@@ -87,6 +87,8 @@ def test_the_report_text_changes_with_the_results(tmp_path):
 def test_the_retraining_schedule_is_what_the_study_ran():
     said = lambda warmup, augment: prose.retraining_schedule(  # noqa: E731
         {"meta": {"retrain": {"epochs": 5, "lr": 1e-4, "warmup_frac": warmup}, "augmentation": {"chosen": augment}}})
-    assert "from learning rate 0.0001, cosine-decayed without warm-up, with the augmentation" in said(0.0, True)
-    assert "after a 5\\,\\% warm-up, without augmentation" in said(0.05, False)
+    assert "from learning rate 0.0001, cosine-decayed without warm-up, with the baseline's augmentation (affine)" \
+        in said(0.0, "affine")
+    assert "after a 5\\,\\% warm-up, without augmentation" in said(0.05, "none")
+    assert "distil" not in said(0.0, "none")
     assert prose.retraining_schedule({"meta": {}}) == ""  # an older summary: nothing claimed

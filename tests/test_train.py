@@ -2,13 +2,15 @@
 import dataclasses
 from types import SimpleNamespace
 
+import numpy as np
+import pytest
 import torch
 
 from models.lowrank import factorize
 from models.mlp import MLP, MLPConfig
 from training.config import TrainConfig
 from lowrank_bench.io import read_json
-from training.train import augment_images, confusion_matrix, evaluate, train
+from training.train import augment_images, confusion_matrix, distillation_loss, evaluate, train
 
 
 def blobs(n, seed):
@@ -94,6 +96,52 @@ def test_augmentation_keeps_shape_and_range():
     out = augment_images(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and not torch.equal(out, x)
     assert out.min() >= 0 and out.max() <= 1 + 1e-6
+
+
+def test_flip_crop_is_a_mirror_and_a_whole_pixel_shift():
+    """Each image comes out as itself or its mirror image, moved by whole pixels (at most 2), zeros coming in."""
+    x = torch.rand(16, 1, 12, 12)
+    out = augment_images(x, torch.Generator().manual_seed(0), "flip_crop")
+
+    def shifted(img, dy, dx):
+        padded = torch.nn.functional.pad(img, (2, 2, 2, 2))
+        return padded[..., 2 - dy:14 - dy, 2 - dx:14 - dx]
+
+    found = []
+    for img, got in zip(x, out):
+        found.append([(flip, dy, dx) for flip in (False, True) for dy in range(-2, 3) for dx in range(-2, 3)
+                      if torch.allclose(shifted(img.flip(-1) if flip else img, dy, dx), got, atol=1e-5)])
+    assert all(len(f) == 1 for f in found), found
+    assert {f[0][0] for f in found} == {False, True}  # both mirrored and plain images occur
+
+
+def test_distillation_loss_is_the_scaled_kl_divergence():
+    student, teacher = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+    T = 3.0
+    p = np.exp(teacher.numpy() / T) / np.exp(teacher.numpy() / T).sum(1, keepdims=True)
+    q = np.exp(student.numpy() / T) / np.exp(student.numpy() / T).sum(1, keepdims=True)
+    expected = T ** 2 * (p * np.log(p / q)).sum(1).mean()
+    assert np.isclose(distillation_loss(student, teacher, T).item(), expected)
+    assert distillation_loss(teacher, teacher, T).item() == pytest.approx(0, abs=1e-12)
+
+
+def test_distillation_pulls_the_student_towards_the_teacher():
+    """With all weight on the teacher, a student trained on shuffled labels ends up agreeing with the teacher; on
+    the same shuffled labels alone it does not."""
+    teacher = fresh_model()
+    train(teacher, splits(), CFG, device="cpu", seed=0)
+    noise = splits()
+    noise.y_train = noise.y_train[torch.randperm(len(noise.y_train), generator=torch.Generator().manual_seed(0))]
+
+    def agreement(distill):
+        torch.manual_seed(1)
+        student = MLP(MLPConfig(in_features=16, hidden=[16], n_classes=3, dropout=0.0))
+        cfg = dataclasses.replace(CFG, distill=distill, patience=CFG.epochs)
+        train(student, noise, cfg, device="cpu", seed=0, teacher=teacher)
+        with torch.no_grad():
+            return (student.eval()(noise.x_val).argmax(1) == teacher.eval()(noise.x_val).argmax(1)).float().mean()
+
+    assert agreement(1.0) > 0.95 and agreement(0.0) < 0.8
 
 
 def test_confusion_matrix_counts():

@@ -130,6 +130,23 @@ def test_appending_padding_leaves_logits_unchanged(pooling):
         assert not torch.allclose(model(ids)[2], batched[2], atol=1e-5)
 
 
+def test_token_dropout_is_padding_in_training_and_nothing_in_evaluation():
+    """A dropped token is exactly a padding token: the same logits as the ids with it replaced by [PAD]."""
+    torch.manual_seed(0)
+    model = Transformer(small(dropout=0.0, token_dropout=0.3))
+    ids = padded_batch([9, 5, 7], 9)
+    torch.manual_seed(1)
+    dropped = model.train()(ids)
+    torch.manual_seed(1)
+    keep = torch.rand(ids.shape) >= 0.3  # the draw forward makes
+    assert not keep[ids != PAD].all()  # some real token was dropped, so the comparison means something
+    with torch.no_grad():
+        assert torch.allclose(dropped, model.eval()(ids.masked_fill(~keep, PAD)), atol=1e-5)
+        plain = Transformer(small(dropout=0.0))
+        plain.load_state_dict(model.state_dict())
+        assert torch.equal(model(ids), plain.eval()(ids))  # evaluation sees every token
+
+
 @pytest.mark.parametrize("k", [0, D + 1])
 def test_rank_out_of_range_raises(k):
     with pytest.raises(ValueError, match="rank"):
@@ -145,6 +162,7 @@ def test_rank_out_of_range_raises(k):
     (dict(d_ff=-1), "d_ff"),
     (dict(dropout=1.0), "dropout"),
     (dict(dropout=-0.1), "dropout"),
+    (dict(token_dropout=1.0), "token_dropout"),
     (dict(n_classes=1), "n_classes"),
     (dict(pad_id=VOCAB), "pad_id"),
     (dict(pooling="max"), "pooling"),

@@ -21,6 +21,7 @@ from models.mlp import MLPConfig
 from models.transformer import TransformerConfig
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
+AUGMENTATIONS = ("none", "affine", "flip_crop")
 
 
 @dataclass
@@ -33,7 +34,11 @@ class TrainConfig:
     grad_clip: float = 1.0
     patience: int = 5  # epochs without a better validation accuracy before stopping early
     label_smoothing: float = 0.0
-    augment: bool = False  # random shifts/rotations/scaling on image tensors
+    augment: str = "none"  # image batches: "affine" (digits), "flip_crop" (clothing) or "none"; training/train.py
+    # Knowledge distillation, where a study passes a teacher (SVD retraining passes the dense model): the loss is
+    # (1 - distill) * cross-entropy + distill * T² * KL(teacher || student) at temperature T (Hinton et al. 2015).
+    distill: float = 0.0
+    distill_temperature: float = 2.0
     amp: bool = True  # on CUDA only: bf16 autocast for the training step's forward pass (weights stay fp32)
 
     def __post_init__(self):
@@ -44,6 +49,11 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.warmup_frac < 1:
             raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
+        if not 0 <= self.distill <= 1 or self.distill_temperature <= 0:
+            raise ValueError(f"distill must be in [0, 1] and distill_temperature > 0, got {self.distill}, "
+                             f"{self.distill_temperature}")
 
 
 @dataclass
@@ -116,7 +126,7 @@ class SVDStudyConfig(StudyConfig):
     ranks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
     model: MLPConfig = field(default_factory=MLPConfig)
     augment_ablation: bool = True  # train the baseline with and without augmentation, keep the better on val
-    baseline: TrainConfig = field(default_factory=TrainConfig)
+    baseline: TrainConfig = field(default_factory=lambda: TrainConfig(augment="affine"))
     # Retraining starts next to an optimum (exactly on it at full rank): no warm-up to a high rate that would move it
     # away, a cosine from the low end of the baseline's schedule instead. Measured on quick Hoda (2 epochs, validation
     # vs truncation): a warm-up to 3e-4 ended 0.09 points below at k = 512 and 0.07 at k = 128; 1e-4 without it

@@ -17,17 +17,38 @@ from training.config import TrainConfig
 from training.measure import optimizer_state_bytes, param_counts, peak_memory, tensor_bytes, weights_bytes
 
 
-def augment_images(x, generator):
-    """Random rotation (±10°), scaling (0.9–1.1) and shift (±2 px of 32) of a (B, 1, H, W) batch."""
-    B = x.shape[0]
+def augment_images(x, generator, kind="affine"):
+    """A randomly transformed copy of a (B, 1, H, W) batch, one transform per image.
+
+    "affine", for digits: rotation (±10°), scaling (0.9–1.1) and shift (±2 px of 32); a mirrored digit is another
+    symbol. "flip_crop", for clothing: a horizontal flip with probability 1/2 and a random crop of the image padded
+    by 2 px (a whole-pixel shift of ±2, zeros coming in), the standard augmentation for such images.
+    """
+    B, W = x.shape[0], x.shape[-1]
     rand = lambda lo, hi: lo + (hi - lo) * torch.rand(B, device=x.device, generator=generator)
-    angle, scale = rand(-math.pi / 18, math.pi / 18), rand(0.9, 1.1)
-    shift = 2 * 2 / x.shape[-1]  # 2 px in the [-1, 1] coordinates of affine_grid
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, rand(-shift, shift)], 1),
-                         torch.stack([sin, cos, rand(-shift, shift)], 1)], 1)  # (B, 2, 3)
+    px = 2 / W  # one pixel in the [-1, 1] coordinates of affine_grid
+    if kind == "affine":
+        angle, scale = rand(-math.pi / 18, math.pi / 18), rand(0.9, 1.1)
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack([torch.stack([cos, -sin, rand(-2 * px, 2 * px)], 1),
+                             torch.stack([sin, cos, rand(-2 * px, 2 * px)], 1)], 1)  # (B, 2, 3)
+    elif kind == "flip_crop":
+        mirror = torch.where(rand(0, 1) < 0.5, -1.0, 1.0)  # x -> -x, y kept
+        shift = px * torch.randint(-2, 3, (B, 2), device=x.device, generator=generator)
+        zero, one = torch.zeros_like(mirror), torch.ones_like(mirror)
+        theta = torch.stack([torch.stack([mirror, zero, shift[:, 0]], 1),
+                             torch.stack([zero, one, shift[:, 1]], 1)], 1)
+    else:
+        raise ValueError(f"unknown augmentation {kind!r}")
     grid = F.affine_grid(theta, x.shape, align_corners=False)
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+
+
+def distillation_loss(logits, teacher_logits, temperature):
+    """T² · KL(teacher ‖ student) of the temperature-softened outputs; T² keeps its gradients the size of the
+    cross-entropy's as T changes (Hinton et al. 2015)."""
+    return F.kl_div(F.log_softmax(logits / temperature, 1), F.log_softmax(teacher_logits / temperature, 1),
+                    log_target=True, reduction="batchmean") * temperature ** 2
 
 
 @torch.no_grad()
@@ -71,8 +92,9 @@ def autocast_dtype(cfg: TrainConfig, device):
     return "bf16" if cfg.amp and torch.device(device).type == "cuda" else "fp32"
 
 
-def train(model, splits, cfg: TrainConfig, *, device, seed=0, desc="train"):
-    """Train `model` in place on `splits` and leave it holding the best-validation weights.
+def train(model, splits, cfg: TrainConfig, *, device, seed=0, desc="train", teacher=None):
+    """Train `model` in place on `splits` and leave it holding the best-validation weights; with a `teacher` model
+    and `cfg.distill` > 0, also towards the teacher's outputs on the same (augmented) batch.
 
     Returns a dict of metrics: per-epoch history, best epoch, validation and test loss/accuracy, the test
     confusion matrix, seconds, peak memory of one training step and parameter counts.
@@ -89,14 +111,22 @@ def train(model, splits, cfg: TrainConfig, *, device, seed=0, desc="train"):
     optimizer, scheduler = make_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
 
     amp = autocast_dtype(cfg, device) == "bf16"  # tensor cores; evaluation stays in fp32
+    distill = teacher is not None and cfg.distill > 0
+    if distill:
+        teacher.to(device).eval().requires_grad_(False)
 
     def step(idx):
         x = x_train[idx]
-        if cfg.augment and is_image:
-            x = augment_images(x, generator)
+        if cfg.augment != "none" and is_image:
+            x = augment_images(x, generator, cfg.augment)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y_train[idx], label_smoothing=cfg.label_smoothing)
+        if distill:
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                teacher_logits = teacher(x)
+            loss = (1 - cfg.distill) * loss + cfg.distill * distillation_loss(
+                logits.float(), teacher_logits.float(), cfg.distill_temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -53,20 +53,19 @@ def check(profile):
 
 
 def train_baseline(profile, splits, device, seed):
-    """The dense MLP; trained with and without augmentation when the profile asks, kept by validation."""
+    """The dense MLP; trained without augmentation and with the baseline's when the profile asks, kept by
+    validation."""
     cfg = profile.svd
     config = dataclasses.replace(cfg.model, mean=splits.mean, std=splits.std)
     candidates = []
-    for augment in ([False, True] if cfg.augment_ablation else [cfg.baseline.augment]):
+    for augment in dict.fromkeys(["none", cfg.baseline.augment] if cfg.augment_ablation else [cfg.baseline.augment]):
         torch.manual_seed(seed)
         model = MLP(config)
         train_cfg = dataclasses.replace(cfg.baseline, augment=augment)
-        metrics = train(model, splits, train_cfg, device=device, seed=seed,
-                        desc=f"hoda dense{' +aug' if augment else ''}")
+        metrics = train(model, splits, train_cfg, device=device, seed=seed, desc=f"hoda dense augment={augment}")
         candidates.append((metrics["val_acc"], augment, model, metrics))
     val_acc, augment, model, metrics = max(candidates, key=lambda c: c[0])
-    ablation = {("augment" if a else "no_augment"): {"val_acc": v, "test_acc": m["test_acc"]}
-                for v, a, _, m in candidates}
+    ablation = {a: {"val_acc": v, "test_acc": m["test_acc"]} for v, a, _, m in candidates}
     return model, metrics, augment, ablation
 
 
@@ -79,7 +78,7 @@ def run_job(job, profile, *, root, work, device):
     save = lambda model, metrics, **kw: save_run(work, job, model, metrics, profile, "hoda", splits.classes, **kw)
     if job.method == "dense":
         dense, metrics, augment, ablation = train_baseline(profile, splits, device, job.seed)
-        print(f"dense baseline: test accuracy {metrics['test_acc']:.4f} (augmentation {'on' if augment else 'off'})")
+        print(f"dense baseline: test accuracy {metrics['test_acc']:.4f} (augmentation {augment})")
         layers = [{"layer": name, **r} for name in linear_layers(dense, cfg.targets)
                   for r in layer_report(dense.get_submodule(name).weight, cfg.ranks, name)]
         rel = save(dense, metrics, augment=augment)
@@ -97,7 +96,7 @@ def run_job(job, profile, *, root, work, device):
     model = factorize(dense, k, targets=targets)
     _, acc_truncated, _ = evaluate(model, splits.x_test.to(device), splits.y_test.to(device))
     _, val_truncated, _ = evaluate(model, splits.x_val.to(device), splits.y_val.to(device))
-    metrics = train(model, splits, retrain_cfg, device=device, seed=job.seed, desc=f"hoda k={k}")
+    metrics = train(model, splits, retrain_cfg, device=device, seed=job.seed, desc=f"hoda k={k}", teacher=dense)
     costs_more = any(k >= break_even_rank(*dense.get_submodule(name).weight.shape) for name in targets)
     rel = save(model, metrics, structure={"lowrank": {"kind": "two_linear", "ranks": factored_ranks(model)}})
     return row(job, model, metrics, sample, rel, acc_truncated=acc_truncated, val_acc_truncated=val_truncated,
