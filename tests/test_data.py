@@ -87,8 +87,11 @@ def test_load_hoda(root):
 
 
 def test_hoda_extra_and_train_cdb_preferred(root, copy):
-    s = data.load_hoda(root, extra=True)
-    assert len(s.y_train) + len(s.y_val) == 30 + 35
+    s, plain = data.load_hoda(root, extra=True), data.load_hoda(root)
+    assert len(s.y_train) == len(plain.y_train) + 35 and len(s.y_train) + len(s.y_val) == 30 + 35
+    # the extra images only train: validation and test are the very same images with and without them
+    assert torch.equal(s.x_val, plain.x_val) and torch.equal(s.y_val, plain.y_val)
+    assert torch.equal(s.x_test, plain.x_test) and torch.equal(s.y_test, plain.y_test)
     build.write_cdb(copy / "hoda" / "Train 60000.cdb", *build.hoda_images(1, seed=9))  # 10 records beside the .mat
     s = data.load_hoda(copy, val_fraction=0.0)
     assert len(s.y_train) == 10 and len(s.y_val) == 0

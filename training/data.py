@@ -197,13 +197,18 @@ def _indices(y_train, y_test, *, val_fraction, seed, train_subset, test_subset):
     return pool[~is_val], pool[is_val], test
 
 
-def _image_splits(name, classes, train, test, **split_args) -> Splits:
+def _image_splits(name, classes, train, test, extra_train=None, **split_args) -> Splits:
+    """Validation is held out of `train`; `extra_train` (arrays) only ever trains, so adding it leaves validation
+    and test exactly as they were and the two runs compare on the same images."""
     (x_tr, y_tr), (x_te, y_te) = train, test
     tr, va, te = _indices(y_tr, y_te, **split_args)
     img = lambda x: torch.from_numpy(x).unsqueeze(1).float().div_(255)  # (N, 1, 32, 32) in [0, 1]
     lab = lambda y: torch.from_numpy(y.astype(np.int64))
-    x_train = img(x_tr[tr])
-    return Splits(name, x_train, lab(y_tr[tr]), img(x_tr[va]), lab(y_tr[va]), img(x_te[te]), lab(y_te[te]),
+    x_train, y_train = x_tr[tr], y_tr[tr]
+    if extra_train is not None:
+        x_train, y_train = np.concatenate([x_train, extra_train[0]]), np.concatenate([y_train, extra_train[1]])
+    x_train = img(x_train)
+    return Splits(name, x_train, lab(y_train), img(x_tr[va]), lab(y_tr[va]), img(x_te[te]), lab(y_te[te]),
                   classes, mean=x_train.mean().item(), std=x_train.std().item())
 
 
@@ -238,14 +243,12 @@ def hoda_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_hoda(root, *, val_fraction=0.1, seed=0, train_subset=None, test_subset=None, extra=False) -> Splits:
     """Hoda digits. Train is `Train 60000.cdb` (what `download` fetches) or else `Data_hoda_full.mat` (same 60,000
-    images in the same order); test is `Test 20000.cdb`; `extra=True` adds `RemainingSamples.cdb` to train."""
+    images in the same order); test is `Test 20000.cdb`; `extra=True` adds all of `RemainingSamples.cdb` to the
+    training split (after the validation hold-out and any subset are drawn from the 60,000)."""
     root = Path(root)
     require(root, ["hoda", "hoda-extra"] if extra else ["hoda"])
-    x, y = hoda_arrays(find(root, HODA_TRAIN))
-    if extra:
-        x2, y2 = hoda_arrays(root / HODA_EXTRA)
-        x, y = np.concatenate([x, x2]), np.concatenate([y, y2])
-    return _image_splits("hoda", HODA_CLASSES, (x, y), hoda_arrays(root / HODA_TEST), val_fraction=val_fraction,
+    return _image_splits("hoda", HODA_CLASSES, hoda_arrays(find(root, HODA_TRAIN)), hoda_arrays(root / HODA_TEST),
+                         extra_train=hoda_arrays(root / HODA_EXTRA) if extra else None, val_fraction=val_fraction,
                          seed=seed, train_subset=train_subset, test_subset=test_subset)
 
 
