@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from test_download import mirror, server  # noqa: F401 (fixtures: the download sources on a local HTTP server)
 
-from fixtures.build import build_data_root
+import torch
+from fixtures.build import VOCAB, build_data_root
 from lowrank_bench import cli
-from training import checkpoint, config, data, download
+from training import checkpoint, config, data, download, embeddings
 from training.studies import svd
 
 TINY = """
@@ -63,14 +64,16 @@ def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
     rc, stdout, err = run(capsys, "train", "all", "--profile", tiny_profile, "--device", "cpu",
                           "--data-root", root, "--out", out)
     assert rc == 0, err
+    attention = [("dense", None, None), ("svd", 2, "random"), ("svd", 16, "random"), ("svd", 2, "trained"),
+                 ("svd", 16, "trained")]
     expected = {"svd": [("dense", None, None), ("svd", 2, None), ("svd", 4, None)],
                 "lora": [("pretrained", None, None), ("head", None, None), ("full", None, None),
                          ("scratch", None, None), ("lora", 1, None), ("lora", 2, None)],
-                "attention": [("dense", None, None), ("svd", 2, "random"), ("svd", 16, "random"),
-                              ("svd", 2, "trained"), ("svd", 16, "trained")]}
+                "attention": attention + [(*k, "minilm") for k in attention]}  # learned table, then MiniLM's
     for study, keys in expected.items():
         summary = json.loads((out / "tiny" / study / "summary.json").read_text())
-        assert [(r["method"], r["rank"], r["init"]) for r in summary["rows"]] == keys
+        assert [(r["method"], r["rank"], r["init"]) + ((r["embedding"],) if r["embedding"] else ())
+                for r in summary["rows"]] == keys
         for r in summary["rows"]:
             assert 0 <= r["test_acc"] <= 1 and r["params_total"] > 0
             model, sidecar = checkpoint.load(out / "tiny" / r["checkpoint"])  # every checkpoint rebuilds
@@ -87,8 +90,16 @@ def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
     full = next(r for r in lora["rows"] if r["method"] == "full")
     assert r1["params_trainable"] < full["params_trainable"] and r1["checkpoint_bytes"] < full["checkpoint_bytes"]
     attention = json.loads((out / "tiny" / "attention" / "summary.json").read_text())
-    k16 = next(r for r in attention["rows"] if (r["rank"], r["init"]) == (16, "random"))
+    k16 = next(r for r in attention["rows"] if (r["rank"], r["init"], r["embedding"]) == (16, "random", None))
     assert k16["qkv_params"] == 3 * (16 * 32 + 16 + 16)  # k(d+d) + k + d per projection at k = d
+    assert attention["chosen_by_embedding"].keys() == {"minilm"}  # its own chosen k per init, or None
+    assert (out / "tiny" / "attention" / "seed0" / "minilm-trained-k2.json").is_file()
+    table = embeddings.load(root, len(VOCAB))
+    for r in attention["rows"]:  # the pre-defined table stays as loaded (frozen) through training and factoring
+        if r["embedding"] == "minilm":
+            model, _ = checkpoint.load(out / "tiny" / r["checkpoint"])
+            assert torch.equal(model.wte.weight, table) and not model.wte.weight.requires_grad
+            assert r["val_acc_diff"] is None or r["method"] != "dense"  # paired with its own dense baseline
 
 
 @pytest.mark.parametrize("breakage, names", [

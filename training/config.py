@@ -137,13 +137,18 @@ class AttentionStudyConfig(StudyConfig):
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(batch_sizes=[1, 32]))
     model: TransformerConfig = field(default_factory=TransformerConfig)  # vocab_size, pad_id: the tokenizer's
     inits: list[str] = field(default_factory=lambda: ["random", "trained"])
+    # The token table: "learned", the model's own (trained from scratch), and/or "minilm", the word-piece embeddings
+    # of all-MiniLM-L6-v2 (training/embeddings.py), projected to d_model. Each runs dense and every rank and init.
+    embeddings: list[str] = field(default_factory=lambda: ["learned", "minilm"])
+    embedding_frozen: bool = True  # the minilm table stays as loaded (False: fine-tuned with the rest)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, batch_size=64, lr=5e-4, patience=2))
 
     def __post_init__(self):
         super().__post_init__()
-        bad = set(self.inits) - {"random", "trained"}
-        if bad:
-            raise ValueError(f"inits must be 'random' and/or 'trained', got {sorted(bad)}")
+        for name, allowed in (("inits", ("random", "trained")), ("embeddings", ("learned", "minilm"))):
+            values = getattr(self, name)
+            if set(values) - set(allowed) or len(set(values)) < len(values):
+                raise ValueError(f"{name} must list distinct values from {', '.join(allowed)}, got {values}")
 
 
 @dataclass

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from lowrank_bench.io import UserError, atomic_write, read_json, write_json
+from lowrank_bench.variants import full_key
 from training.studies import STUDIES
 from training.studies.common import checkpoint_name
 
@@ -38,13 +39,14 @@ class Job:
     method: str
     rank: int | None
     init: str | None
+    embedding: str | None  # attention's pre-defined token table ("minilm"), None for the model's own
     seed: int
     parents: tuple  # ids of the jobs whose checkpoints this one starts from
     id: str
 
     @property
     def key(self):
-        return self.study, self.method, self.rank, self.init
+        return self.study, self.method, self.rank, self.init, self.embedding
 
     @property
     def name(self):
@@ -53,8 +55,10 @@ class Job:
 
 
 def job_id(key, seed, settings, parent_ids, device_type):
-    """A stable id from what decides the result (never from file names): 16 hex digits of a SHA-256."""
-    text = json.dumps({"key": list(key), "seed": seed, "settings": settings, "parents": sorted(parent_ids),
+    """A stable id from what decides the result (never from file names): 16 hex digits of a SHA-256. The
+    key's `embedding` is left out when None, so the jobs that existed before that field keep their ids."""
+    key = list(key[:4]) if tuple(key[4:]) in ((), (None,)) else list(key)
+    text = json.dumps({"key": key, "seed": seed, "settings": settings, "parents": sorted(parent_ids),
                        "device": device_type}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -68,7 +72,8 @@ def plan(profile, studies, device):
     for study in STUDIES:  # dependency order: lora starts from svd's dense
         for seed in profile.seeds:
             for key, settings, parent_keys in STUDIES[study].jobs(profile):
-                parents = tuple(by_key[(k, seed)].id for k in parent_keys)
+                key = full_key(key)  # svd and lora name four fields, attention five
+                parents = tuple(by_key[(full_key(k), seed)].id for k in parent_keys)
                 job = Job(*key, seed, parents, job_id(key, seed, settings, parents, device_type))
                 graph[job.id] = by_key[(key, seed)] = job
     wanted, stack = set(), [j.id for j in graph.values() if j.study in studies]
@@ -213,7 +218,7 @@ def sweep(profile, studies, *, out, root, device, executor, force=False):
         if any(j.id in failed for j in mine):
             continue
         extras = {}
-        for j in mine:
-            extras.setdefault(j.key, []).append(results[j.id]["extra"])
+        for j in mine:  # keyed as the studies name their jobs: four fields where the embedding is None
+            extras.setdefault(j.key if j.embedding else j.key[:4], []).append(results[j.id]["extra"])
         STUDIES[study].summarize(profile, out, device, [results[j.id]["row"] for j in mine], extras)
     return [graph[i].name for i in failed]
