@@ -419,5 +419,5 @@ def optional_embedding(root: Path, vocab_size: int) -> str:
         got = embeddings.shape(path)
     except formats.FormatError as e:
         return f"{what}: {path} is damaged ({e}); {embeddings.HOW}"
-    fits = "OK" if got[0] == vocab_size else f"MISMATCH with the tokenizer's {vocab_size} tokens"
+    fits = "one row per token" if got[0] == vocab_size else f"MISMATCH: the tokenizer has {vocab_size} tokens"
     return f"{what}: present, {path} ({' x '.join(map(str, got))}, {fits})"
