@@ -1,4 +1,5 @@
-"""The sweep: every training run is a job (study, method, rank, init, seed) with a stable id and explicit parents.
+"""The sweep: every training run is a job (study, method, rank, init, embedding, seed) with a stable id and explicit
+parents.
 
 A job's id is a hash of the settings that decide its result (each study's `jobs(profile)` names them), its key, its
 seed and its parents' ids, so changing one setting changes exactly the ids of the jobs it affects and of their

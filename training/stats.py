@@ -40,8 +40,8 @@ def summarize(seed_rows, reference):
 
     Each holds the key fields, `n_seeds`, `seeds`, every numeric field's mean over seeds where the seeds differ (so
     `val_acc` and `test_acc` are means; a parameter count stays the integer it is), `<metric>_std` and `<metric>_ci95` for the METRICS, and `<metric>_diff` with `<metric>_diff_ci95`:
-    the difference to the variant whose (method, rank, init[, embedding]) is `reference`, paired by seed (None for the reference
-    itself and where fewer than two seeds pair up for an interval). Non-numeric fields come from the first seed.
+    the difference to the variant whose (method, rank, init[, embedding]) is `reference`, paired by seed (None for
+    the reference itself and where fewer than two seeds pair up for an interval). Non-numeric fields come from the first seed.
     """
     groups = {}
     for row in seed_rows:

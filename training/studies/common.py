@@ -51,7 +51,8 @@ def save_run(out, job, model, metrics, profile, dataset, classes, **save_args):
     rel = checkpoint_name(job.key, job.seed)
     meta = {k: v for k, v in metrics.items() if k not in ("history", "confusion")}
     checkpoint.save(Path(out) / rel, model, **save_args, study=job.study, method=job.method, rank=job.rank,
-                    init=job.init, embedding=job.embedding, dataset=dataset, profile=profile.name, seed=job.seed, job_id=job.id,
+                    init=job.init, embedding=job.embedding, dataset=dataset, profile=profile.name, seed=job.seed,
+                    job_id=job.id,
                     train_dtype=metrics.get("train_dtype"), metrics=meta,
                     history=metrics.get("history", []), confusion=metrics.get("confusion"), classes=classes)
     return rel
