@@ -102,7 +102,8 @@ def run_job(job, profile, *, root, work, device):
     r = row(job, model, metrics, sample, rel, qkv_params=model.qkv_params(), named_params=named_param_counts(model),
             latency_ms=median_latency_ms(model, latency_x))
     print(f"{variant_id(job.method, job.rank, job.init, job.embedding)}: {r['params_total']:,} parameters, "
-          f"{r['qkv_params']:,} in q/k/v, {r['epoch_seconds']:.1f}s/epoch, {r['train_seconds']:.1f}s total, test {r['test_acc']:.4f}")
+          f"{r['qkv_params']:,} in q/k/v, {r['epoch_seconds']:.1f}s/epoch, {r['train_seconds']:.1f}s total, "
+          f"test {r['test_acc']:.4f}")
     for name, n in r["named_params"].items():
         print(f"  {name:<40} {n:>10,}")
     return r, {}
