@@ -96,11 +96,24 @@ def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
     assert attention["chosen_by_embedding"].keys() == {"minilm"}  # its own chosen k per init, or None
     assert (out / "tiny" / "attention" / "seed0" / "minilm-trained-k2.json").is_file()
     table = embeddings.load(root, len(VOCAB))
-    for r in attention["rows"]:  # the pre-defined table stays as loaded (frozen) through training and factoring
-        if r["embedding"] == "minilm":
-            model, _ = checkpoint.load(out / "tiny" / r["checkpoint"])
-            assert torch.equal(model.wte.weight, table) and not model.wte.weight.requires_grad
-            assert r["val_acc_diff"] is None or r["method"] != "dense"  # paired with its own dense baseline
+    model, _ = checkpoint.load(out / "tiny" / "attention" / "seed0" / "minilm-dense")
+    assert model.wte.weight.shape == table.shape and model.wte.weight.requires_grad  # fine-tuned: the default
+
+
+def test_a_frozen_pre_defined_table_stays_as_loaded_through_the_study(root, tiny_profile, tmp_path, capsys):
+    out = tmp_path / "results"
+    rc, _, err = run(capsys, "train", "attention", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
+                     "--out", out, "--set", "attention.embedding_frozen=true", "--set", 'attention.embeddings=["minilm"]',
+                     "--set", "seeds=[0]")
+    assert rc == 0, err
+    table = embeddings.load(root, len(VOCAB))
+    rows = json.loads((out / "tiny" / "attention" / "summary.json").read_text())["rows"]
+    assert [r["embedding"] for r in rows] == ["minilm"] * 5
+    for r in rows:  # dense, and every rank from random and from the trained dense model
+        model, sidecar = checkpoint.load(out / "tiny" / r["checkpoint"])
+        assert torch.equal(model.wte.weight, table) and not model.wte.weight.requires_grad
+        assert sidecar["embedding"] == "minilm" and "wte.weight" in sidecar["frozen"]
+        assert r["params_trainable"] == r["params_total"] - table.numel()
 
 
 @pytest.mark.parametrize("breakage, names", [

@@ -94,7 +94,7 @@ def test_every_embedding_runs_dense_and_every_rank_and_init_from_its_own_dense()
     only = config.load_profile("smoke", "cpu", ['attention.embeddings=["learned"]'])
     kept = {j.name: j.id for j in jobs.plan(only, ["attention"], "cpu")}
     assert kept == {j.name: j.id for j in plan if j.embedding is None}  # the learned jobs do not see the variant
-    frozen = config.load_profile("smoke", "cpu", ["attention.embedding_frozen=false"])
+    frozen = config.load_profile("smoke", "cpu", ["attention.embedding_frozen=true"])
     changed = {j.name for j in jobs.plan(frozen, ["attention"], "cpu")} - {j.name for j in plan}
     assert not changed
     ids = {j.name: j.id for j in jobs.plan(frozen, ["attention"], "cpu")}
