@@ -40,10 +40,10 @@ class Job:
     method: str
     rank: int | None
     init: str | None
-    embedding: str | None  # attention's pre-defined token table ("minilm"), None for the model's own
     seed: int
     parents: tuple  # ids of the jobs whose checkpoints this one starts from
     id: str
+    embedding: str | None = None  # attention's pre-defined token table ("minilm"), None for the model's own
 
     @property
     def key(self):
@@ -75,7 +75,7 @@ def plan(profile, studies, device):
             for key, settings, parent_keys in STUDIES[study].jobs(profile):
                 key = full_key(key)  # svd and lora name four fields, attention five
                 parents = tuple(by_key[(full_key(k), seed)].id for k in parent_keys)
-                job = Job(*key, seed, parents, job_id(key, seed, settings, parents, device_type))
+                job = Job(*key[:4], seed, parents, job_id(key, seed, settings, parents, device_type), key[4])
                 graph[job.id] = by_key[(key, seed)] = job
     wanted, stack = set(), [j.id for j in graph.values() if j.study in studies]
     while stack:  # the asked studies' jobs and, transitively, their parents
