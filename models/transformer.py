@@ -1,8 +1,8 @@
 """The text classifier of Study 3: a small transformer encoder over WordPiece ids, pooled into two IMDB classes.
 
-ids (B, T) → scaled token embedding + sinusoidal positions → n_layers pre-LN encoder blocks → final LayerNorm →
-pooling over the non-padding tokens → linear classifier. Attention projections are separate `q_proj`, `k_proj`,
-`v_proj`, `out_proj` linears so that `models.lowrank.factorize(model, k, QKV_TARGETS, kind="svd")` finds them by
+ids (B, T) → scaled token embedding (or a table of another width, projected to d_model) + sinusoidal positions →
+n_layers pre-LN encoder blocks → final LayerNorm → pooling over the non-padding tokens → linear classifier.
+Attention projections are separate `q_proj`, `k_proj`, `v_proj`, `out_proj` linears so that `models.lowrank.factorize(model, k, QKV_TARGETS, kind="svd")` finds them by
 name suffix and swaps in `SVDLinear` factors; `qkv_params()` counts them either way.
 
 Padding (`ids == pad_id`) is masked as attention keys and left out of the pooling, so appending padding never
@@ -35,6 +35,10 @@ class TransformerConfig:
     n_classes: int = 2
     pad_id: int = 0  # bert-base-uncased [PAD]
     pooling: str = "mean"  # "mean": masked mean of the non-padding tokens; "cls": the token at position 0
+    # A token table of another width, e.g. a pre-defined one (MiniLM's 384) loaded by the study: vocab x
+    # embedding_dim, projected to d_model by a bias-free linear and a LayerNorm. None: the table has d_model columns.
+    embedding_dim: int | None = None
+    freeze_embedding: bool = False  # the token table gets no gradient (a pre-defined table kept as it is)
 
     def __post_init__(self):
         for name in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers", "d_ff"):
@@ -52,6 +56,8 @@ class TransformerConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not isinstance(self.pad_id, int) or not 0 <= self.pad_id < self.vocab_size:
             raise ValueError(f"pad_id must be an integer in [0, vocab_size={self.vocab_size}), got {self.pad_id!r}")
+        if self.embedding_dim is not None and (not isinstance(self.embedding_dim, int) or self.embedding_dim < 1):
+            raise ValueError(f"embedding_dim must be a positive integer or None, got {self.embedding_dim!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
 
@@ -133,11 +139,17 @@ class Transformer(nn.Module):
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_id)
+        self.wte = nn.Embedding(config.vocab_size, config.embedding_dim or config.d_model, padding_idx=config.pad_id)
         # std d^-1/2, times the sqrt(d) scale in forward: unit-size embeddings, the same size as the positions.
         nn.init.normal_(self.wte.weight, std=config.d_model ** -0.5)
         with torch.no_grad():
             self.wte.weight[config.pad_id].zero_()
+        if config.embedding_dim is not None:
+            # A table of another width goes through a projection to d_model, then a LayerNorm (as BERT normalises
+            # its embeddings): unit-size tokens whatever the table's own scale (MiniLM's entries have std 0.056).
+            self.wte_proj = nn.Linear(config.embedding_dim, config.d_model, bias=False)
+            self.ln_wte = nn.LayerNorm(config.d_model)
+        self.wte.weight.requires_grad_(not config.freeze_embedding)
         # Fixed, so not a parameter, and rebuilt from the config, so not saved in checkpoints.
         self.register_buffer("pe", sinusoidal_positions(config.max_len, config.d_model), persistent=False)
         self.dropout = nn.Dropout(config.dropout)
@@ -148,7 +160,9 @@ class Transformer(nn.Module):
     def embed(self, ids):
         """ids (B, T) -> (B, T, C): scaled token embeddings plus positions, what the first block receives (before
         dropout); the benchmark of the attention block alone builds its input here too."""
-        return self.wte(ids) * math.sqrt(self.config.d_model) + self.pe[:ids.shape[1]]
+        if self.config.embedding_dim is None:
+            return self.wte(ids) * math.sqrt(self.config.d_model) + self.pe[:ids.shape[1]]
+        return self.ln_wte(self.wte_proj(self.wte(ids))) + self.pe[:ids.shape[1]]
 
     def forward(self, ids):
         """ids (B, T) token ids, padding = pad_id -> logits (B, n_classes)."""

@@ -48,7 +48,8 @@ def study_figures(d, bench, figures_dir, all_bench=None):
         accuracy = _points(ranked, lambda r: r["test_acc"], lambda r: r.get("test_acc_ci95"))
         figs[f"{study}_accuracy"] = plots.accuracy_vs_rank(accuracy, refs, star, stem("accuracy"), xlabel, truncated)
     if ranked:
-        one = list({r["rank"]: r for r in ranked}.values())  # attention: both inits share their sizes
+        # attention: both inits share their sizes; the learned table's models (MiniLM's table is wider)
+        one = list({r["rank"]: r for r in ranked if not r.get("embedding")}.values())
         params = {"total": [(r["rank"], r["params_total"]) for r in one]}
         if study == "lora":
             params["trainable"] = [(r["rank"], r["params_trainable"]) for r in one]

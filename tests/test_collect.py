@@ -40,12 +40,13 @@ def _confusion(classes, acc, n=100):
              for j in range(k)] for i in range(k)]
 
 
-def _row(study, method, rank, test_acc, params, trainable, flops, init=None, **extra):
-    return {"study": study, "method": method, "rank": rank, "init": init, "val_acc": test_acc + 0.001,
+def _row(study, method, rank, test_acc, params, trainable, flops, init=None, embedding=None, **extra):
+    return {"study": study, "method": method, "rank": rank, "init": init, "embedding": embedding,
+            "val_acc": test_acc + 0.001,
             "test_acc": test_acc, "params_total": params, "params_trainable": trainable, "flops": flops,
             "epoch_seconds": 0.8 + (params / 2e6), "train_seconds": 2.4 + params / 1e6,
             "peak_mem_bytes": 40 * 2 ** 20 + 12 * trainable,
-            "checkpoint": f"{study}/{variant_id(method, rank, init)}", **extra}
+            "checkpoint": f"{study}/{variant_id(method, rank, init, embedding)}", **extra}
 
 
 def svd_summary():
@@ -92,7 +93,19 @@ def attention_summary():
             qkv = 3 * (257 * k + 128)
             rows.append(_row("attention", "svd", k, acc, rest + qkv, rest + qkv,
                              18_874_368 - 128 * (dense_qkv - qkv), init=init, qkv_params=qkv))
-    return {"chosen": {"method": "svd", "rank": 16, "init": "trained"}, "rows": rows}
+    # The pre-defined MiniLM table (30,522 x 384, frozen, projected to 128): ahead of the learned one but at k = 4.
+    table, proj = 30_522 * 384, 384 * 128 + 256
+    minilm = [_row("attention", "dense", None, 0.8010, table + proj + 123_650 + dense_qkv, proj + 123_650 + dense_qkv,
+                   18_900_000, embedding="minilm", qkv_params=dense_qkv)]
+    for k, accs in ((4, (0.6900, 0.7300)), (16, (0.7900, 0.7960)), (64, (0.7990, 0.8000))):
+        for init, acc in zip(("random", "trained"), accs):
+            qkv = 3 * (257 * k + 128)
+            minilm.append(_row("attention", "svd", k, acc, table + proj + 123_650 + qkv, proj + 123_650 + qkv,
+                               18_900_000 - 128 * (dense_qkv - qkv), init=init, embedding="minilm", qkv_params=qkv))
+    return {"chosen": {"method": "svd", "rank": 16, "init": "trained", "embedding": None}, "rows": rows + minilm,
+            "chosen_by_embedding": {"minilm": {"random": {"method": "svd", "rank": 64, "init": "random",
+                                                          "embedding": "minilm"}, "trained": None}},
+            "embedding_frozen": True}
 
 
 SUMMARIES = {"svd": svd_summary, "lora": lora_summary, "attention": attention_summary}
@@ -114,8 +127,11 @@ def write_results(results_dir, studies=STUDIES, bench=True):
                 seed_rows.append({**row, "seed": seed, "val_acc": row["val_acc"] + offset,
                                   "test_acc": row["test_acc"] + offset,
                                   "checkpoint": row["checkpoint"].replace("/", f"/seed{seed}/", 1)})
+        # each token table's rows against its own dense model, as the attention study pairs them
+        rows = [summarize([r for r in seed_rows if r.get("embedding") == e], (*REFERENCE[study], e))
+                for e in dict.fromkeys(r.get("embedding") for r in seed_rows)]
         summary |= {"study": study, "profile": results_dir.name, "device": "cpu", "device_name": "AMD EPYC 9R14",
-                    "tolerance_points": 0.5, "seed_rows": seed_rows, "rows": summarize(seed_rows, REFERENCE[study])}
+                    "tolerance_points": 0.5, "seed_rows": seed_rows, "rows": [r for part in rows for r in part]}
         dataset, classes = DATASETS[study]
         (results_dir / study).mkdir(parents=True, exist_ok=True)
         (results_dir / study / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -174,7 +190,13 @@ def test_results_tables_mark_the_chosen_rank_and_keep_raw_values(collected):
     lora_md = read(collected["tables"]["lora_results"]["md"])
     assert "chosen" in next(l for l in lora_md.splitlines() if l.startswith("| r4 "))
     attn_md = read(collected["tables"]["attention_results"]["md"])
-    assert "chosen" in next(l for l in attn_md.splitlines() if l.startswith("| trained-k16 "))
+    assert "chosen" in next(l for l in attn_md.splitlines() if l.startswith("| trained-k16 | learned |"))
+    minilm = [l for l in attn_md.splitlines() if l.startswith("| minilm-")]  # MiniLM's table: its own rows
+    assert [l.split(" | ")[:2] for l in minilm] == [["| minilm-dense", "minilm"]] + [
+        [f"| minilm-{i}-k{k}", "minilm"] for k in (4, 16, 64) for i in ("random", "trained")]
+    assert not any("chosen" in l for l in minilm) and "| +0.00 " not in minilm[0]
+    k16 = next(l for l in minilm if l.startswith("| minilm-random-k16 "))
+    assert "-1.10" in k16  # paired with MiniLM's own dense model (79.00 - 80.10), not the learned one
 
 
 def test_latency_table_gives_median_and_iqr_per_batch_size_in_ms(collected):

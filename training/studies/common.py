@@ -7,7 +7,7 @@ import cpuinfo
 import torch
 
 from lowrank_bench.io import write_json
-from lowrank_bench.variants import variant_id
+from lowrank_bench.variants import full_key, variant_id
 from training import checkpoint
 from training.measure import forward_flops, param_counts
 
@@ -22,7 +22,8 @@ def device_name(device):
 def row(job, model, metrics, sample, checkpoint_name, **extra):
     """One per-seed summary row: the variant's key fields and seed, then accuracies, sizes, FLOPs per sample,
     seconds and memory."""
-    return {"study": job.study, "method": job.method, "rank": job.rank, "init": job.init, "seed": job.seed,
+    return {"study": job.study, "method": job.method, "rank": job.rank, "init": job.init,
+            "embedding": job.embedding, "seed": job.seed,
             "val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"],
             **param_counts(model), "flops": forward_flops(model.eval(), sample),
             "epoch_seconds": metrics.get("epoch_seconds"), "train_seconds": metrics.get("train_seconds"),
@@ -38,10 +39,10 @@ def choose_smallest(rows, reference_val_acc, tolerance_points):
 
 
 def checkpoint_name(key, seed):
-    """Where the checkpoint of variant `key` (study, method, rank, init) and `seed` lives, relative to the results
-    folder: `<study>/seed<s>/<variant id>`."""
-    study, method, rank, init = key
-    return f"{study}/seed{seed}/{variant_id(method, rank, init)}"
+    """Where the checkpoint of variant `key` (study, method, rank, init[, embedding]) and `seed` lives, relative to
+    the results folder: `<study>/seed<s>/<variant id>`."""
+    study, method, rank, init, embedding = full_key(key)
+    return f"{study}/seed{seed}/{variant_id(method, rank, init, embedding)}"
 
 
 def save_run(out, job, model, metrics, profile, dataset, classes, **save_args):
@@ -50,7 +51,8 @@ def save_run(out, job, model, metrics, profile, dataset, classes, **save_args):
     rel = checkpoint_name(job.key, job.seed)
     meta = {k: v for k, v in metrics.items() if k not in ("history", "confusion")}
     checkpoint.save(Path(out) / rel, model, **save_args, study=job.study, method=job.method, rank=job.rank,
-                    init=job.init, dataset=dataset, profile=profile.name, seed=job.seed, job_id=job.id,
+                    init=job.init, embedding=job.embedding, dataset=dataset, profile=profile.name, seed=job.seed,
+                    job_id=job.id,
                     train_dtype=metrics.get("train_dtype"), metrics=meta,
                     history=metrics.get("history", []), confusion=metrics.get("confusion"), classes=classes)
     return rel
@@ -72,7 +74,7 @@ def median_latency_ms(model, x, repeats=20):
 
 def chosen_key(chosen_row):
     """What a summary records of its chosen row: the key fields (None when no rank qualified)."""
-    return {f: chosen_row[f] for f in ("method", "rank", "init")} if chosen_row else None
+    return {f: chosen_row.get(f) for f in ("method", "rank", "init", "embedding")} if chosen_row else None
 
 
 def write_summary(out, study, profile, device, rows, seed_rows, chosen, tolerance_points, **extra):
@@ -87,7 +89,7 @@ def write_summary(out, study, profile, device, rows, seed_rows, chosen, toleranc
 
 def print_table(rows, columns):
     """A plain fixed-width table on stdout, each row led by its readable id."""
-    rows = [{"name": variant_id(r["method"], r["rank"], r["init"]), **r} for r in rows]
+    rows = [{"name": variant_id(r["method"], r["rank"], r["init"], r.get("embedding")), **r} for r in rows]
     columns = ["name", *columns]
     widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
     print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
