@@ -155,14 +155,15 @@ def test_lora_alone_trains_the_dense_baselines_it_starts_from(root, tiny_profile
 def test_retraining_keeps_the_baselines_augmentation(root, tiny_profile, tmp_path, capsys, monkeypatch):
     path = config.PROFILES_DIR / "tiny.toml"
     path.write_text(path.read_text().replace("[svd]\n", "[svd]\naugment_ablation = false\nranks = [2]\n", 1)
-                    .replace("ranks = [2, 4]\n", "").replace("baseline = { epochs = 2,", "baseline = { augment = true, epochs = 1,"))
+                    .replace("ranks = [2, 4]\n", "").replace("baseline = { epochs = 2,", 'baseline = { augment = "flip_crop", epochs = 1,'))
     seen = []
     real_train = svd.train
     monkeypatch.setattr(svd, "train", lambda model, splits, cfg, **kw: seen.append(cfg) or real_train(model, splits, cfg, **kw))
     rc, _, err = run(capsys, "train", "svd", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
                      "--out", tmp_path / "out")
     assert rc == 0, err
-    assert [c.augment for c in seen] == [True, True] * 2  # per seed: the baseline, then k = 2 retrained as it was
+    # per seed: the baseline, then k = 2 retrained as it was (not with the default "affine")
+    assert [c.augment for c in seen] == ["flip_crop", "flip_crop"] * 2
 
 
 def test_rank_out_of_range_is_refused(root, tiny_profile, tmp_path, capsys):
