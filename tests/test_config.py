@@ -18,7 +18,7 @@ def test_profiles_load(name):
 def test_override_keeps_unset_defaults():
     smoke = load_profile("smoke")
     assert smoke.svd.retrain.epochs == 1  # set by smoke.toml
-    assert (smoke.svd.retrain.lr, smoke.svd.retrain.warmup_frac) == (1e-4, 0.0)  # the retrain block's own defaults
+    assert (smoke.svd.retrain.lr, smoke.svd.retrain.warmup_frac) == (3e-4, 0.0)  # the retrain block's own defaults
     assert (TrainConfig().lr, TrainConfig().warmup_frac) == (1e-3, 0.05)  # ... not TrainConfig's
 
 
