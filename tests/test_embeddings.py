@@ -108,9 +108,8 @@ def test_embeddings_are_checked_when_the_profile_loads(value):
         config.load_profile("smoke", "cpu", [f"attention.embeddings={value}"])
 
 
-def test_the_learned_table_keeps_its_settings_and_ids():
-    """The job settings of the learned table leave out the model fields this variant added."""
+def test_only_the_minilm_jobs_name_a_pre_defined_table():
     profile = config.load_profile("smoke", "cpu")
-    (key_, settings, _), *_ = attention.jobs(profile)
-    assert key_ == attention.DENSE and "embedding" not in settings
-    assert not {"embedding_dim", "freeze_embedding"} & set(settings["model"])
+    jobs = list(attention.jobs(profile))
+    assert jobs[0][0] == attention.DENSE and "embedding" not in jobs[0][1]
+    assert all(("embedding" in settings) == (key_[4] == "minilm") for key_, settings, _ in jobs)

@@ -56,10 +56,8 @@ class Job:
 
 
 def job_id(key, seed, settings, parent_ids, device_type):
-    """A stable id from what decides the result (never from file names): 16 hex digits of a SHA-256. The
-    key's `embedding` is left out when None, so the jobs that existed before that field keep their ids."""
-    key = list(key[:4]) if tuple(key[4:]) in ((), (None,)) else list(key)
-    text = json.dumps({"key": key, "seed": seed, "settings": settings, "parents": sorted(parent_ids),
+    """A stable id from what decides the result (never from file names): 16 hex digits of a SHA-256."""
+    text = json.dumps({"key": list(key), "seed": seed, "settings": settings, "parents": sorted(parent_ids),
                        "device": device_type}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -45,18 +45,14 @@ def dense_key(embedding=None):
 
 
 DENSE = dense_key()
-# TransformerConfig fields a profile leaves at their defaults for the learned table: left out of the job settings
-# then, so the ids of the runs from before these fields existed stay the same (the study sets them for minilm).
-NEW_MODEL_FIELDS = {"embedding_dim": None, "freeze_embedding": False}
 
 
 def jobs(profile):
     """(key, settings that decide its result, parent keys) of every job of one seed, parents first."""
     cfg, d = profile.attention, profile.data
-    model = {k: v for k, v in dataclasses.asdict(cfg.model).items()
-             if k not in NEW_MODEL_FIELDS or v != NEW_MODEL_FIELDS[k]}
     shared = {"data": {"val_fraction": d.val_fraction, "split_seed": d.split_seed, "imdb_train": d.imdb_train,
-                       "imdb_test": d.imdb_test}, "model": model, "train": dataclasses.asdict(cfg.train)}
+                       "imdb_test": d.imdb_test}, "model": dataclasses.asdict(cfg.model),
+              "train": dataclasses.asdict(cfg.train)}
     for name in cfg.embeddings:
         embedding = EMBEDDING[name]
         dense = shared if embedding is None else {**shared, "embedding": {"name": embedding,
