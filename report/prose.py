@@ -62,8 +62,9 @@ def retraining_schedule(d):
     chosen = d["meta"].get("augmentation", {}).get("chosen")
     augment = {None: "with the baseline's augmentation setting", "none": "without augmentation, as the baseline"}.get(
         chosen, f"with the baseline's augmentation ({chosen})")
-    distilled = ("" if not cfg.get("distill") else f", and distilled from the dense model (loss weight {cfg['distill']:g} "
-                 f"on its outputs at temperature {cfg['distill_temperature']:g}, the rest on the labels)")
+    distilled = "" if not cfg.get("distill") else (
+        f", and distilled from the dense model (loss weight {cfg['distill']:g} on its outputs at temperature "
+        f"{cfg['distill_temperature']:g}, the rest on the labels)")
     return (f"Retraining runs up to {cfg['epochs']} epochs from learning rate {cfg['lr']:g}, cosine-decayed {warmup}, "
             f"{augment}{distilled}; the truncated start is evaluated as epoch 0 and kept unless "
             "an epoch beats it on validation, so retraining cannot end below its start.")

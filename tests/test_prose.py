@@ -118,4 +118,7 @@ def test_the_retraining_schedule_is_what_the_study_ran():
         in said(0.0, "affine")
     assert "after a 5\\,\\% warm-up, without augmentation" in said(0.05, "none")
     assert "distil" not in said(0.0, "none")
+    distilled = prose.retraining_schedule({"meta": {"retrain": {"epochs": 6, "lr": 3e-4, "warmup_frac": 0.0,
+                                                                "distill": 0.5, "distill_temperature": 2.0}}})
+    assert "distilled from the dense model (loss weight 0.5 on its outputs at temperature 2" in distilled
     assert prose.retraining_schedule({"meta": {}}) == ""  # an older summary: nothing claimed
