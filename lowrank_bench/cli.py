@@ -23,8 +23,8 @@ from training.studies import STUDIES
 
 REPO = Path(__file__).resolve().parent.parent
 # Wall times of a whole `run` per profile, as measured (README, "First run"); the help texts quote them.
-RUN_TIMES = ("smoke about 1.5 min, quick about 24 min with its two seeds (10 min with one) on a 2-core CPU "
-             "with --jobs auto; full about 16 min per seed on one H100")
+RUN_TIMES = ("smoke about 2 min, quick about 53 min with its two seeds (27 min with one) on a 2-core CPU "
+             "with --jobs auto; full about 16 min per seed on one H100 (measured before its minilm rows)")
 ABOUT = f"""\
 Measure what low-rank weight decomposition buys a neural network: accuracy, latency, peak memory, FLOPs and
 parameter count for every rank k, in three studies (truncated SVD of an MLP on Hoda digits, LoRA onto
