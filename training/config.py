@@ -147,7 +147,7 @@ class AttentionStudyConfig(StudyConfig):
     ranks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
     targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj"])  # + out_proj, fc1, fc2
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(batch_sizes=[1, 32]))
-    # vocab_size, pad_id: the tokenizer's. Regularisation, measured on quick (CPU), dense, validation means of seeds 0, 1
+    # vocab_size, pad_id: the tokenizer's. Regularisation, measured on quick (CPU), dense, validation means of 2 seeds
     # (800 reviews each; test, 4,000, for the record): plain 80.94 % (test 80.00); token dropout 0.1 81.31 (79.65);
     # 0.2 81.06 (79.50); label smoothing 0.1 80.88 (79.97); dropout 0.2 80.38 (79.59); token dropout 0.1 with label
     # smoothing 0.1 81.44 (79.60), +0.50 in both seeds, kept. A point on 800 reviews is within noise either way.
