@@ -13,8 +13,8 @@ import torch
 
 from bench.harness import Env, Suite, axes, profile_of, variants
 from bench.speedups import add_speedups
-from lowrank_bench.benchjson import check_study_extra_info
-from lowrank_bench.variants import variant_id
+from core.benchjson import check_study_extra_info
+from core.variants import variant_id
 
 
 def pytest_configure(config):

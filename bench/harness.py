@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lowrank_bench.io import UserError, read_json
-from lowrank_bench.variants import key
+from core.io import UserError, read_json
+from core.variants import key
 from training import checkpoint
 from training.config import Profile, load_profile, resolve_device
 from training.data import resolve_root

@@ -11,9 +11,9 @@ Every other stat is the median of that stat over the runs, so one disturbed proc
 """
 import statistics
 
-from lowrank_bench.benchjson import STAT_FIELDS, by_fullname, is_number, machine_summary
+from core.benchjson import STAT_FIELDS, by_fullname, is_number, machine_summary
 from bench.speedups import add_speedups
-from lowrank_bench.io import UserError
+from core.io import UserError
 
 
 def pool_runs(runs: list[dict], paths: list) -> dict:

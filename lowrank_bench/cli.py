@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from bench.pool import pool_runs
-from lowrank_bench import proc
-from lowrank_bench.benchjson import load_bench
-from lowrank_bench.io import UserError, atomic_path, require_writable_dir, write_json
+from core import proc
+from core.benchjson import load_bench
+from core.io import UserError, atomic_path, require_writable_dir, write_json
 from lowrank_bench.options import add_bench_axes, add_common, as_argv, bench_axes_argv
 from report import collect, gate, latex
 from report.results import default_bench

@@ -5,6 +5,8 @@ Each entry is (flag, argparse keywords); pytest's `addoption` takes the same key
 """
 import argparse
 
+from core.spec import DTYPES, MODES
+
 COMMON = (
     ("--profile", dict(metavar="NAME|PATH", default="smoke",
                        help="smoke, quick, full, auto (full on CUDA, quick otherwise) or a PATH.toml of your own "
@@ -21,10 +23,6 @@ COMMON = (
                                                           "OUT/<profile>/ (default results)")),
 )
 
-
-# The inference benchmarks' axes (issue 14): names as they appear in ids, extra_info, profiles and tables.
-DTYPES = ("fp32", "bf16", "fp16")
-MODES = ("eager", "compiled")
 
 
 def _axis(choices, what):

@@ -9,7 +9,7 @@ latency as a ratio to the first's. Reading is `report.results`, tables `report.t
 import json
 from pathlib import Path
 
-from lowrank_bench.io import UserError, write_json
+from core.io import UserError, write_json
 from report import tables as t
 from report.figures import study_figures
 from report.results import (BASELINES, STUDIES, accuracy_by_axes, load_benches, load_study, primary,

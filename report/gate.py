@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lowrank_bench.benchjson import axes, by_fullname, load_bench, machine_summary
-from lowrank_bench.io import UserError, read_json, write_json
+from core.benchjson import axes, by_fullname, load_bench, machine_summary
+from core.io import UserError, read_json, write_json
 from report import fmt
 
 MIN_MATCHED = 0.9

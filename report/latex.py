@@ -12,8 +12,8 @@ import shutil
 import time
 from pathlib import Path
 
-from lowrank_bench import proc
-from lowrank_bench.io import UserError, atomic_write, read_json
+from core import proc
+from core.io import UserError, atomic_write, read_json
 from report import fmt, prose
 from report.collect import collect
 from report.results import STUDIES, default_bench, primary, same_model, speedup_cells

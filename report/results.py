@@ -2,13 +2,13 @@
 
 Reads results/<profile>/{svd,lora,attention}/summary.json (with the checkpoint sidecars of the baseline and the
 chosen run for training curves and confusion matrices) and any number of benchmark files. Rows keep the variant's
-key fields (`lowrank_bench.variants`): every join below is on those, and `label` is only what people read.
+key fields (`core.variants`): every join below is on those, and `label` is only what people read.
 """
 from pathlib import Path
 
-from lowrank_bench.benchjson import axes, load_bench, require_extra_info
-from lowrank_bench.io import UserError, read_json
-from lowrank_bench.variants import key, variant_id
+from core.benchjson import axes, load_bench, require_extra_info
+from core.io import UserError, read_json
+from core.variants import key, variant_id
 
 STUDIES = ("svd", "lora", "attention")
 # Keys every summary row must carry (values may be null, e.g. no epochs for the untrained "pretrained" row).

@@ -1,7 +1,7 @@
 """Tables from the collector's rows: raw values to CSV, formatted to Markdown and LaTeX (booktabs)."""
 import pandas as pd
 
-from lowrank_bench.io import atomic_write
+from core.io import atomic_write
 from report import fmt
 from report.results import bench_order
 

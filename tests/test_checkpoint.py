@@ -9,7 +9,7 @@ from models.lowrank import factorize, factored_ranks
 from models.mlp import MLP, MLPConfig
 from models.transformer import Transformer, TransformerConfig
 from training import checkpoint
-from lowrank_bench.io import UserError
+from core.io import UserError
 
 
 @pytest.fixture

@@ -322,7 +322,7 @@ def test_a_bad_profile_value_fails_before_training(root, tiny_profile, tmp_path,
 
 def deny_writes_in(monkeypatch, folder):
     """Make `folder` read-only to this process (tests may run as root, who writes anywhere)."""
-    from lowrank_bench import io
+    from core import io
     real = io.tempfile.TemporaryFile
 
     def probe(*a, dir=None, **k):

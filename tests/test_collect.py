@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lowrank_bench.io import UserError
-from lowrank_bench.variants import variant_id
+from core.io import UserError
+from core.variants import variant_id
 from report import collect as collect_mod
 from report.collect import collect
 from report.figures import _latency_panels, pareto_front

@@ -7,8 +7,8 @@ import torch
 from safetensors.numpy import load_file
 
 from fixtures import build
-from lowrank_bench.io import UserError
-from lowrank_bench.variants import KEY_FIELDS, key, variant_id
+from core.io import UserError
+from core.variants import KEY_FIELDS, key, variant_id
 from training import config, embeddings, jobs
 from training.studies import attention
 

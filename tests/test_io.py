@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from lowrank_bench.io import atomic_path, atomic_write, read_json, write_json
+from core.io import atomic_path, atomic_write, read_json, write_json
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -26,7 +26,7 @@ def test_written_files_follow_the_umask(tmp_path):
 
 def test_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
     import errno
-    from lowrank_bench import io
+    from core import io
     target = tmp_path / "r.json"
     io.write_json(target, {"old": 1})
 

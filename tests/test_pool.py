@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from lowrank_bench.benchjson import load_bench
+from core.benchjson import load_bench
 from bench.pool import pool_runs
-from lowrank_bench.io import UserError
+from core.io import UserError
 
 SAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "bench_sample.json"
 

@@ -11,7 +11,7 @@ import pytest
 from report import latex, prose
 from report.collect import collect
 from test_collect import BENCH, write_results  # tests/ is on sys.path: pytest's default rootdir-less import
-from lowrank_bench.io import UserError
+from core.io import UserError
 
 SECTIONS = ["Setup", "SVD of MLP weights", "LoRA", "Low-rank attention", "Conclusion"]
 needs_latexmk = pytest.mark.skipif(shutil.which("latexmk") is None,

@@ -9,7 +9,7 @@ import torch
 from models.lowrank import factorize
 from models.mlp import MLP, MLPConfig
 from training.config import TrainConfig
-from lowrank_bench.io import read_json
+from core.io import read_json
 from training.train import augment_images, confusion_matrix, distillation_loss, evaluate, train
 
 

@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from lowrank_bench.io import UserError, atomic_path, read_json, write_json
+from core.io import UserError, atomic_path, read_json, write_json
 from models.lora import LoRAConfig, add_lora, load_lora_state_dict, lora_state_dict
 from models.lowrank import factorize
 from models.mlp import MLP, MLPConfig

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from lowrank_bench.options import DTYPES, MODES
+from core.spec import DTYPES, MODES
 from models.mlp import MLPConfig
 from models.transformer import TransformerConfig
 

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from lowrank_bench.io import UserError, atomic_path
+from core.io import UserError, atomic_path
 from training import embeddings, formats
 
 SIZE = 32  # the MLP's input side; Hoda is shrunk to fit, Fashion-MNIST's 28×28 padded to it

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from tqdm import tqdm
 
-from lowrank_bench.io import atomic_path
+from core.io import atomic_path
 from training import data, embeddings, formats
 
 BASE_URLS = {

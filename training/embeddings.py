@@ -17,10 +17,10 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
-from lowrank_bench.io import UserError
+from core.io import UserError
 from training.formats import FormatError
 
-NAME = "minilm"  # the variant's `embedding` key field (lowrank_bench.variants)
+NAME = "minilm"  # the variant's `embedding` key field (core.variants)
 FOLDER = "all-MiniLM-L6-v2"
 FILE = f"{FOLDER}/model.safetensors"  # under the data root
 URL = "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2/resolve/main"

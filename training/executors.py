@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from lowrank_bench.io import UserError
+from core.io import UserError
 from training.jobs import execute
 
 RAY_INSTALL = "pip install 'lowrank-bench[ray]'"

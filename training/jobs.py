@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from lowrank_bench.io import UserError, atomic_write, read_json, write_json
-from lowrank_bench.variants import full_key
+from core.io import UserError, atomic_write, read_json, write_json
+from core.variants import full_key
 from training.studies import STUDIES
 from training.studies.common import checkpoint_name
 

@@ -12,7 +12,7 @@ import statistics
 
 from scipy import stats as scipy_stats
 
-from lowrank_bench.variants import KEY_FIELDS, full_key
+from core.variants import KEY_FIELDS, full_key
 
 METRICS = ("val_acc", "test_acc")  # what gets a mean, a spread, an interval and a paired difference
 CONFIDENCE = 0.95

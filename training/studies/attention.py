@@ -20,7 +20,7 @@ from models.transformer import Transformer
 from training import checkpoint, embeddings
 from training.data import load_imdb
 from training.measure import named_param_counts
-from lowrank_bench.variants import variant_id
+from core.variants import variant_id
 from training.stats import summarize as over_seeds
 from training.studies.common import (checkpoint_name, choose_smallest, chosen_key, median_latency_ms, print_table,
                                      row, save_run, write_summary)

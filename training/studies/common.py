@@ -6,8 +6,8 @@ from pathlib import Path
 import cpuinfo
 import torch
 
-from lowrank_bench.io import write_json
-from lowrank_bench.variants import full_key, variant_id
+from core.io import write_json
+from core.variants import full_key, variant_id
 from training import checkpoint
 from training.measure import forward_flops, param_counts
 

@@ -17,8 +17,8 @@ from models.lowrank import check_ranks
 from models.mlp import MLP
 from training import checkpoint
 from training.data import load_fashion
-from lowrank_bench.io import UserError
-from lowrank_bench.variants import variant_id
+from core.io import UserError
+from core.variants import variant_id
 from training.stats import summarize as over_seeds
 from training.studies.common import (checkpoint_name, choose_smallest, median_latency_ms, print_table, row,
                                      save_run, write_summary)

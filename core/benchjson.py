@@ -7,7 +7,7 @@ The shape is the one `pytest_benchmark_generate_json` writes (plugin.py in pytes
 "options", "stats": {Stats.fields..., "iterations"}}], "datetime", "version"}.
 No pytest import here, like pytest-benchmark's own stats.py, so plain scripts can use it.
 """
-from lowrank_bench.io import UserError, read_json
+from core.io import UserError, read_json
 
 # Stats.fields (pytest_benchmark/stats.py) plus the "iterations" that Metadata.as_dict adds.
 STAT_FIELDS = ("min", "max", "mean", "stddev", "rounds", "median", "iqr", "q1", "q3", "iqr_outliers",
