@@ -16,7 +16,8 @@ from core import proc
 from core.io import UserError, atomic_write, read_json
 from report import fmt, prose
 from report.collect import collect
-from report.results import STUDIES, default_bench, primary, same_model, speedup_cells
+from core.spec import STUDIES
+from report.results import default_bench, primary, same_model, speedup_cells
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).parent / "templates"
@@ -39,7 +40,6 @@ EXCERPTS = {"LowRankBase": ("models/lowrank.py", "_LowRank", "from_linear"),
             "LoRAForward": ("models/lora.py", "LoRALinear", "forward"),
             "LoRADelta": ("models/lora.py", "LoRALinear", "delta_weight"),
             "Attention": ("models/transformer.py", "SelfAttention", None)}
-PREFIX = {"svd": "Svd", "lora": "Lora", "attention": "Attn"}
 # pdflatex's listings cannot typeset multi-byte characters; the copies the listings read spell them in ASCII.
 ASCII = {"×": "x", "≈": "~", "·": "*", "Σ": "S", "σ": "s", "α": "alpha", "√": "sqrt", "ᵀ": "^T", "—": "--",
          "–": "-", "→": "->", "←": "<-", "≤": "<=", "≥": ">=", "‖": "||", "⊙": "*", "²": "^2", "…": "...",
@@ -189,7 +189,7 @@ def numbers_tex(collected, excerpts):
     flags = {"Comparison": len(collected["bench_files"]) > 1}
     extra = {"svd": svd_numbers, "lora": lora_numbers, "attention": attention_numbers}
     for study in STUDIES:
-        p, d = PREFIX[study], collected["studies"].get(study)
+        p, d = STUDIES[study].macro_prefix, collected["studies"].get(study)
         flags[f"{p}Ran"] = d is not None
         flags[f"{p}Chosen"] = bool(d and d["chosen"])
         flags[f"{p}Bench"] = flags[f"{p}SpeedupMap"] = False

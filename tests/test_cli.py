@@ -94,7 +94,7 @@ def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
     k16 = next(r for r in attention["rows"] if (r["rank"], r["init"], r["embedding"]) == (16, "random", None))
     assert k16["qkv_params"] == 3 * (16 * 32 + 16 + 16)  # k(d+d) + k + d per projection at k = d
     assert attention["chosen_by_embedding"].keys() == {"minilm"}  # its own chosen k per init, or None
-    assert (out / "tiny" / "attention" / "seed0" / "minilm-trained-k2.json").is_file()
+    assert (out / "tiny" / "attention" / "seed0" / "minilm-trained-svd-k2.json").is_file()
     table = embeddings.load(root, len(VOCAB))
     model, _ = checkpoint.load(out / "tiny" / "attention" / "seed0" / "minilm-dense")
     assert model.wte.weight.shape == table.shape and model.wte.weight.requires_grad  # fine-tuned: the default

@@ -70,9 +70,9 @@ def test_numbers_in_the_pdf_come_from_the_results(built):
         svd.replace("\n", " ")
     assert "r = 4" in sections(text, SECTIONS)["LoRA"]
     attention = sections(text, SECTIONS)["Low-rank attention"].replace("\n", " ")
-    assert "trained-k16" in attention and "a speed-up of" in attention  # chosen row found among the k benchmarks
+    assert "trained-svd-k16" in attention and "a speed-up of" in attention  # chosen row found among the k benchmarks
     assert "With the pre-defined word-piece table of all-MiniLM-L6-v2 (frozen, projected" in attention
-    assert "minilm-random-k16" in attention  # the variant's rows are in the results table
+    assert "minilm-random-svd-k16" in attention  # the variant's rows are in the results table
     assert "\\newcommand{\\SvdChosenRank}{128}" in (out / "numbers.tex").read_text()
     # Listings quote the real source at the lines where the class starts.
     first = int(re.search(r"\\newcommand\{\\LowRankLinearFirst\}\{(\d+)\}", (out / "numbers.tex").read_text())[1])

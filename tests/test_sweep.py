@@ -44,7 +44,7 @@ def test_a_setting_changes_the_ids_of_exactly_the_jobs_it_affects_and_their_chil
     assert len(base) == 2 * (3 + 6 + 2 * 5) and len(set(base.values())) == len(base)  # 2 seeds; ids are unique
     assert ids(tiny) == base  # stable
     changed = lambda *o: {name for name, i in ids(tiny, *o).items() if base.get(name) != i}
-    assert changed("svd.retrain.lr=0.5") == {f"svd/seed{s}/k{k}" for s in (0, 1) for k in (2, 4)}
+    assert changed("svd.retrain.lr=0.5") == {f"svd/seed{s}/svd-k{k}" for s in (0, 1) for k in (2, 4)}
     # the dense baseline: itself, its ranks and every LoRA job (they start from it), not attention
     assert changed("svd.baseline.epochs=3") == {n for n in base if n.startswith(("svd/", "lora/"))}
     assert changed("attention.train.lr=0.5") == {n for n in base if n.startswith("attention/")}
@@ -114,10 +114,10 @@ def test_a_failing_job_is_named_with_its_log_and_the_others_finish(root, tiny, t
     out = tmp_path / "results"
     rc, stdout, err = train(capsys, tiny, root, out)
     assert rc == 2
-    assert "FAILED svd/seed1/k4: RuntimeError: boom in k4" in err
-    log = out / "tiny" / "logs" / "svd" / "seed1" / "k4.log"
+    assert "FAILED svd/seed1/svd-k4: RuntimeError: boom in k4" in err
+    log = out / "tiny" / "logs" / "svd" / "seed1" / "svd-k4.log"
     assert str(log) in err and "boom in k4" in log.read_text()
-    assert "1 job(s) failed: svd/seed1/k4" in err
+    assert "1 job(s) failed: svd/seed1/svd-k4" in err
     assert len(weights(out / "tiny")) == 5  # every other job finished
     assert not (out / "tiny" / "svd" / "summary.json").exists()  # no summary from an incomplete study
     monkeypatch.setattr(svd, "run_job", real)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from core.spec import DTYPES, MODES
+from models.methods import METHODS
 from models.mlp import MLPConfig
 from models.transformer import TransformerConfig
 
@@ -122,7 +123,19 @@ class StudyConfig:
 
 
 @dataclass
-class SVDStudyConfig(StudyConfig):
+class DecompositionStudyConfig(StudyConfig):
+    """A study whose low-rank models come from a decomposition method of models/methods.py's registry: every
+    method runs at every rank, side by side."""
+    methods: list[str] = field(default_factory=lambda: ["svd"])
+
+    def __post_init__(self):
+        super().__post_init__()
+        if set(self.methods) - set(METHODS) or len(set(self.methods)) < len(self.methods):
+            raise ValueError(f"methods must list distinct values from {', '.join(METHODS)}, got {self.methods}")
+
+
+@dataclass
+class SVDStudyConfig(DecompositionStudyConfig):
     ranks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
     model: MLPConfig = field(default_factory=MLPConfig)
     augment_ablation: bool = True  # train the baseline with and without augmentation, keep the better on val
@@ -143,7 +156,7 @@ class LoRAStudyConfig(StudyConfig):
 
 
 @dataclass
-class AttentionStudyConfig(StudyConfig):
+class AttentionStudyConfig(DecompositionStudyConfig):
     ranks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
     targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj"])  # + out_proj, fc1, fc2
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(batch_sizes=[1, 32]))

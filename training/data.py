@@ -23,6 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from core.io import UserError, atomic_path
+from core.spec import STUDIES
 from training import embeddings, formats
 
 SIZE = 32  # the MLP's input side; Hoda is shrunk to fit, Fashion-MNIST's 28×28 padded to it
@@ -47,9 +48,6 @@ REQUIRED = {
     embeddings.NAME: [embeddings.FILE],  # Study 3's pre-defined embedding; also found in its pip wheel
 }
 OPTIONAL = (embeddings.NAME,)  # `check` reports it, present or missing, and never fails because of it
-# The data sets (REQUIRED's keys) each study reads. LoRA starts from the Hoda MLP that Study 1 trains, and its
-# benchmark trains that model when it is missing, so it needs Hoda too.
-STUDY_DATA = {"svd": ["hoda"], "lora": ["hoda", "fashion"], "attention": ["imdb"]}
 HODA_CLASSES = [str(d) for d in range(10)]
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
@@ -84,7 +82,7 @@ def default_root() -> Path:
 
 def needed(profile, studies) -> list[str]:
     """The data sets (REQUIRED's keys) that training and benchmarking `studies` under `profile` read."""
-    names = dict.fromkeys(n for s in studies for n in STUDY_DATA[s])
+    names = dict.fromkeys(n for s in studies for n in STUDIES[s].datasets)
     if "hoda" in names and profile.data.hoda_extra:
         names["hoda-extra"] = None
     if "imdb" in names and embeddings.NAME in profile.attention.embeddings:

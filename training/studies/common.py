@@ -7,7 +7,7 @@ import cpuinfo
 import torch
 
 from core.io import write_json
-from core.variants import full_key, variant_id
+from core.variants import row_id, variant_id
 from training import checkpoint
 from training.measure import forward_flops, param_counts
 
@@ -39,10 +39,9 @@ def choose_smallest(rows, reference_val_acc, tolerance_points):
 
 
 def checkpoint_name(key, seed):
-    """Where the checkpoint of variant `key` (study, method, rank, init[, embedding]) and `seed` lives, relative to
+    """Where the checkpoint of variant `key` (study, method, rank, init, embedding) and `seed` lives, relative to
     the results folder: `<study>/seed<s>/<variant id>`."""
-    study, method, rank, init, embedding = full_key(key)
-    return f"{study}/seed{seed}/{variant_id(method, rank, init, embedding)}"
+    return f"{key[0]}/seed{seed}/{variant_id(*key)}"
 
 
 def save_run(out, job, model, metrics, profile, dataset, classes, **save_args):
@@ -89,7 +88,7 @@ def write_summary(out, study, profile, device, rows, seed_rows, chosen, toleranc
 
 def print_table(rows, columns):
     """A plain fixed-width table on stdout, each row led by its readable id."""
-    rows = [{"name": variant_id(r["method"], r["rank"], r["init"], r.get("embedding")), **r} for r in rows]
+    rows = [{"name": row_id(r), **r} for r in rows]
     columns = ["name", *columns]
     widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
     print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))

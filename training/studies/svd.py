@@ -5,13 +5,14 @@ right after truncation and after retraining W1, W2 and the biases with validatio
 chosen k is the smallest whose retrained validation accuracy, averaged over seeds, is within `tolerance_points` of
 the dense model's mean.
 
-Jobs (training/jobs.py runs them): per seed, the dense baseline, then one retraining per k starting from that
-seed's dense checkpoint.
+Jobs (training/jobs.py runs them): per seed, the dense baseline, then one retraining per method and k starting from
+that seed's dense checkpoint.
 """
 import dataclasses
 
 import torch
 
+from core.spec import reference_key
 from models.lowrank import break_even_rank, check_ranks, factorize, factored_ranks, layer_report
 from models.mlp import MLP
 from models.select import linear_layers
@@ -22,7 +23,7 @@ from training.studies.common import (checkpoint_name, choose_smallest, median_la
                                      save_run, write_summary)
 from training.train import evaluate, train
 
-DENSE = ("svd", "dense", None, None)  # the key of the baseline every rank and every LoRA run starts from
+DENSE = reference_key("svd")  # the baseline every rank and every LoRA run starts from
 
 
 def load_data(profile, root):
@@ -37,14 +38,13 @@ def data_config(profile):
             "hoda_test": d.hoda_test, "hoda_extra": d.hoda_extra}
 
 
-def jobs(profile):
-    """(key, settings that decide its result, parent keys) of every job of one seed, parents first."""
+def job(key, profile):
+    """(the settings that decide variant `key`'s result, the keys of the variants it starts from)."""
     cfg = profile.svd
-    dense = {"data": data_config(profile), "model": dataclasses.asdict(cfg.model), "baseline": dataclasses.asdict(
-        cfg.baseline), "augment_ablation": cfg.augment_ablation}
-    yield DENSE, dense, []
-    for k in cfg.ranks:
-        yield ("svd", "svd", k, None), {"retrain": dataclasses.asdict(cfg.retrain), "targets": cfg.targets}, [DENSE]
+    if key == DENSE:
+        return {"data": data_config(profile), "model": dataclasses.asdict(cfg.model),
+                "baseline": dataclasses.asdict(cfg.baseline), "augment_ablation": cfg.augment_ablation}, []
+    return {"retrain": dataclasses.asdict(cfg.retrain), "targets": cfg.targets}, [DENSE]
 
 
 def check(profile):
@@ -106,7 +106,7 @@ def run_job(job, profile, *, root, work, device):
 def summarize(profile, out, device, seed_rows, extras):
     """Write `summary.json` from every job's row (and the dense jobs' extras); the chosen k on validation means."""
     cfg = profile.svd
-    rows = over_seeds(seed_rows, DENSE[1:])
+    rows = over_seeds(seed_rows, DENSE)
     dense = rows[0]
     chosen = choose_smallest(rows[1:], dense["val_acc"], cfg.tolerance_points)
     print_table(rows, ["acc_truncated", "val_acc", "test_acc", "params_total", "flops", "latency_ms",
