@@ -32,6 +32,9 @@ class Study:
     # has one method, and `r4` says it.
     method_in_id: bool
     extra_info: tuple[str, ...]  # the benchmark extra_info fields of its own (core/benchjson.py adds the common)
+    # Its results table: (header, summary row field, how it prints: report/tables.py FORMATS). Few and short, so
+    # the LaTeX table fits a page; accuracies are means over seeds with their intervals.
+    columns: tuple[tuple[str, str | None, str], ...]
     template: str  # report/templates/<template>
     macro_prefix: str  # its numbers' LaTeX macros: \SvdChosenRank
 
@@ -41,18 +44,34 @@ STUDIES = {s.name: s for s in (
     Study(name="svd", title="Truncated SVD of MLP weights", datasets=("hoda",), arch="MLP",
           reference="dense", reference_label="dense", plain=("dense",), starts_from=None, timed=("dense",),
           methods=None, rank_letter="k", rank_axis="rank k", method_in_id=True,
-          extra_info=("accuracy_truncated", "val_accuracy", "val_accuracy_truncated"), template="svd.tex",
-          macro_prefix="Svd"),
+          extra_info=("accuracy_truncated", "val_accuracy", "val_accuracy_truncated"),
+          columns=(("model", "label", "text"), ("n", "n_seeds", "count"), ("trunc. acc (%)", "acc_truncated", "pct"),
+                   ("test acc (%)", "test_acc", "acc"), ("val acc (%)", "val_acc", "acc"),
+                   ("val vs dense (pt)", "val_acc", "diff"), ("params", "params_total", "count"),
+                   ("FLOPs", "flops", "si"), ("peak MiB", "peak_mem_bytes", "mib"), ("s/epoch", "epoch_seconds", "num"),
+                   ("note", None, "note")),
+          template="svd.tex", macro_prefix="Svd"),
     Study(name="lora", title="LoRA", datasets=("hoda", "fashion"), arch="MLP", reference="full",
           reference_label="full fine-tuning", plain=("pretrained", "head", "full", "scratch"), starts_from="svd",
           timed=("head", "full"), methods=("lora",), rank_letter="r", rank_axis="LoRA rank r (unmerged)",
           method_in_id=False,
-          extra_info=("alpha", "merged", "adapter_bytes", "train_step_peak_mem_bytes"), template="lora.tex",
-          macro_prefix="Lora"),
+          extra_info=("alpha", "merged", "adapter_bytes", "train_step_peak_mem_bytes"),
+          columns=(("model", "label", "text"), ("n", "n_seeds", "count"), ("alpha", "alpha", "num_g"),
+                   ("test acc (%)", "test_acc", "acc"), ("val acc (%)", "val_acc", "acc"),
+                   ("val vs full (pt)", "val_acc", "diff"), ("trainable", "params_trainable", "count"),
+                   ("trainable (%)", "trainable_pct", "num"), ("total", "params_total", "count"),
+                   ("peak MiB", "peak_mem_bytes", "mib"), ("s/epoch", "epoch_seconds", "num"),
+                   ("ckpt KiB", "checkpoint_bytes", "kib"), ("note", None, "note")),
+          template="lora.tex", macro_prefix="Lora"),
     Study(name="attention", title="Low-rank attention", datasets=("imdb",), arch="Transformer",
           reference="dense", reference_label="dense", plain=("dense",), starts_from=None, timed=("dense",),
           methods=None, rank_letter="k", rank_axis="rank k of Q, K, V", method_in_id=True,
           extra_info=("seq_len", "d_model", "heads", "d_ff", "qkv_params", "accuracy_random", "accuracy_trained"),
+          columns=(("model", "label", "text"), ("embedding", "embedding", "table"), ("n", "n_seeds", "count"),
+                   ("test acc (%)", "test_acc", "acc"), ("val acc (%)", "val_acc", "acc"),
+                   ("val vs dense (pt)", "val_acc", "diff"), ("QKV params", "qkv_params", "count"),
+                   ("params", "params_total", "count"), ("FLOPs", "flops", "si"), ("peak MiB", "peak_mem_bytes", "mib"),
+                   ("s/epoch", "epoch_seconds", "num"), ("note", None, "note")),
           template="attention.tex", macro_prefix="Attn"),
 )}
 

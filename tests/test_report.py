@@ -154,14 +154,17 @@ def test_locate_finds_a_class_or_one_method():
     assert latex.locate(source, "Attention") is None
 
 
-def test_excerpts_come_from_the_real_sources_and_tolerate_missing_files(tmp_path):
+def test_excerpts_come_from_the_real_sources_and_a_missing_symbol_fails_loudly(tmp_path, monkeypatch):
     found = latex.write_excerpts(tmp_path / "a")
+    assert found.keys() == latex.EXCERPTS.keys()
     name, first, last = found["LowRankLinear"]
     copy = (tmp_path / "a" / "code" / name).read_text().splitlines()
     assert copy[first - 1].startswith("class LowRankLinear") and first < last
     assert all(ord(c) < 128 for line in copy for c in line)  # pdflatex's listings need ASCII
     assert len(copy) == len((latex.ROOT / "models" / "lowrank.py").read_text().splitlines())
-    assert latex.write_excerpts(tmp_path / "b", root=tmp_path) == {}  # no models/ at all: nothing, no error
+    monkeypatch.setitem(latex.EXCERPTS, "Gone", "models.lowrank:RenamedLinear")
+    with pytest.raises(LookupError, match="models.lowrank:RenamedLinear"):
+        latex.write_excerpts(tmp_path / "b")
 
 
 def test_numbers_tex_has_a_macro_per_number_and_a_flag_per_study(tmp_path):
