@@ -27,7 +27,7 @@ from training.train import evaluate, make_optimizer
 
 DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # The axes' defaults per device, where neither --dtypes/--modes nor the profile's bench.dtypes/modes say. A CPU
-# measures fp32 eager: CI time stays what it was, and torch.compile costs seconds per model there (17 s for the
+# measures fp32 eager: torch.compile costs seconds per model there (17 s for the
 # first, about 1 s each after, on the 2-core CI machine). CUDA measures everything a deployment might run.
 AXES = {"cpu": (["fp32"], ["eager"]), "cuda": (list(DTYPE), ["eager", "compiled"])}
 

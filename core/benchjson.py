@@ -27,7 +27,7 @@ COMMON_EXTRA_INFO = ("study", "kind", "method", "rank", "init", "batch_size", "d
                      "params_trainable", "flops", "weights_bytes", "peak_mem_bytes", "flop_ratio")
 
 
-# Files written before dtype and mode were axes (issue 14) name torch's dtype and have no mode: they ran eager.
+# Older files name torch's dtype and have no mode: they were timed eager, before dtype and mode became axes.
 _OLD_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 

@@ -16,7 +16,7 @@ from report.collect import collect
 from report.figures import _latency_panels, pareto_front
 from report.tables import ceiling_table, to_markdown
 from core.spec import reference_key
-from training.stats import summarize
+from training.stats import over_seeds
 
 BENCH = Path(__file__).resolve().parent.parent / "fixtures" / "bench_sample.json"
 STUDIES = ("svd", "lora", "attention")
@@ -128,7 +128,7 @@ def write_results(results_dir, studies=STUDIES, bench=True):
                                   "test_acc": row["test_acc"] + offset,
                                   "checkpoint": row["checkpoint"].replace("/", f"/seed{seed}/", 1)})
         # each token table's rows against its own dense model, as the attention study pairs them
-        rows = [summarize([r for r in seed_rows if r.get("embedding") == e], reference_key(study, e))
+        rows = [over_seeds([r for r in seed_rows if r.get("embedding") == e], reference_key(study, e))
                 for e in dict.fromkeys(r.get("embedding") for r in seed_rows)]
         summary |= {"study": study, "profile": results_dir.name, "device": "cpu", "device_name": "AMD EPYC 9R14",
                     "tolerance_points": 0.5, "seed_rows": seed_rows, "rows": [r for part in rows for r in part]}

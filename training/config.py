@@ -79,7 +79,7 @@ class DataConfig:
                 raise ValueError(f"{f.name} must be >= 1 or left out (the whole split), got {getattr(self, f.name)}")
 
 
-def check_ranks(ranks, name="ranks"):
+def check_grid(ranks, name="ranks"):
     """A rank grid: a non-empty list of distinct integers >= 1 (whether each fits its layer is checked later)."""
     if not isinstance(ranks, list) or not ranks:
         raise ValueError(f"{name} must be a non-empty list of integers, got {ranks!r}")
@@ -100,7 +100,7 @@ class BenchConfig:
     modes: list[str] | None = None  # from eager, compiled
 
     def __post_init__(self):
-        check_ranks(self.batch_sizes, "batch_sizes")  # the same rule: distinct integers >= 1
+        check_grid(self.batch_sizes, "batch_sizes")  # the same rule: distinct integers >= 1
         if self.rounds < 1 or self.min_time <= 0:
             raise ValueError(f"rounds must be >= 1 and min_time > 0, got {self.rounds}, {self.min_time}")
         for name, allowed in (("dtypes", DTYPES), ("modes", MODES)):
@@ -119,7 +119,7 @@ class StudyConfig:
     bench: BenchConfig = field(default_factory=BenchConfig)
 
     def __post_init__(self):
-        check_ranks(self.ranks)
+        check_grid(self.ranks)
 
 
 @dataclass

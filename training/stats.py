@@ -35,7 +35,7 @@ def _variant_key(row):
     return tuple(row.get(f) for f in KEY_FIELDS)
 
 
-def summarize(seed_rows, reference):
+def over_seeds(seed_rows, reference):
     """One row per variant (first-seen order) from the per-seed rows of a study.
 
     Each holds the key fields, `n_seeds`, `seeds`, every numeric field's mean over seeds where the seeds differ (so

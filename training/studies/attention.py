@@ -22,7 +22,7 @@ from training.data import load_imdb
 from training.measure import named_param_counts
 from core.spec import reference_key
 from core.variants import variant_id
-from training.stats import summarize as over_seeds
+from training.stats import over_seeds
 from training.studies.common import (checkpoint_name, choose_smallest, chosen_key, median_latency_ms, print_table,
                                      row, save_run, write_summary)
 from training.train import train

@@ -20,7 +20,7 @@ from training.data import load_fashion
 from core.io import UserError
 from core.spec import STUDIES, reference_key
 from core.variants import variant_id
-from training.stats import summarize as over_seeds
+from training.stats import over_seeds
 from training.studies.common import (checkpoint_name, choose_smallest, median_latency_ms, print_table, row,
                                      save_run, write_summary)
 from training.train import evaluate, train

@@ -18,7 +18,7 @@ from models.mlp import MLP
 from models.select import linear_layers
 from training import checkpoint
 from training.data import load_hoda
-from training.stats import summarize as over_seeds
+from training.stats import over_seeds
 from training.studies.common import (checkpoint_name, choose_smallest, median_latency_ms, print_table, row,
                                      save_run, write_summary)
 from training.train import evaluate, train
