@@ -1,8 +1,8 @@
 """What the three benchmark suites share: which variants each study times, the models they load, the timed call.
 
 A suite module names its study (`STUDY = "svd"`) and holds only what differs (its tests and the extra_info of its
-own); `bench/conftest.py` parametrizes every test from `training.studies.timed` and hands it a `Suite` that trains missing
-results once, loads each checkpoint once and re-evaluates its test accuracy. Timing stays in pytest-benchmark:
+own); `bench/conftest.py` parametrizes every test from `training.studies.timed` and hands it a `Suite` that trains
+missing results once, loads each checkpoint once and re-evaluates its test accuracy. Timing stays in pytest-benchmark:
 the timed callable contains only the work and, on CUDA, ends with `torch.cuda.synchronize()` so a round measures
 finished kernels, not their launches.
 """

@@ -24,6 +24,7 @@ val_fraction = 0.2
 [svd]
 model = { hidden = [24, 16] }
 ranks = [2, 4]
+methods = ["svd"]
 baseline = { epochs = 2, batch_size = 8 }
 retrain = { epochs = 1, batch_size = 8 }
 bench = { batch_sizes = [1, 4], rounds = 1 }
@@ -34,6 +35,7 @@ bench = { batch_sizes = [1, 4], rounds = 1 }
 [attention]
 model = { d_model = 16, n_heads = 2, d_ff = 32 }
 ranks = [2, 16]
+methods = ["svd"]
 train = { epochs = 1, batch_size = 4 }
 bench = { batch_sizes = [1, 2], rounds = 1 }
 """
@@ -83,7 +85,7 @@ def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
     svd_summary = json.loads((out / "tiny" / "svd" / "summary.json").read_text())
     assert {r["rank"] for r in svd_summary["layers"]} == {2, 4}
     chosen = svd_summary["chosen"]
-    said = f"chosen k = {chosen['rank']}:" if chosen else "no k within 0.5 validation points"
+    said = f"chosen k (svd) = {chosen['rank']}:" if chosen else "no k (svd) within 0.5 validation points"
     assert said in stdout  # the study says which k it chose, or that none qualified
     assert all(r["val_acc"] >= r["val_acc_truncated"] for r in svd_summary["rows"][1:])  # retraining never ends lower
     lora = json.loads((out / "tiny" / "lora" / "summary.json").read_text())

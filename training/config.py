@@ -126,7 +126,11 @@ class StudyConfig:
 class DecompositionStudyConfig(StudyConfig):
     """A study whose low-rank models come from a decomposition method of models/methods.py's registry: every
     method runs at every rank, side by side."""
-    methods: list[str] = field(default_factory=lambda: ["svd"])
+    methods: list[str] = field(default_factory=lambda: ["svd", "whiten"])
+    # What a calibrated method (whiten) sees of the training split: examples drawn with the job's seed, fed in
+    # batches of calibration_batch_size. 2,048 inputs per layer give a well-conditioned 1024×1024 Gram matrix.
+    calibration_samples: int = 2048
+    calibration_batch_size: int = 256
 
     def __post_init__(self):
         super().__post_init__()

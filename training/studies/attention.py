@@ -15,16 +15,16 @@ import dataclasses
 
 import torch
 
-from models.methods import check_ranks, factored_ranks, factorize
+from core.spec import reference_key
+from core.variants import variant_id
+from models.methods import METHODS, check_ranks, factored_ranks
 from models.transformer import Transformer
 from training import checkpoint, embeddings
 from training.data import load_imdb
 from training.measure import named_param_counts
-from core.spec import reference_key
-from core.variants import variant_id
 from training.stats import over_seeds
-from training.studies.common import (checkpoint_name, choose_smallest, chosen_key, median_latency_ms, print_table,
-                                     row, save_run, write_summary)
+from training.studies.common import (checkpoint_name, choose_smallest, chosen_key, factorize_job, median_latency_ms,
+                                     print_table, row, save_run, write_summary)
 from training.train import train
 
 
@@ -50,7 +50,10 @@ def job(key, profile):
         settings["embedding"] = {"name": embedding, "frozen": cfg.embedding_frozen}
     if rank is None:
         return settings, []
-    return {**settings, "targets": cfg.targets}, [reference_key("attention", embedding)] if init == "trained" else []
+    settings["targets"] = cfg.targets
+    if METHODS[method].calibrated:
+        settings["calibration"] = {"samples": cfg.calibration_samples, "batch_size": cfg.calibration_batch_size}
+    return settings, [reference_key("attention", embedding)] if init == "trained" else []
 
 
 def check(profile):
@@ -75,17 +78,18 @@ def run_job(job, profile, *, root, work, device):
         with torch.no_grad():
             model.wte.weight.copy_(table)
     structure = {}
-    if job.method == "svd":
+    cost = {}
+    if job.rank is not None:
         if job.init == "trained":
             model, _ = checkpoint.load(work / checkpoint_name(reference_key("attention", job.embedding), job.seed),
-                                       expect_arch="Transformer")
-        model = factorize(model, job.rank, targets=cfg.targets, layer="svd")
-        structure = {"structure": {"lowrank": {"kind": "svd", "ranks": factored_ranks(model)}}}
+                                       expect_arch="Transformer", device=device)
+        model, cost = factorize_job(model, job, cfg, splits.x_train, "usv", device)
+        structure = {"structure": {"lowrank": {"layer": "usv", "ranks": factored_ranks(model)}}}
     metrics = train(model, splits, cfg.train, device=device, seed=job.seed,
                     desc=f"imdb {variant_id(*job.key)}")
     rel = save_run(work, job, model, metrics, profile, "imdb", splits.classes, **structure)
     r = row(job, model, metrics, sample, rel, qkv_params=model.qkv_params(), named_params=named_param_counts(model),
-            latency_ms=median_latency_ms(model, latency_x))
+            latency_ms=median_latency_ms(model, latency_x), **cost)
     print(f"{variant_id(*job.key)}: {r['params_total']:,} parameters, "
           f"{r['qkv_params']:,} in q/k/v, {r['epoch_seconds']:.1f}s/epoch, {r['train_seconds']:.1f}s total, "
           f"test {r['test_acc']:.4f}")

@@ -6,6 +6,8 @@ from pathlib import Path
 import cpuinfo
 import torch
 
+from models.methods import METHODS, calibrate, factorize
+
 from core.io import write_json
 from core.variants import row_id, variant_id
 from training import checkpoint
@@ -30,6 +32,22 @@ def row(job, model, metrics, sample, checkpoint_name, **extra):
             "peak_mem_bytes": metrics.get("peak_mem_bytes"), "train_state_bytes": metrics.get("train_state_bytes"),
             "train_dtype": metrics.get("train_dtype"),  # the training step's autocast dtype; None: not trained here
             "checkpoint": checkpoint_name, **extra}
+
+
+def factorize_job(model, job, cfg, x_train, layer, device):
+    """`model` factored at the job's rank by the job's method, and what that cost: `factorize_seconds` (the SVDs)
+    and, for a calibrated method, `calibration_seconds` (its inputs' Gram matrices from `cfg.calibration_samples`
+    training examples, drawn with the job's seed, run through `model` on `device`)."""
+    cost, calibration = {"calibration_seconds": None}, None
+    if METHODS[job.method].calibrated:
+        t0 = time.perf_counter()
+        pick = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(job.seed))
+        batches = (b.to(device) for b in x_train[pick[:cfg.calibration_samples]].split(cfg.calibration_batch_size))
+        calibration = calibrate(model, cfg.targets, batches)
+        cost["calibration_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model = factorize(model, job.rank, cfg.targets, method=job.method, layer=layer, calibration=calibration)
+    return model, cost | {"factorize_seconds": time.perf_counter() - t0}
 
 
 def choose_smallest(rows, reference_val_acc, tolerance_points):

@@ -12,14 +12,14 @@ import dataclasses
 import torch
 import torch.nn as nn
 
+from core.io import UserError
+from core.spec import STUDIES, reference_key
+from core.variants import variant_id
 from models.lora import LoRAConfig, add_lora, merge_lora
 from models.methods import check_ranks
 from models.mlp import MLP
 from training import checkpoint
 from training.data import load_fashion
-from core.io import UserError
-from core.spec import STUDIES, reference_key
-from core.variants import variant_id
 from training.stats import over_seeds
 from training.studies.common import (checkpoint_name, choose_smallest, median_latency_ms, print_table, row,
                                      save_run, write_summary)
