@@ -35,8 +35,8 @@ def whitened_svd(weight: torch.Tensor, rank: int, gram: torch.Tensor, ridge: flo
     m, n = W.shape
     G = gram.detach().to(device=W.device, dtype=torch.float64)
     if G.shape != (n, n):
-        raise ValueError(f"{name}: the Gram matrix is {'×'.join(map(str, G.shape))} but the {m}×{n} weight needs {n}×{n}; "
-                         "calibrate the layer the weight belongs to")
+        raise ValueError(f"{name}: the Gram matrix is {'×'.join(map(str, G.shape))} but the {m}×{n} weight needs "
+                         f"{n}×{n}; calibrate the layer the weight belongs to")
     if not torch.isfinite(G).all():
         raise ValueError(f"{name}: the calibration inputs hold inf or NaN; check the calibration batches")
     mean_energy = torch.diagonal(G).mean().item()
