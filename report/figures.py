@@ -40,8 +40,10 @@ def study_figures(d, bench, figures_dir, all_bench=None):
             [{"rank": r["rank"], "test_acc": r["test_acc"], "test_acc_ci95": r.get("test_acc_ci95"),
               "trainable_pct": r.get("trainable_pct")} for r in ranked], refs, star, stem("accuracy"))
     elif ranked:
-        truncated = ({"truncated, not retrained": [(r["rank"], r.get("acc_truncated"), None) for r in ranked]}
-                     if study == "svd" else None)
+        # where rows were measured straight after truncation too: each series again, dashed
+        truncated = {f"{s}, truncated": pts for s, pts in _points(
+            [r for r in ranked if r.get("acc_truncated") is not None], lambda r: r["acc_truncated"],
+            lambda r: r.get("acc_truncated_ci95")).items()}
         accuracy = _points(ranked, lambda r: r["test_acc"], lambda r: r.get("test_acc_ci95"))
         figs[f"{study}_accuracy"] = plots.accuracy_vs_rank(accuracy, refs, star, stem("accuracy"), xlabel, truncated)
     if ranked:

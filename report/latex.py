@@ -34,11 +34,12 @@ TEX_PACKAGES = {"fontenc": "texlive-latex-base", "lmodern": "lmodern", "geometry
                 "placeins": "texlive-latex-extra", "hyperref": "texlive-latex-base"}
 DEBIAN_PACKAGES = ["latexmk", *sorted(set(TEX_PACKAGES.values())), "texlive-fonts-recommended"]
 INSTALL_HINT = f"install TeX with `apt-get install --no-install-recommends {' '.join(DEBIAN_PACKAGES)}`"
-# Listings quoted in the report: macro stem -> `module:Class` or `module:Class.method`. The module's file is found
+# Listings quoted in the report: macro stem -> `module:name` or `module:Class.method`. The module's file is found
 # by import machinery without running it (the report imports no torch); a symbol that is not there is an error.
 EXCERPTS = {"LowRankBase": "models.lowrank:_LowRank.from_linear", "LowRankLinear": "models.lowrank:LowRankLinear",
             "SVDLinear": "models.lowrank:SVDLinear", "LoRAForward": "models.lora:LoRALinear.forward",
-            "LoRADelta": "models.lora:LoRALinear.delta_weight", "Attention": "models.transformer:SelfAttention"}
+            "LoRADelta": "models.lora:LoRALinear.delta_weight", "Attention": "models.transformer:SelfAttention",
+            "Whiten": "models.whiten:whitened_svd"}
 # pdflatex's listings cannot typeset multi-byte characters; the copies the listings read spell them in ASCII.
 ASCII = {"×": "x", "≈": "~", "·": "*", "Σ": "S", "σ": "s", "α": "alpha", "√": "sqrt", "ᵀ": "^T", "—": "--",
          "–": "-", "→": "->", "←": "<-", "≤": "<=", "≥": ">=", "‖": "||", "⊙": "*", "²": "^2", "…": "...",
@@ -54,9 +55,10 @@ def tex_escape(text):
 # ---------------------------------------------------------------- listings
 
 def locate(source, cls, method=None):
-    """1-based (first, last) lines of `class <cls>` (or of its `def <method>`) in `source`, or None if absent."""
+    """1-based (first, last) lines of the top-level `class <cls>` or `def <cls>` (or of the class's `def <method>`)
+    in `source`, or None if absent."""
     for node in ast.parse(source).body:
-        if isinstance(node, ast.ClassDef) and node.name == cls:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and node.name == cls:
             if method is None:
                 return node.lineno, node.end_lineno
             return next(((f.lineno, f.end_lineno) for f in node.body

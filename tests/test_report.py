@@ -152,6 +152,7 @@ def test_locate_finds_a_class_or_one_method():
     assert latex.locate(source, "A", "forward") == (6, 7)
     assert latex.locate(source, "A", "after") is None  # a top-level def is not the class's method
     assert latex.locate(source, "Attention") is None
+    assert latex.locate(source, "after") == (14, 15)  # a top-level function
 
 
 def test_excerpts_come_from_the_real_sources_and_a_missing_symbol_fails_loudly(tmp_path, monkeypatch):
