@@ -59,6 +59,7 @@ from scipy import special
 from core.io import UserError
 
 MIN_RESAMPLES = 2000
+MAX_SEEDS = 39  # the seeds' pattern of differences on an example is coded in base 3 in an int64
 WITHIN, WORSE, UNDECIDED = "within", "worse", "undecided"
 
 
@@ -101,6 +102,8 @@ def _outcomes(variant, reference) -> np.ndarray:
             raise UserError(f"{name} outcomes must be a boolean array (correct or not per example), got {a.dtype}")
         if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
             raise UserError(f"{name} outcomes must have shape (n_seeds >= 1, n_examples >= 1), got {a.shape}")
+    if v.shape[0] > MAX_SEEDS:
+        raise UserError(f"at most {MAX_SEEDS} seeds, got {v.shape[0]}")
     if v.shape != r.shape:
         raise UserError(f"variant outcomes have shape {v.shape} but reference outcomes {r.shape}; both must be "
                         f"scored by the same seeds on the same examples, in the same order")
@@ -138,7 +141,8 @@ def paired_difference(variant, reference, *, resamples=MIN_RESAMPLES, confidence
     if n_seeds > 1:
         weights = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=resamples)
         all_seeds = per_seed.mean(axis=1)
-        stat = all_seeds + math.sqrt(n_seeds / (n_seeds - 1)) * ((weights * per_seed).sum(axis=1) / n_seeds - all_seeds)
+        drawn_seeds = (weights * per_seed).sum(axis=1) / n_seeds
+        stat = all_seeds + math.sqrt(n_seeds / (n_seeds - 1)) * (drawn_seeds - all_seeds)
     q_low, q_high = (float(q) for q in np.quantile(stat, [1 - confidence, confidence]))
     df = _effective_df(d)
     widen = float(special.stdtrit(df, confidence) / special.ndtri(confidence))  # Student-t and normal quantiles
@@ -151,9 +155,9 @@ def paired_difference(variant, reference, *, resamples=MIN_RESAMPLES, confidence
 def _effective_df(d) -> float:
     """Welch–Satterthwaite degrees of freedom of var(seed means) / S + var(example means) / N.
 
-    The example term's degrees of freedom come from its kurtosis, 2 N / (kurtosis − (N − 3) / (N − 1)), not N − 1:
-    when few examples disagree the variance rests on those few (about twice their number), and the bound must
-    widen as for a small sample."""
+    The example term's degrees of freedom come from its kurtosis, 2 N / (kurtosis − (N − 3) / (N − 1)), not
+    N − 1: when few examples disagree the variance rests on those few (about twice their number), and the bound
+    must widen as for a small sample."""
     n_seeds, n = d.shape
     by_example = d.mean(axis=0)
     centred = by_example - by_example.mean()
@@ -221,7 +225,8 @@ def expected_half_width(discordance, n_examples, *, difference=0.0, n_seeds=1, s
     `difference`: the expected mean difference, `seed_sd`: the expected standard deviation of one seed's
     difference around the mean over seeds. The example term is McNemar's variance of a paired difference,
     (discordance − difference²) / n_examples, taken as if the seeds shared every disagreeing example, which is
-    the conservative end (seeds that disagree on different examples divide it by up to n_seeds)."""
+    the conservative end (seeds that disagree on different examples divide it by up to n_seeds). With 2 or 3
+    seeds the bound `paired_difference` delivers can be wider (the module docstring's table)."""
     _check_confidence(confidence)
     if not 0 <= abs(difference) <= discordance <= 1 or n_examples < 1 or n_seeds < 1 or seed_sd < 0:
         raise UserError(f"need 0 <= |difference| <= discordance <= 1, n_examples, n_seeds >= 1 and seed_sd >= 0; "

@@ -89,6 +89,7 @@ def test_deterministic_for_a_seed():
     (np.ones((2, 10), int), np.ones((2, 10), bool), "boolean"),
     (np.ones(10, bool), np.ones(10, bool), "shape"),
     (np.ones((0, 10), bool), np.ones((0, 10), bool), "shape"),
+    (np.ones((40, 10), bool), np.ones((40, 10), bool), "at most 39 seeds"),
 ])
 def test_bad_outcomes_are_refused(variant, reference, message):
     with pytest.raises(UserError, match=message):
