@@ -136,6 +136,9 @@ def test_a_25_percent_slowdown_of_every_round_fails(tmp_path, capsys):
     out = capsys.readouterr().out
     assert verdicts(out, "time.median") == ["FAIL"] * 10
     assert run_gate(tmp_path, base, head, "--max-slowdown", "40%") == 0
+    head["machine_info"] = MACHINE | {"threads": 16}
+    assert run_gate(tmp_path, base, head, "--allow-different-machine") == 0
+    assert verdicts(capsys.readouterr().out, "time.median")[-10:] == ["info"] * 10
 
 
 def test_noisy_rounds_make_a_slowdown_beyond_the_limit_undecided_not_failed(tmp_path, capsys):
