@@ -64,7 +64,7 @@ def retraining_schedule(d):
         f"{cfg['distill_temperature']:g}, the rest on the labels)")
     return (f"Retraining runs up to {cfg['epochs']} epochs from learning rate {cfg['lr']:g}, cosine-decayed {warmup}, "
             f"{augment}{distilled}; the truncated start is evaluated as epoch 0 and kept unless "
-            "an epoch beats it on validation, so retraining cannot end below its start.")
+            "an epoch beats it on validation's stop part, so retraining cannot end below its start there.")
 
 
 def svd_retraining(d):

@@ -29,8 +29,8 @@ def _history(epochs, final_acc):
     out = []
     for e in range(1, epochs + 1):
         acc = final_acc - 0.3 / e ** 2
-        out.append({"epoch": e, "train_loss": 1.5 / e, "train_acc": acc + 0.01, "val_loss": 1.6 / e,
-                    "val_acc": acc, "test_loss": 1.62 / e, "test_acc": acc - 0.002, "seconds": 1.5})
+        out.append({"epoch": e, "train_loss": 1.5 / e, "train_acc": acc + 0.01, "stop_loss": 1.6 / e,
+                    "stop_acc": acc, "test_loss": 1.62 / e, "test_acc": acc - 0.002, "seconds": 1.5})
     return out
 
 

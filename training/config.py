@@ -33,7 +33,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_frac: float = 0.05  # linear warm-up share of all steps, then cosine decay to zero
     grad_clip: float = 1.0
-    patience: int = 5  # epochs without a better validation accuracy before stopping early
+    patience: int = 5  # epochs without a better accuracy on validation's stop part before stopping early
     label_smoothing: float = 0.0
     augment: str = "none"  # image batches: "affine" (digits), "flip_crop" (clothing) or "none"; training/train.py
     # Knowledge distillation, where a study passes a teacher (SVD retraining passes the dense model): the loss is
@@ -59,24 +59,45 @@ class TrainConfig:
 
 @dataclass
 class DataConfig:
-    val_fraction: float = 0.1
+    # Validation is two disjoint parts of a training split (training/data.py). The stop part, `stop_fraction` of the
+    # examples drawn for training, drives early stopping and the epoch-0 comparison. The decide part, `<set>_decide`
+    # examples, is evaluated once on each kept model: it is `val_acc` and what decisions use, and nothing chose the
+    # weights on it. It comes from training examples the profile does not draw where there are that many
+    # (evaluation cost only), else out of the drawn ones. Sizes: README, "Validation big enough to decide".
+    stop_fraction: float = 0.1
     hoda_train: int | None = None  # stratified subset sizes; None = the whole split
     hoda_test: int | None = None
+    hoda_decide: int = 6000  # out of the 60,000 training images where they all train (quick, full)
     hoda_extra: bool = False  # add RemainingSamples.cdb (22,352 images) to training
     fashion_train: int | None = None
     fashion_test: int | None = None
+    fashion_decide: int = 6000
     imdb_train: int | None = None
     imdb_test: int | None = None
-    # The subsets and the validation hold-out are drawn with this seed, never the training seed: every seed then
-    # sees the same split, so two variants' results pair up by seed.
+    imdb_decide: int = 2500  # out of the 25,000 training reviews where they all train (full)
+    # The subsets and both validation parts are drawn with this seed, never the training seed: every seed then
+    # sees the same split, so two variants' results pair up by seed and by example.
     split_seed: int = 0
 
     def __post_init__(self):
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0 < self.stop_fraction < 1:
+            raise ValueError(f"stop_fraction must be in (0, 1), got {self.stop_fraction}")
         for f in dataclasses.fields(self):
-            if f.type == int | None and getattr(self, f.name) is not None and getattr(self, f.name) < 1:
-                raise ValueError(f"{f.name} must be >= 1 or left out (the whole split), got {getattr(self, f.name)}")
+            value = getattr(self, f.name)
+            if f.name.endswith(("_train", "_test", "_decide")) and value is not None and value < 1:
+                whole = " or left out (the whole split)" if f.type == int | None else ""
+                raise ValueError(f"{f.name} must be >= 1{whole}, got {value}")
+
+    def split_args(self, dataset):
+        """The keyword arguments of `training.data.load_<dataset>` that draw its parts."""
+        return {"stop_fraction": self.stop_fraction, "decide_size": getattr(self, f"{dataset}_decide"),
+                "seed": self.split_seed, "train_subset": getattr(self, f"{dataset}_train"),
+                "test_subset": getattr(self, f"{dataset}_test")}
+
+    def settings(self, dataset):
+        """The keys that decide a job's data on `dataset`, for its job id: the shared ones and the set's own."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name in ("stop_fraction", "split_seed") or f.name.startswith(f"{dataset}_")}
 
 
 def check_grid(ranks, name="ranks"):
@@ -142,7 +163,7 @@ class DecompositionStudyConfig(StudyConfig):
 class SVDStudyConfig(DecompositionStudyConfig):
     ranks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
     model: MLPConfig = field(default_factory=MLPConfig)
-    augment_ablation: bool = True  # train the baseline with and without augmentation, keep the better on val
+    augment_ablation: bool = True  # baseline with and without augmentation, the better on the stop part kept
     baseline: TrainConfig = field(default_factory=lambda: TrainConfig(augment="affine"))
     # Retraining starts next to an optimum (exactly on it at full rank), and epoch 0 (the truncated start) is a
     # candidate, so a rank it cannot help keeps its start. No warm-up; a cosine from 3e-4. Measured on quick Hoda (CPU),

@@ -29,9 +29,7 @@ from training.train import train
 
 
 def load_data(profile, root):
-    d = profile.data
-    return load_imdb(root, max_len=profile.attention.model.max_len, val_fraction=d.val_fraction, seed=d.split_seed,
-                     train_subset=d.imdb_train, test_subset=d.imdb_test)
+    return load_imdb(root, max_len=profile.attention.model.max_len, **profile.data.split_args("imdb"))
 
 
 def model_config(profile, splits):
@@ -41,10 +39,9 @@ def model_config(profile, splits):
 def job(key, profile):
     """(the settings that decide variant `key`'s result, the keys of the variants it starts from): a trained start
     starts from the dense model with the same token table."""
-    cfg, d = profile.attention, profile.data
+    cfg = profile.attention
     _, method, rank, init, embedding = key
-    settings = {"data": {"val_fraction": d.val_fraction, "split_seed": d.split_seed, "imdb_train": d.imdb_train,
-                         "imdb_test": d.imdb_test}, "model": dataclasses.asdict(cfg.model),
+    settings = {"data": profile.data.settings("imdb"), "model": dataclasses.asdict(cfg.model),
                 "train": dataclasses.asdict(cfg.train)}
     if embedding is not None:
         settings["embedding"] = {"name": embedding, "frozen": cfg.embedding_frozen}

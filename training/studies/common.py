@@ -10,7 +10,7 @@ from models.methods import METHODS, calibrate, factorize
 
 from core.io import write_json
 from core.variants import row_id, variant_id
-from training import checkpoint
+from training import checkpoint, outcomes
 from training.measure import forward_flops, param_counts
 
 
@@ -22,11 +22,13 @@ def device_name(device):
 
 
 def row(job, model, metrics, sample, checkpoint_name, **extra):
-    """One per-seed summary row: the variant's key fields and seed, then accuracies, sizes, FLOPs per sample,
-    seconds and memory."""
+    """One per-seed summary row: the variant's key fields and seed, then accuracies (`val_acc`: the decide part's,
+    `stop_acc`: the best on the stop part, None where nothing trained), sizes, FLOPs per sample, seconds and
+    memory; `outcomes` names the job's per-example outcomes (training/outcomes.py `load_outcomes`)."""
     return {"study": job.study, "method": job.method, "rank": job.rank, "init": job.init,
             "embedding": job.embedding, "seed": job.seed,
-            "val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"],
+            "val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"], "stop_acc": metrics.get("stop_acc"),
+            "outcomes": job.name,
             **param_counts(model), "flops": forward_flops(model.eval(), sample),
             "epoch_seconds": metrics.get("epoch_seconds"), "train_seconds": metrics.get("train_seconds"),
             "peak_mem_bytes": metrics.get("peak_mem_bytes"), "train_state_bytes": metrics.get("train_state_bytes"),
@@ -63,10 +65,12 @@ def checkpoint_name(key, seed):
 
 
 def save_run(out, job, model, metrics, profile, dataset, classes, **save_args):
-    """Checkpoint `model` with its job's key fields, seed, id and training history; returns the checkpoint name
-    relative to `out`. `save_args` go to `checkpoint.save` (structure, base)."""
+    """Checkpoint `model` with its job's key fields, seed, id and training history, and write its per-example
+    outcomes beside it; returns the checkpoint name relative to `out`. `save_args` go to `checkpoint.save`
+    (structure, base)."""
     rel = checkpoint_name(job.key, job.seed)
-    meta = {k: v for k, v in metrics.items() if k not in ("history", "confusion")}
+    outcomes.save(out, job.name, metrics["outcomes"])
+    meta = {k: v for k, v in metrics.items() if k not in ("history", "confusion", "outcomes")}
     checkpoint.save(Path(out) / rel, model, **save_args, study=job.study, method=job.method, rank=job.rank,
                     init=job.init, embedding=job.embedding, dataset=dataset, profile=profile.name, seed=job.seed,
                     job_id=job.id,

@@ -18,28 +18,24 @@ from core.variants import variant_id
 from models.lora import LoRAConfig, add_lora, merge_lora
 from models.methods import check_ranks
 from models.mlp import MLP
-from training import checkpoint
+from training import checkpoint, outcomes
 from training.data import load_fashion
 from training.stats import over_seeds
 from training.studies.common import (checkpoint_name, choose_smallest, median_latency_ms, print_table, row,
                                      save_run, write_summary)
-from training.train import evaluate, train
+from training.train import final_metrics, train
 
 DENSE = reference_key(STUDIES["lora"].starts_from)  # the pretrained model every variant starts from
 
 
 def load_data(profile, root):
-    d = profile.data
-    return load_fashion(root, val_fraction=d.val_fraction, seed=d.split_seed, train_subset=d.fashion_train,
-                        test_subset=d.fashion_test)
+    return load_fashion(root, **profile.data.split_args("fashion"))
 
 
 def job(key, profile):
     """(the settings that decide variant `key`'s result, the keys of the variants it starts from): every variant
     starts from the svd study's dense model of its seed."""
-    cfg, d = profile.lora, profile.data
-    data = {"val_fraction": d.val_fraction, "split_seed": d.split_seed, "fashion_train": d.fashion_train,
-            "fashion_test": d.fashion_test}
+    cfg, data = profile.lora, profile.data.settings("fashion")
     method = key[1]
     if method == "pretrained":
         return {"data": data}, [DENSE]
@@ -89,9 +85,9 @@ def run_job(job, profile, *, root, work, device):
                    latency_ms=median_latency_ms(model, latency_x), **extra)
 
     if job.method == "pretrained":  # the seed's dense Hoda model as it is, its Hoda head on Fashion images
-        _, val_acc, _ = evaluate(base, splits.x_val.to(device), splits.y_val.to(device))
-        _, test_acc, _ = evaluate(base, splits.x_test.to(device), splits.y_test.to(device))
-        return make_row(base, {"val_acc": val_acc, "test_acc": test_acc}, base_rel, alpha=None), {}
+        metrics = final_metrics(base, splits, device)
+        outcomes.save(work, job.name, metrics["outcomes"])
+        return make_row(base, metrics, base_rel, alpha=None), {}
 
     builds = {"head": lambda: with_new_head(base, n_classes, train_body=False),
               "full": lambda: with_new_head(base, n_classes, train_body=True),

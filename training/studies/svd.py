@@ -1,9 +1,9 @@
 """Study 1: a Hoda MLP, its truncated-SVD versions for every k, before and after retraining.
 
 For each k the hidden layers' weights W (m×n) become W1 = U_k (m×k) and W2 = Σ_k V_kᵀ (k×n). Accuracy is taken
-right after truncation and after retraining W1, W2 and the biases with validation-based early stopping. The
-chosen k is the smallest whose retrained validation accuracy, averaged over seeds, is within `tolerance_points` of
-the dense model's mean.
+right after truncation and after retraining W1, W2 and the biases with early stopping on validation's stop part.
+The chosen k is the smallest whose retrained validation (decide part) accuracy, averaged over seeds, is within
+`tolerance_points` of the dense model's mean.
 
 Jobs (training/jobs.py runs them): per seed, the dense baseline, then one retraining per method and k starting from
 that seed's dense checkpoint.
@@ -28,22 +28,14 @@ DENSE = reference_key("svd")  # the baseline every rank and every LoRA run start
 
 
 def load_data(profile, root):
-    d = profile.data
-    return load_hoda(root, val_fraction=d.val_fraction, seed=d.split_seed, train_subset=d.hoda_train,
-                     test_subset=d.hoda_test, extra=d.hoda_extra)
-
-
-def data_config(profile):
-    d = profile.data
-    return {"val_fraction": d.val_fraction, "split_seed": d.split_seed, "hoda_train": d.hoda_train,
-            "hoda_test": d.hoda_test, "hoda_extra": d.hoda_extra}
+    return load_hoda(root, **profile.data.split_args("hoda"), extra=profile.data.hoda_extra)
 
 
 def job(key, profile):
     """(the settings that decide variant `key`'s result, the keys of the variants it starts from)."""
     cfg = profile.svd
     if key == DENSE:
-        return {"data": data_config(profile), "model": dataclasses.asdict(cfg.model),
+        return {"data": profile.data.settings("hoda"), "model": dataclasses.asdict(cfg.model),
                 "baseline": dataclasses.asdict(cfg.baseline), "augment_ablation": cfg.augment_ablation}, []
     settings = {"retrain": dataclasses.asdict(cfg.retrain), "targets": cfg.targets}
     if METHODS[key[1]].calibrated:
@@ -57,8 +49,8 @@ def check(profile):
 
 
 def train_baseline(profile, splits, device, seed):
-    """The dense MLP; trained without augmentation and with the baseline's when the profile asks, kept by
-    validation."""
+    """The dense MLP; trained without augmentation and with the baseline's when the profile asks, the better kept
+    by its accuracy on the stop part (the decide part judges the result, so it chooses nothing)."""
     cfg = profile.svd
     config = dataclasses.replace(cfg.model, mean=splits.mean, std=splits.std)
     candidates = []
@@ -67,9 +59,9 @@ def train_baseline(profile, splits, device, seed):
         model = MLP(config)
         train_cfg = dataclasses.replace(cfg.baseline, augment=augment)
         metrics = train(model, splits, train_cfg, device=device, seed=seed, desc=f"hoda dense augment={augment}")
-        candidates.append((metrics["val_acc"], augment, model, metrics))
-    val_acc, augment, model, metrics = max(candidates, key=lambda c: c[0])
-    ablation = {a: {"val_acc": v, "test_acc": m["test_acc"]} for v, a, _, m in candidates}
+        candidates.append((metrics["stop_acc"], augment, model, metrics))
+    _, augment, model, metrics = max(candidates, key=lambda c: c[0])
+    ablation = {a: {"stop_acc": s, "val_acc": m["val_acc"], "test_acc": m["test_acc"]} for s, a, _, m in candidates}
     return model, metrics, augment, ablation
 
 
@@ -99,7 +91,7 @@ def run_job(job, profile, *, root, work, device):
     targets = linear_layers(dense, cfg.targets)
     model, cost = factorize_job(dense, job, cfg, splits.x_train, "two_linear", device)
     _, acc_truncated, _ = evaluate(model, splits.x_test.to(device), splits.y_test.to(device))
-    _, val_truncated, _ = evaluate(model, splits.x_val.to(device), splits.y_val.to(device))
+    _, val_truncated, _ = evaluate(model, splits.x_decide.to(device), splits.y_decide.to(device))
     metrics = train(model, splits, retrain_cfg, device=device, seed=job.seed, desc=f"hoda k={k}", teacher=dense)
     costs_more = any(k >= break_even_rank(*dense.get_submodule(name).weight.shape) for name in targets)
     rel = save(model, metrics, structure={"lowrank": {"layer": "two_linear", "ranks": factored_ranks(model)}})
