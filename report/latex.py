@@ -119,7 +119,7 @@ def study_numbers(d, bench):
     ranks = sorted({r["rank"] for r in d["rows"] if r["rank"] is not None})
     meta = d["meta"]
     n = {"Device": tex_escape(meta.get("device", "--")), "DeviceName": tex_escape(meta.get("device_name") or "--"),
-         "Tolerance": _num(meta.get("tolerance_points"), "g"), "Rows": str(len(d["rows"])),
+         "Tolerance": _num(meta.get("margin_points"), "g"), "Rows": str(len(d["rows"])),
          "Ranks": ", ".join(map(str, ranks)) or "--", "Base": tex_escape(base["label"]),
          "Chosen": tex_escape(c.get("label", "none")), "ChosenRank": str(c.get("rank") or "--"),
          "BaseTestAcc": _pct(base["test_acc"]), "BaseValAcc": _pct(base["val_acc"]),

@@ -19,18 +19,18 @@ def _pt(fraction):
     return f"{100 * fraction:.2f}"
 
 
-def within_tolerance(row, tolerance_points, metric="val_acc"):
-    """Whether `row` is within `tolerance_points` of its reference with 95 % confidence: the lower end of its paired
+def within_tolerance(row, margin_points, metric="val_acc"):
+    """Whether `row` is within `margin_points` of its reference with 95 % confidence: the lower end of its paired
     difference's interval is above -tolerance. None when there is no interval (one seed, or the reference)."""
     diff, ci95 = row.get(f"{metric}_diff"), row.get(f"{metric}_diff_ci95")
     if diff is None or ci95 is None:
         return None
-    return diff - ci95 >= -tolerance_points / 100
+    return diff - ci95 >= -margin_points / 100
 
 
 def chosen_rule(d):
     """The decision rule, and how sure the chosen rank's place inside the tolerance is."""
-    tol, chosen, reference = d["meta"].get("tolerance_points"), d["chosen"], STUDIES[d["study"]].reference_label
+    tol, chosen, reference = d["meta"].get("margin_points"), d["chosen"], STUDIES[d["study"]].reference_label
     rule = (f"The rule: the smallest rank whose mean validation accuracy over the seeds is within {tol:g} points "
             f"of {reference}'s.")
     if chosen is None:
@@ -78,7 +78,7 @@ def svd_retraining(d):
     text = (f"Retraining changed mean validation accuracy by {_pt(min(gains))} to {_pt(max(gains))} points against "
             "the truncated start; ")
     text += (f"it ended below its start at {_ks(below)}. " if below else "it never ended below its start. ")
-    tol, dense = d["meta"].get("tolerance_points"), d.get("baseline")
+    tol, dense = d["meta"].get("margin_points"), d.get("baseline")
     diff = lambda r: r["val_acc_diff"] if r.get("val_acc_diff") is not None else (  # noqa: E731
         r["val_acc"] - dense["val_acc"] if dense else None)  # a summary of one seed: the plain difference
     close = [r for r in ranked if diff(r) is not None and diff(r) >= -tol / 100]
@@ -165,7 +165,7 @@ def attention_embedding(d):
     chosen = (d["meta"].get("chosen_by_embedding") or {}).get("minilm") or {}
     said = [f"k = {c['rank']} ({init} initialisation)" for init, c in chosen.items() if c]
     if chosen:
-        tol = d["meta"].get("tolerance_points")
+        tol = d["meta"].get("margin_points")
         text += (f" Against its own dense model, the smallest rank within {tol:g} validation points is "
                  + (" and ".join(said) if said else "none of the grid") + ".")
     return text

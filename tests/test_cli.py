@@ -329,7 +329,7 @@ def test_a_signal_ends_pytest_and_removes_the_temporary_file(root, tmp_path, sig
             os.kill(child, signal.SIGKILL)
 
 
-@pytest.mark.parametrize("old, new", [("ranks = [2, 4]", 'ranks = [2, 4]\ntolerance_points = "0.5"'),
+@pytest.mark.parametrize("old, new", [("ranks = [2, 4]", 'ranks = [2, 4]\nmargin_points = "0.5"'),
                                       ("ranks = [2, 4]", "ranks = []"), ("[svd]", "[svd"),
                                       ("bench = { batch_sizes = [1, 4],", "bench = { batch_sizes = [],")])
 def test_a_bad_profile_value_fails_before_training(root, tiny_profile, tmp_path, capsys, old, new):

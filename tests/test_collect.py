@@ -131,7 +131,7 @@ def write_results(results_dir, studies=STUDIES, bench=True):
         rows = [over_seeds([r for r in seed_rows if r.get("embedding") == e], reference_key(study, e))
                 for e in dict.fromkeys(r.get("embedding") for r in seed_rows)]
         summary |= {"study": study, "profile": results_dir.name, "device": "cpu", "device_name": "AMD EPYC 9R14",
-                    "tolerance_points": 0.5, "seed_rows": seed_rows, "rows": [r for part in rows for r in part]}
+                    "margin_points": 0.5, "seed_rows": seed_rows, "rows": [r for part in rows for r in part]}
         dataset, classes = DATASETS[study]
         (results_dir / study).mkdir(parents=True, exist_ok=True)
         (results_dir / study / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -93,7 +93,7 @@ def test_a_toml_syntax_error_names_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ('[svd]\ntolerance_points = "0.5"', "svd.tolerance_points must be a number"),
+    ('[svd]\nmargin_points = "0.5"', "svd.margin_points must be a number"),
     ("[svd]\nranks = []", "svd.ranks must be a non-empty list of integers >= 1, got []"),
     ("[svd]\nranks = [0, 4]", "svd.ranks must be a non-empty list of integers >= 1"),
     ("[lora]\nbench = { batch_sizes = [] }", "lora.bench.batch_sizes must be a non-empty list"),
@@ -123,6 +123,6 @@ def test_every_value_is_checked_when_the_profile_loads(tmp_path, monkeypatch, te
 
 def test_an_int_is_a_valid_float_and_types_are_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "PROFILES_DIR", tmp_path)
-    (tmp_path / "ok.toml").write_text("[svd]\ntolerance_points = 1\nbaseline = { lr = 1 }\n[data]\nhoda_train = 10\n")
+    (tmp_path / "ok.toml").write_text("[svd]\nmargin_points = 1\nbaseline = { lr = 1 }\n[data]\nhoda_train = 10\n")
     p = load_profile("ok")
-    assert p.svd.tolerance_points == 1 and p.svd.baseline.lr == 1 and p.data.hoda_train == 10
+    assert p.svd.margin_points == 1 and p.svd.baseline.lr == 1 and p.data.hoda_train == 10

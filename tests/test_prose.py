@@ -12,7 +12,7 @@ def svd(rows, chosen=None, tolerance=0.5):
     """A study dict as the collector gives it: rows of (rank, val, val truncated, diff to dense, its half-width)."""
     made = [{"method": "svd", "rank": k, "val_acc": v, "val_acc_truncated": t, "val_acc_diff": d,
              "val_acc_diff_ci95": ci, "n_seeds": 3} for k, v, t, d, ci in rows]
-    return {"study": "svd", "rows": made, "meta": {"tolerance_points": tolerance},
+    return {"study": "svd", "rows": made, "meta": {"margin_points": tolerance},
             "chosen": next((r for r in made if r["rank"] == chosen), None)}
 
 
@@ -71,7 +71,7 @@ def test_the_pre_defined_embedding_sentence_follows_the_numbers():
                  "test_acc": pre_dense - 0.01},
                 {"method": "svd", "rank": 4, "init": "random", "embedding": "minilm", "val_acc": pre_k4,
                  "test_acc": pre_k4}]
-        meta = {"tolerance_points": 0.5, "embedding_frozen": frozen,
+        meta = {"margin_points": 0.5, "embedding_frozen": frozen,
                 "chosen_by_embedding": {"minilm": {"random": chosen}}}
         return prose.attention_embedding({"rows": rows, "meta": meta})
     better = study(0.85, 0.84, chosen={"rank": 4})

@@ -53,7 +53,7 @@ def test_a_setting_changes_the_ids_of_exactly_the_jobs_it_affects_and_their_chil
     # the dense baseline: itself, its ranks and every LoRA job (they start from it), not attention
     assert changed("svd.baseline.epochs=3") == {n for n in base if n.startswith(("svd/", "lora/"))}
     assert changed("attention.train.lr=0.5") == {n for n in base if n.startswith("attention/")}
-    assert changed("svd.tolerance_points=3") == set()  # a decision over results, not a result
+    assert changed("svd.margin_points=3") == set()  # a decision over results, not a result
     assert changed("seeds=[0, 1, 5]") == {n.replace("seed0", "seed5") for n in base if "seed0" in n}
 
 

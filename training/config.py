@@ -136,7 +136,10 @@ class StudyConfig:
     its benchmark settings."""
     ranks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128])
     targets: list[str] = field(default_factory=lambda: ["hidden"])  # the 10-class head is too small to pay
-    tolerance_points: float = 0.5  # chosen rank: the smallest within this many validation points of the reference
+    # δ of the decision rule (core/decision.py), in accuracy points: a variant is "within" its reference when the
+    # lower bound of their paired difference on the decide part of validation is above -δ; the chosen rank is the
+    # last of the grid, tested from the largest down, that is within.
+    margin_points: float = 0.5
     bench: BenchConfig = field(default_factory=BenchConfig)
 
     def __post_init__(self):

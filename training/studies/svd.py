@@ -3,7 +3,7 @@
 For each k the hidden layers' weights W (m×n) become W1 = U_k (m×k) and W2 = Σ_k V_kᵀ (k×n). Accuracy is taken
 right after truncation and after retraining W1, W2 and the biases with early stopping on validation's stop part.
 The chosen k is the smallest whose retrained validation (decide part) accuracy, averaged over seeds, is within
-`tolerance_points` of the dense model's mean.
+`margin_points` of the dense model's mean.
 
 Jobs (training/jobs.py runs them): per seed, the dense baseline, then one retraining per method and k starting from
 that seed's dense checkpoint.
@@ -19,9 +19,8 @@ from models.mlp import MLP
 from models.select import linear_layers
 from training import checkpoint
 from training.data import load_hoda
-from training.stats import over_seeds
-from training.studies.common import (checkpoint_name, choose_smallest, chosen_key, factorize_job, median_latency_ms,
-                                     print_table, row, save_run, write_summary)
+from training.studies.common import (checkpoint_name, chosen_row, decide, factorize_job, median_latency_ms,
+                                     print_choices, print_table, row, save_run, write_summary)
 from training.train import evaluate, train
 
 DENSE = reference_key("svd")  # the baseline every rank and every LoRA run starts from
@@ -100,26 +99,16 @@ def run_job(job, profile, *, root, work, device):
 
 
 def summarize(profile, out, device, seed_rows, extras):
-    """Write `summary.json` from every job's row (and the dense jobs' extras); the chosen k per method on validation
-    means, and overall the smallest of them (the first method's on a tie)."""
+    """Write `summary.json` from every job's row (and the dense jobs' extras): each method's rows decided against
+    dense, its chosen k, and overall the smallest of them (the first method's on a tie)."""
     cfg = profile.svd
-    rows = over_seeds(seed_rows, DENSE)
-    dense = rows[0]
-    by_method = {m: choose_smallest([r for r in rows if r["method"] == m], dense["val_acc"], cfg.tolerance_points)
-                 for m in cfg.methods}
-    chosen = min((c for c in by_method.values() if c), key=lambda r: r["rank"], default=None)
-    print_table(rows, ["acc_truncated", "val_acc", "test_acc", "params_total", "flops", "latency_ms",
-                       "epoch_seconds", "peak_mem_bytes", "calibration_seconds", "costs_more_than_dense"])
-    for method, c in by_method.items():
-        if c:
-            print(f"chosen k ({method}) = {c['rank']}: validation mean {c['val_acc']:.4f} (dense "
-                  f"{dense['val_acc']:.4f}), test {c['test_acc']:.4f}")
-        else:
-            print(f"no k ({method}) within {cfg.tolerance_points} validation points of dense (means over seeds)")
+    rows, choices = decide(out, seed_rows, DENSE, cfg.margin_points)
+    print_table(rows, ["acc_truncated", "val_acc", "test_acc", "val_diff", "val_diff_lower", "verdict", "params_total",
+                       "flops", "latency_ms", "epoch_seconds", "calibration_seconds", "costs_more_than_dense"])
+    print_choices("svd", choices, cfg.margin_points)
     first = extras[DENSE][0]  # the layers' spectra of the first seed's baseline
-    return write_summary(out, "svd", profile, device, rows, seed_rows, chosen, cfg.tolerance_points,
-                         chosen_by_method={m: chosen_key(c) for m, c in by_method.items()},
-                         methods={m: METHODS[m].label for m in cfg.methods},
+    return write_summary(out, "svd", profile, device, rows, seed_rows, chosen_row(rows, choices), choices,
+                         cfg.margin_points, methods={m: METHODS[m].label for m in cfg.methods},
                          layers=first["layers"], augmentation=first["augmentation"],
                          augmentation_by_seed=[e["augmentation"] for e in extras[DENSE]],
                          retrain=dataclasses.asdict(cfg.retrain), latency_batch_size=first["latency_batch_size"])
