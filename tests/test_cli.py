@@ -16,7 +16,7 @@ import torch
 from fixtures.build import VOCAB, build_data_root
 from lowrank_bench import cli
 from training import checkpoint, config, data, download, embeddings, outcomes
-from training.studies import STUDIES, svd
+from training.studies import MODULES, svd
 from training.train import evaluate
 
 TINY = """
@@ -87,7 +87,7 @@ def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
             model, sidecar = checkpoint.load(out / "tiny" / r["checkpoint"])  # every checkpoint rebuilds
             assert sidecar["profile"] == "tiny"
             assert r["method"] == "pretrained" or (sidecar["method"], sidecar["rank"]) == (r["method"], r["rank"])
-        splits = STUDIES[study].load_data(config.load_profile("tiny"), root)
+        splits = MODULES[study].load_data(config.load_profile("tiny"), root)
         for r in summary["seed_rows"]:  # per-example outcomes: as the checkpoint computes them on the same split
             got = outcomes.load_outcomes(out / "tiny", r["outcomes"])
             model, _ = checkpoint.load(out / "tiny" / r["checkpoint"])

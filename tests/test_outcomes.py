@@ -1,5 +1,11 @@
 """Per-example outcome files: they round-trip exactly, and a damaged file or a pairing across splits is refused with
 one clear error. (That a job's file equals a recomputation from its checkpoint: tests/test_cli.py, end to end.)"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
@@ -7,6 +13,8 @@ from safetensors.numpy import save_file
 from core.io import UserError
 from training import outcomes
 from training.data import _indices, split_id
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def split_ids(seed=0, decide=20):
@@ -56,8 +64,8 @@ def test_stack_pairs_outcomes_of_one_split_and_refuses_others(tmp_path):
 def test_a_damaged_file_is_one_clear_error(tmp_path, damage, message):
     good = example()
     arrays = damage({"val": good["val"], "test": good["test"]})
-    save_file(arrays, str(tmp_path / "x.outcomes.safetensors"),
-              metadata={"format": outcomes.FORMAT, "val_split": good["val_split"], "test_split": good["test_split"]})
+    meta = {"format": outcomes.FORMAT, "val_split": good["val_split"], "test_split": good["test_split"]}
+    save_file(arrays, str(tmp_path / "x.outcomes.safetensors"), metadata={"outcomes": json.dumps(meta)})
     with pytest.raises(UserError, match=message) as e:
         outcomes.load_outcomes(tmp_path, "x")
     assert "\n" not in str(e.value) and "x.outcomes.safetensors" in str(e.value)
@@ -69,3 +77,14 @@ def test_missing_or_foreign_file_is_one_clear_error(tmp_path):
     (tmp_path / "x.outcomes.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(UserError, match="not a readable outcomes file"):
         outcomes.load_outcomes(tmp_path, "x")
+
+
+def test_the_same_outcomes_are_the_same_bytes_in_any_process(tmp_path):
+    """A job's files must not depend on the process that wrote them (the sweep compares and resumes by SHA-256)."""
+    code = ("import sys, numpy as np; from training import outcomes; outcomes.save(sys.argv[1], 'x', "
+            "{'val': np.arange(20) % 3 == 0, 'test': np.arange(40) % 2 == 0, 'val_split': 'toy/decide/20/ab', "
+            "'test_split': 'toy/test/40/cd'})")
+    for run in ("a", "b", "c"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / run)], check=True, cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert len({(tmp_path / run / "x.outcomes.safetensors").read_bytes() for run in ("a", "b", "c")}) == 1

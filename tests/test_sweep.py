@@ -30,7 +30,7 @@ def train(capsys, tiny, root, out, *extra):
 
 
 def weights(out):
-    """{checkpoint name: weight bytes} of every checkpoint under `out`."""
+    """{file name: bytes} of every checkpoint's weights and every job's outcomes under `out`."""
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(Path(out).rglob("*.safetensors"))}
 
 
@@ -73,7 +73,7 @@ def test_jobs_1_jobs_3_and_ray_give_the_same_checkpoints(root, tiny, tmp_path, c
         rc, _, err = train(capsys, tiny, root, tmp_path / name, *extra)
         assert rc == 0, err
         got[name] = weights(tmp_path / name / "tiny")
-    assert len(got["1"]) == 10  # dense and svd, whiten at k2, k64, for two seeds
+    assert len(got["1"]) == 2 * 10  # weights and outcomes of dense and svd, whiten at k2, k64, for two seeds
     for name in runs:
         assert got[name] == got["1"], name
     summary = json.loads((tmp_path / "1" / "tiny" / "svd" / "summary.json").read_text())
@@ -125,7 +125,7 @@ def test_a_failing_job_is_named_with_its_log_and_the_others_finish(root, tiny, t
     log = out / "tiny" / "logs" / "svd" / "seed1" / "svd-k4.log"
     assert str(log) in err and "boom in k4" in log.read_text()
     assert "1 job(s) failed: svd/seed1/svd-k4" in err
-    assert len(weights(out / "tiny")) == 5  # every other job finished
+    assert len(weights(out / "tiny")) == 2 * 5  # every other job finished: its weights and outcomes
     assert not (out / "tiny" / "svd" / "summary.json").exists()  # no summary from an incomplete study
     monkeypatch.setattr(svd, "run_job", real)
     rc, stdout, err = train(capsys, tiny, root, out)

@@ -7,6 +7,7 @@ metadata naming the split each was taken on (`Splits.split_id`: data set, part, 
 rows). The split is drawn with `data.split_seed`, the same for every seed and variant, so files of one profile
 pair up example by example; files of different splits are refused rather than paired.
 """
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +38,12 @@ def path(out, name):
 def save(out, name, outcomes):
     """Write `outcomes` ({"val", "test": bool arrays, "val_split", "test_split": ids}) for job `name`."""
     target = path(out, name)
+    # One metadata entry: safetensors writes several in a per-process random order, and a job's files must be the
+    # same bytes whichever process ran it.
+    meta = json.dumps({"format": FORMAT, **{f"{p}_split": outcomes[f"{p}_split"] for p in PARTS}}, sort_keys=True)
     with atomic_path(target) as tmp:
         save_file({p: np.ascontiguousarray(outcomes[p], dtype=bool) for p in PARTS}, str(tmp),
-                  metadata={"format": FORMAT, **{f"{p}_split": outcomes[f"{p}_split"] for p in PARTS}})
+                  metadata={"outcomes": meta})
     return target
 
 
@@ -51,11 +55,11 @@ def load_outcomes(out, name):
         raise UserError(f"{file} is missing; re-run `lowrank-bench train` with the same --profile and --out")
     try:
         with safe_open(str(file), "np") as f:
-            meta = f.metadata() or {}
+            meta = json.loads((f.metadata() or {}).get("outcomes", "{}"))
             arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError) as e:
+    except (SafetensorError, OSError, json.JSONDecodeError) as e:
         raise UserError(f"{file}: not a readable outcomes file ({e}); re-run the job that wrote it") from None
-    if meta.get("format") != FORMAT or sorted(arrays) != sorted(PARTS):
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or sorted(arrays) != sorted(PARTS):
         raise UserError(f"{file}: not a lowrank-bench outcomes file (format {meta.get('format')!r}, tensors "
                         f"{sorted(arrays)}); re-run the job that wrote it")
     for p in PARTS:
