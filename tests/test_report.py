@@ -345,21 +345,14 @@ def inject_every_string(results, payload):
 @pytest.fixture(scope="module")
 def injected(tmp_path_factory):
     """A report built from fixture results whose every string field that the readers accept holds an \\input of a
-    private file; latexmk finds a latexmkrc in $HOME that would leave a mark."""
+    private file."""
     tmp = tmp_path_factory.mktemp("injected")
     (tmp / "secret.tex").write_text("SECRETMARKER\n")
     results = write_results(tmp / "smoke")
     collect(results, [results / "bench.json"])
     payload = f"\\input{{{tmp / 'secret'}}}"
     refused = inject_every_string(results, payload)
-    home = tmp / "home"
-    home.mkdir()
-    (home / ".latexmkrc").write_text(f"open(my $f, '>', '{tmp / 'rc-was-read'}'); close $f;\n")
-    with pytest.MonkeyPatch.context() as m:
-        m.setenv("HOME", str(home))
-        m.delenv("XDG_CONFIG_HOME", raising=False)
-        pdf = latex.build_report(results, tmp / "build")
-    return tmp, payload, refused, pdf
+    return tmp, payload, refused, latex.build_report(results, tmp / "build")
 
 
 def test_every_string_field_of_the_results_is_refused_or_printed_literally(injected):
@@ -372,9 +365,20 @@ def test_every_string_field_of_the_results_is_refused_or_printed_literally(injec
         assert f"\\input{{{tmp / 'secret'}}}" not in source.read_text(), source
 
 
-def test_latexmk_reads_no_rc_file(injected):
-    tmp, _, _, pdf = injected
-    assert pdf.exists() and not (tmp / "rc-was-read").exists()
+def test_latexmk_reads_no_rc_file(tmp_path, monkeypatch):
+    """No latexmkrc (the user's, the system's, one in the build folder) decides what the build runs."""
+    results = write_results(tmp_path / "smoke", studies=("svd",), bench=False)
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "report.tex").write_text("\\documentclass{article}\\begin{document}x\\end{document}\n")
+    monkeypatch.setattr(latex, "TEMPLATES", templates)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".latexmkrc").write_text(f"open(my $f, '>', '{tmp_path / 'rc-was-read'}'); close $f;\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    assert latex.build_report(results, tmp_path / "build").exists()
+    assert not (tmp_path / "rc-was-read").exists()
 
 
 def test_tables_in_the_results_folder_never_stand_in_for_the_report(tmp_path, monkeypatch):
