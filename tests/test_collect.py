@@ -470,3 +470,18 @@ def test_a_folder_given_as_a_json_file_is_one_line(tmp_path):
     (results / "svd" / "summary.json").mkdir()
     with pytest.raises(UserError, match="summary.json is a folder, not a JSON file"):
         collect(results, [])
+
+
+def test_a_dollar_sign_in_a_name_from_the_results_is_no_math_in_the_figures(tmp_path):
+    """matplotlib would read "$...$" in a layer's or a class's name as math and fail on an unknown symbol."""
+    results = write_results(tmp_path / "smoke", studies=("svd",), bench=False)
+    summary = json.loads(read(results / "svd" / "summary.json"))
+    for layer in summary["layers"]:
+        layer["layer"] = "$\\input{x}$"
+    (results / "svd" / "summary.json").write_text(json.dumps(summary))
+    for sidecar in (results / "svd").glob("seed*/*.json"):
+        meta = json.loads(read(sidecar))
+        meta["classes"][0] = "$\\frac{x}$"
+        sidecar.write_text(json.dumps(meta))
+    c = collect(results, [])
+    assert {"svd_layers", "svd_confusion"} <= set(c["figures"])

@@ -401,16 +401,16 @@ def test_a_copied_results_folder_reports_its_own_numbers(tmp_path, monkeypatch):
     shutil.copytree(original, copy)
     edit_json(original / "svd" / "summary.json", lambda s: s["rows"][0].update(test_acc=0.1234))
     collect(original, [original / "bench.json"])  # the original changes after the copy
-    stored = json.loads((copy / "collected.json").read_text())
-    assert stored["bench_files"] == ["bench.json"] and stored["machines"][0]["file"] == "bench.json"
-    assert {p for kind in ("tables", "figures") for paths in stored[kind].values() for p in paths.values()} == \
-        {f"{kind}/{Path(p).name}" for kind in ("tables", "figures") for paths in stored[kind].values()
-         for p in paths.values()}
     fake_latexmk(tmp_path, monkeypatch)
     latex.build_report(copy, tmp_path / "build")
     table = (tmp_path / "build" / "tables" / "svd_results.tex").read_text()
     assert "12.34" not in table and "98.70" in table
     assert "\\newcommand{\\SvdBaseTestAcc}{98.70}" in (tmp_path / "build" / "numbers.tex").read_text()
+    stored = json.loads((copy / "collected.json").read_text())
+    assert stored["bench_files"] == ["bench.json"] and stored["machines"][0]["file"] == "bench.json"
+    assert {p for kind in ("tables", "figures") for paths in stored[kind].values() for p in paths.values()} == \
+        {f"{kind}/{Path(p).name}" for kind in ("tables", "figures") for paths in stored[kind].values()
+         for p in paths.values()}
 
 
 @pytest.mark.parametrize("foreign", ["notes.txt", "code/mine.py", "figures/keep.pdf", "latexmkrc"])
