@@ -146,13 +146,18 @@ def test_a_failed_build_is_retried_from_scratch(tmp_path, monkeypatch):
     assert not (build / "report.fdb_latexmk").exists()
 
 
+def one_line_template(tmp_path, monkeypatch, body):
+    """The report's templates replaced by one report.tex whose document is `body`."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "report.tex").write_text(f"\\documentclass{{article}}\\begin{{document}}{body}\\end{{document}}\n")
+    monkeypatch.setattr(latex, "TEMPLATES", templates)
+
+
 @needs_latexmk
 def test_a_latex_error_is_one_user_error_pointing_at_the_log(tmp_path, monkeypatch):
     results = write_results(tmp_path / "smoke", studies=("svd",), bench=False)
-    templates = tmp_path / "templates"
-    templates.mkdir()
-    (templates / "report.tex").write_text("\\documentclass{article}\\begin{document}\\nosuchmacro\\end{document}\n")
-    monkeypatch.setattr(latex, "TEMPLATES", templates)
+    one_line_template(tmp_path, monkeypatch, "\\nosuchmacro")
     with pytest.raises(UserError, match=r"latexmk failed \(.*Undefined control sequence.*report\.log") as err:
         latex.build_report(results, tmp_path / "build")
     assert "\n" not in str(err.value)
@@ -368,10 +373,7 @@ def test_every_string_field_of_the_results_is_refused_or_printed_literally(injec
 def test_latexmk_reads_no_rc_file(tmp_path, monkeypatch):
     """No latexmkrc (the user's, the system's, one in the build folder) decides what the build runs."""
     results = write_results(tmp_path / "smoke", studies=("svd",), bench=False)
-    templates = tmp_path / "templates"
-    templates.mkdir()
-    (templates / "report.tex").write_text("\\documentclass{article}\\begin{document}x\\end{document}\n")
-    monkeypatch.setattr(latex, "TEMPLATES", templates)
+    one_line_template(tmp_path, monkeypatch, "x")
     home = tmp_path / "home"
     home.mkdir()
     (home / ".latexmkrc").write_text(f"open(my $f, '>', '{tmp_path / 'rc-was-read'}'); close $f;\n")
