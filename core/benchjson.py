@@ -62,7 +62,7 @@ _EXTRA_INFO = record(optional={
     **{f: POSITIVE_INT for f in ("seq_len", "d_model", "heads", "d_ff")},
     "merged": nullable(boolean), "costs_more_than_dense": boolean})
 _BENCHMARK = record({"stats": _STATS},
-                    {"extra_info": _EXTRA_INFO, "fullname": text, "name": nullable(text), "group": nullable(text),
+                    {"extra_info": _EXTRA_INFO, "name": nullable(text), "group": nullable(text),
                      "param": nullable(text)})
 _FILE = record({"machine_info": record(optional={
     "node": nullable(text), "cpu": nullable(record(optional={"brand_raw": nullable(text)})),
@@ -86,6 +86,7 @@ def load_bench(path) -> dict:
         name = b.get("fullname") if isinstance(b, dict) else None
         if not isinstance(name, str) or not name:
             raise UserError(f"{path}: benchmarks[{i}] has no 'fullname'; not pytest-benchmark JSON, {_HINT}")
+        validate(name, text, path, _RERUN, where=f"benchmarks[{i}].fullname")  # it names the benchmark in messages
         if name in seen:
             raise UserError(f"{path}: benchmark {name} appears twice; the file must come from one pytest run")
         seen.add(name)

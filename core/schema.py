@@ -135,14 +135,15 @@ def dict_of(key_spec, value_spec):
         if not isinstance(v, dict):
             refuse(v, "an object")
         for k, item in v.items():
+            where = k if k.isidentifier() else repr(k)  # a key from the file names the field only if it is plain
             try:
                 key_spec(k)
             except Invalid as e:
-                raise Invalid(k, f"the key {e.message}") from None
+                raise Invalid(where, f"the key {e.message}") from None
             try:
                 value_spec(item)
             except Invalid as e:
-                raise Invalid(_at(k, e.where), e.message) from None
+                raise Invalid(_at(where, e.where), e.message) from None
         return v
     return check
 

@@ -410,6 +410,13 @@ def test_a_head_that_measured_nothing_or_holds_wrong_types_exits_2(tmp_path, cap
                       dump(tmp_path / "h.json", head)]) == 2
 
 
+def test_a_fullname_with_a_line_break_is_one_line(tmp_path, capsys):
+    head = suite()
+    head["benchmarks"][0]["fullname"] += "\nok"
+    assert run_gate(tmp_path, suite(), head) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
 def test_a_folder_given_as_a_benchmark_file_exits_2(tmp_path, capsys):
     assert gate.main([dump(tmp_path / "base.json", suite()), str(tmp_path)]) == 2
     err = capsys.readouterr().err

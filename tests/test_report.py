@@ -463,6 +463,7 @@ def test_a_build_dir_in_the_results_folder_is_refused(tmp_path, monkeypatch, ins
     (lambda s: s.update(profile="../smoke"), "profile"),
     (lambda s: s["layers"][0].update(rank=True), "layers[0].rank"),
     (lambda s: s["rows"][2].update(test_acc=1.5), "rows[2].test_acc"),
+    (lambda s: s.update(chosen_by_embedding={"a\nb": {}}), "chosen_by_embedding.'a\\nb'"),
 ])
 def test_a_summary_field_out_of_its_schema_is_one_line(tmp_path, change, field):
     results = write_results(tmp_path / "smoke", studies=("svd",), bench=False)
