@@ -1,14 +1,14 @@
 """Read a study's summary.json and the checkpoint sidecars the report draws from, checked against what the studies
-write (training/studies/common.py `write_summary`, `save_run`): the one reader of these files for the report and
-the benchmark suite.
+write (training/studies/common.py `write_summary`, `save_run`).
 
 Every field that something reads is checked for its type, range or allowed values; a field the schema does not
-name is kept as it is, and reaches at most a CSV file (report/tables.py keeps every raw field there).
+name is kept as it is and never reaches the report's LaTeX or a path (report/tables.py keeps every raw field in
+the CSV tables).
 """
 from core.io import read_json
 from core.schema import (COUNT, FRACTION, NON_NEGATIVE, POSITIVE_INT, Invalid, boolean, dict_of, list_of, name,
                          nullable, number, one_of, record, refuse, relative_path, text, validate)
-from core.spec import INITS, METHODS, STUDIES
+from core.spec import INITS, METHODS
 
 _AMOUNT = nullable(NON_NEGATIVE)  # bytes or seconds: a mean over seeds need not be an integer
 _OPTIONAL_FRACTION = nullable(FRACTION)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from core.io import UserError, read_json, write_json
 from core.schema import boolean, dict_of, list_of, name, record, relative_path, text, validate
+from core.spec import STUDIES
 from report import tables as t
 from report.figures import study_figures
-from report.results import BASELINES, STUDIES, accuracy_by_axes, load_benches, load_study, primary, speedup_cells
+from report.results import BASELINES, accuracy_by_axes, load_benches, load_study, primary, speedup_cells
 
 
 def _bench_file(v):

@@ -16,9 +16,10 @@ from pathlib import Path, PurePosixPath
 from core import proc
 from core.io import UserError, atomic_write, read_json, write_json
 from core.schema import list_of, record, relative_path, validate
+from core.spec import STUDIES
 from report import fmt, prose
 from report.collect import collect, read_collected
-from report.results import STUDIES, default_bench, primary, same_model, speedup_cells
+from report.results import default_bench, primary, same_model, speedup_cells
 from report.tex import Tex, tex
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,6 @@ key fields (`core.variants`): every join below is on those, and `label` is only 
 from pathlib import Path
 
 from core.benchjson import axes, load_bench, require_extra_info
-from core.spec import STUDIES
 from core.summary import read_sidecar, read_summary
 from core.variants import key, variant_id
 

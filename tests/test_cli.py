@@ -375,14 +375,18 @@ def test_special_files_are_refused_as_outputs(tmp_path, capsys, monkeypatch):
 # ---------------------------------------------------------------------------------------------------- run
 @pytest.fixture
 def fake_suite(monkeypatch):
-    """`pytest bench` replaced by writing the sample benchmark JSON (the suites' own run is not what is tested
-    here); the commands it was given are kept in the returned list."""
+    """`pytest bench` replaced by writing the sample benchmark JSON, measured as it were under the profile it was
+    given (the suites' own run is not what is tested here); the commands it was given are kept in the returned
+    list."""
     calls = []
 
     def suite(cmd, cwd):
         calls.append(cmd)
-        out = next(a.split("=", 1)[1] for a in cmd if a.startswith("--benchmark-json="))
-        Path(out).write_text(SAMPLE.read_text())
+        option = lambda name: next(a.split("=", 1)[1] for a in cmd if a.startswith(f"--{name}="))  # noqa: E731
+        bench = json.loads(SAMPLE.read_text())
+        for b in bench["benchmarks"]:
+            b["extra_info"]["profile"] = Path(option("profile")).stem
+        Path(option("benchmark-json")).write_text(json.dumps(bench))
         return 0, None
     monkeypatch.setattr(cli.proc, "run", suite)
     return calls
