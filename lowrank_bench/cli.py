@@ -13,7 +13,7 @@ from pathlib import Path
 from bench.pool import pool_runs
 from core import proc
 from core.benchjson import load_bench
-from core.io import UserError, atomic_path, require_writable_dir, write_json
+from core.io import UserError, atomic_path, require_regular_target, require_writable_dir, write_json
 from lowrank_bench.options import add_bench_axes, add_common, as_argv, bench_axes_argv
 from report import collect, gate, latex
 from report.results import default_bench
@@ -141,8 +141,7 @@ def cmd_bench(args):
         raise UserError(f"--repeat must be at least 1, got {args.repeat}")
     if any(a.startswith("--benchmark-json") for a in args.pytest_args):
         raise UserError("give the output file as `lowrank-bench bench --json PATH`, not --benchmark-json")
-    if Path(target).is_dir():
-        raise UserError(f"--json {target} is a folder; give a file path such as {Path(target) / 'bench.json'}")
+    require_regular_target(target, "--json" if args.json else "")
     require_writable_dir(Path(target).parent, "--json's folder" if args.json else "--out")
     fetch_data(args, profile, list(STUDIES))  # here, not in pytest: the suites (and the training they start) read it
     with atomic_path(target) as tmp:  # pytest-benchmark writes in place; an interrupted run keeps the old file
@@ -165,7 +164,7 @@ def cmd_bench(args):
 
 def cmd_collect(args):
     _, out = profile_out(args)
-    return collect.main(out, args.bench or default_bench(out))
+    return collect.main(out, args.bench or default_bench(out), args.across_profiles)
 
 
 def cmd_report(args):
@@ -183,6 +182,7 @@ def check_run(args):
     profile, out = profile_out(args)
     if not args.no_report:
         latex.require_latexmk("; or pass --no-report to skip the PDF")
+        latex.own_build_dir(args.build_dir, out)
         require_writable_dir(args.build_dir, "--build-dir")
     require_writable_dir(out, "--out")
     fetch_data(args, profile, list(STUDIES))
@@ -196,11 +196,12 @@ def cmd_run(args):
     args.pytest_args, args.json, args.repeat = [], None, 1
     cmd_bench(args)
     _, out = profile_out(args)
-    collect.main(out, [out / "bench.json"])
+    collected = collect.collect(out, [out / "bench.json"])
+    print(collect.describe(collected, out))
     if args.no_report:
         print(f"report: skipped (--no-report), no PDF built; tables and figures are in {out}")
     else:
-        latex.main(out, args.build_dir)
+        latex.main(out, args.build_dir, collected)
     print(f"run --profile {args.profile} finished in {time.perf_counter() - t0:.1f}s")
     return 0
 
@@ -264,9 +265,10 @@ def build_parser():
     collect.add_arguments(p)
 
     p = command("report", cmd_report, "build the LaTeX report into report/build/report.pdf",
-                "what `collect` wrote (collected again when older than the results), report/templates/*.tex; "
-                "needs latexmk",
-                "report/build/ (or --build-dir): the .tex sources, figures and report.pdf",
+                "the results, collected afresh (with the benchmark files of the last `collect`), "
+                "report/templates/*.tex; needs latexmk",
+                "what `collect` writes; report/build/ (or --build-dir, a folder of the report's own): the .tex "
+                "sources, figures and report.pdf",
                 "under a minute for every profile")
     latex.add_arguments(p)
 

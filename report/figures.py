@@ -4,6 +4,11 @@ from core.spec import STUDIES
 from report.results import speedup_cells
 
 
+def _literal(text):
+    """A name from a results file (a layer, a class) as matplotlib prints it: a dollar sign is no math."""
+    return text.replace("$", r"\$")
+
+
 def pareto_front(points):
     """The (label, cost, gain) points no other point beats on both, cheapest first."""
     front, best = [], float("-inf")
@@ -57,7 +62,8 @@ def study_figures(d, bench, figures_dir, all_bench=None):
         memory = {s: [p[:2] for p in pts] for s, pts in _points(ranked, lambda r: r["peak_mem_bytes"]).items()}
         figs[f"{study}_cost"] = plots.cost_vs_rank(params, memory, refs, stem("cost"), xlabel)
     if study == "svd" and d["layers"]:
-        figs["svd_layers"] = plots.layer_error(d["layers"], stem("layers"))
+        figs["svd_layers"] = plots.layer_error([{**lay, "layer": _literal(lay["layer"])} for lay in d["layers"]],
+                                               stem("layers"))
 
     infer = [b for b in bench if b["study"] == study and b["kind"] == "infer" and b["file"] == bench[0]["file"]]
     if infer:
@@ -83,7 +89,8 @@ def study_figures(d, bench, figures_dir, all_bench=None):
     histories = {t: r["histories"] for t, r in runs.items() if any(r["histories"])}
     if histories:
         figs[f"{study}_curves"] = plots.curves(histories, stem("curves"))
-    matrices = {t: (r["confusion"], r.get("classes")) for t, r in runs.items() if r.get("confusion")}
+    matrices = {t: (r["confusion"], r.get("classes") and [_literal(c) for c in r["classes"]])
+                for t, r in runs.items() if r.get("confusion")}
     if matrices:
         figs[f"{study}_confusion"] = plots.confusion(matrices, stem("confusion"))
     return figs

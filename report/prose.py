@@ -3,12 +3,24 @@ whatever the data turns out to be. Each function takes the collector's study dic
 LaTeX text; `latex.py` hands it to the templates as a macro.
 
 Accuracies in the rows are means over seeds with their 95 % half-widths (`*_ci95`) and the difference to the
-study's reference paired by seed (`*_diff`, `*_diff_ci95`); see `training/stats.py`.
+study's reference paired by seed (`*_diff`, `*_diff_ci95`); see `training/stats.py`. The sentences are LaTeX (`Tex`):
+numbers come checked by the readers (core/summary.py, core/benchjson.py) and every string from data is escaped.
 """
+import functools
+
 from core.spec import STUDIES
 from report import fmt
+from report.tex import Tex, escape
 
 SAME_COST = 0.05  # latencies within 5 % of each other are "the same cost": the spread of one benchmark on a noisy VM
+
+
+def _latex(sentence):
+    """Mark what `sentence` returns as LaTeX the code composed (report/tex.py)."""
+    @functools.wraps(sentence)
+    def composed(*args, **kwargs):
+        return Tex(sentence(*args, **kwargs))
+    return composed
 
 
 def _ks(rows, prefix="k"):
@@ -28,6 +40,7 @@ def within_tolerance(row, margin_points, metric="val_acc"):
     return diff - ci95 >= -margin_points / 100
 
 
+@_latex
 def chosen_rule(d):
     """The decision rule, and how sure the chosen rank's place inside the tolerance is."""
     tol, chosen, reference = d["meta"].get("margin_points"), d["chosen"], STUDIES[d["study"]].reference_label
@@ -50,6 +63,7 @@ def chosen_rule(d):
                           "confidence.")
 
 
+@_latex
 def retraining_schedule(d):
     """How retraining was set up, from the summary (what the study ran, not what the defaults say today)."""
     cfg = d["meta"].get("retrain")
@@ -58,7 +72,7 @@ def retraining_schedule(d):
     warmup = "without warm-up" if not cfg["warmup_frac"] else f"after a {100 * cfg['warmup_frac']:g}\\,\\% warm-up"
     chosen = d["meta"].get("augmentation", {}).get("chosen")
     augment = {None: "with the baseline's augmentation setting", "none": "without augmentation, as the baseline"}.get(
-        chosen, f"with the baseline's augmentation ({chosen})")
+        chosen, f"with the baseline's augmentation ({escape(chosen)})")
     distilled = "" if not cfg.get("distill") else (
         f", and distilled from the dense model (loss weight {cfg['distill']:g} on its outputs at temperature "
         f"{cfg['distill_temperature']:g}, the rest on the labels)")
@@ -67,6 +81,7 @@ def retraining_schedule(d):
             "an epoch beats it on validation's stop part, so retraining cannot end below its start there.")
 
 
+@_latex
 def svd_retraining(d):
     """Whether retraining ended above truncation, and which ranks it brings within tolerance of dense."""
     ranked = sorted((r for r in d["rows"] if r["rank"] is not None), key=lambda r: r["rank"])
@@ -90,6 +105,7 @@ def svd_retraining(d):
                    f"{_ks([r for r in ranked if r not in close])} do not.")
 
 
+@_latex
 def lora_merged(d, bench):
     """What the chosen adapter costs at inference, merged and unmerged, against the full fine-tuned network."""
     chosen = d["chosen"]
@@ -110,6 +126,7 @@ def lora_merged(d, bench):
     return text + (f"; unmerged, {unmerged:.3g}\\,ms." if unmerged is not None else ".")
 
 
+@_latex
 def attention_inits(d):
     """Which starting point of the factors wins on mean validation accuracy, rank by rank (the learned table's
     models; `attention_embedding` compares the pre-defined one)."""
@@ -138,6 +155,7 @@ def _than(a, b, unit="points"):
     return "the same as" if round(gap, 2) == 0 else f"{abs(gap):.2f} {unit} {'higher' if gap > 0 else 'lower'} than"
 
 
+@_latex
 def attention_embedding(d):
     """How the models on MiniLM's pre-defined token table compare with those on the model's own learned table:
     dense against dense, then every (rank, init) pair, on mean validation accuracy (test for the record); and the
@@ -163,7 +181,7 @@ def attention_embedding(d):
         text += (f" Among the factored models the pre-defined table is ahead on validation in {ahead} of "
                  f"{len(pairs)} (rank, initialisation) pairs.")
     chosen = (d["meta"].get("chosen_by_embedding") or {}).get("minilm") or {}
-    said = [f"k = {c['rank']} ({init} initialisation)" for init, c in chosen.items() if c]
+    said = [f"k = {c['rank']} ({escape(init)} initialisation)" for init, c in chosen.items() if c]
     if chosen:
         tol = d["meta"].get("margin_points")
         text += (f" Against its own dense model, the smallest rank within {tol:g} validation points is "
@@ -212,11 +230,14 @@ def speedup_sentence(dtype, mode, cells, le="<=", times="x"):
             f"worst {worst:.2f}{times} at rank {k_worst}, batch {b_worst}).")
 
 
+@_latex
 def speedup_text(maps):
     """Every (dtype, mode) of a study's speedup map in sentences, for the report (LaTeX math for <= and x)."""
-    return " ".join(speedup_sentence(dtype, mode, cells, r"$\le$", r"$\times$") for (dtype, mode), cells in maps.items())
+    return " ".join(speedup_sentence(escape(dtype), escape(mode), cells, r"$\le$", r"$\times$")
+                    for (dtype, mode), cells in maps.items())
 
 
+@_latex
 def where_low_rank_pays(svd_maps):
     """The conclusion's sentence: Study 1's speedup map read out, or that nothing was measured."""
     if not svd_maps:

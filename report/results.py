@@ -7,13 +7,10 @@ key fields (`core.variants`): every join below is on those, and `label` is only 
 from pathlib import Path
 
 from core.benchjson import axes, load_bench, require_extra_info
-from core.io import UserError, read_json
 from core.spec import STUDIES
+from core.summary import read_sidecar, read_summary
 from core.variants import key, row_id, variant_id
 
-# Keys every summary row must carry (values may be null, e.g. no epochs for the untrained "pretrained" row).
-ROW_FIELDS = ("study", "method", "rank", "init", "val_acc", "test_acc", "params_total", "params_trainable", "flops",
-              "epoch_seconds", "peak_mem_bytes", "checkpoint")
 # What the latency tables and figures read from each benchmark's extra_info.
 BENCH_FIELDS = ("study", "kind", "method", "rank", "batch_size", "accuracy", "flop_ratio", "peak_mem_bytes")
 
@@ -31,15 +28,10 @@ def load_study(results_dir, study):
     path = results_dir / study / "summary.json"
     if not path.exists():
         return None
-    summary = read_json(path)
-    rows = summary.get("rows") if isinstance(summary, dict) else None
-    if not isinstance(rows, list) or not rows:
-        raise UserError(f"{path}: no 'rows' list; re-run `lowrank-bench train {study}`")
+    summary = read_summary(path, study)
+    rows = summary["rows"]
     chosen_key = summary.get("chosen") or {}
-    for i, row in enumerate(rows):
-        missing = [f for f in ROW_FIELDS if f not in row]
-        if missing:
-            raise UserError(f"{path}: rows[{i}] lacks {', '.join(missing)}; re-run `lowrank-bench train {study}`")
+    for row in rows:
         row["label"] = row_id(row)
         row["series"] = _series(study, row)
         row["chosen"] = bool(chosen_key) and all(row.get(f) == v for f, v in chosen_key.items())
@@ -52,7 +44,7 @@ def load_study(results_dir, study):
             continue
         sidecars = [results_dir / f"{r['checkpoint']}.json" for r in seed_rows
                     if key(r) == key(row) and r.get("checkpoint")]
-        metas = [read_json(path) for path in sidecars if path.exists()]
+        metas = [read_sidecar(path, study) for path in sidecars if path.exists()]
         if metas:  # every seed's curves (drawn as a band), the first seed's confusion matrix
             runs[role] = {"label": row["label"], "histories": [m.get("history") or [] for m in metas],
                           **{k: metas[0].get(k) for k in ("confusion", "classes")}}
@@ -87,7 +79,9 @@ def load_benches(paths):
         bench = load_bench(path)
         require_extra_info(bench, BENCH_FIELDS, path)
         info = bench["machine_info"]
-        machines.append({"label": file_label, "file": str(path), "node": info.get("node"),
+        profiles = sorted({b["extra_info"].get("profile") for b in bench["benchmarks"]} - {None})
+        machines.append({"label": file_label, "file": str(path), "profile": ", ".join(profiles) or None,
+                         "node": info.get("node"),
                          "cpu": (info.get("cpu") or {}).get("brand_raw"), "gpu": info.get("gpu_name"),
                          "threads": info.get("threads"), "torch": info.get("torch"),
                          "datetime": bench.get("datetime")})

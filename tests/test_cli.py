@@ -378,17 +378,36 @@ def test_json_pointing_at_a_folder_is_refused(tmp_path, capsys, monkeypatch):
     assert rc == 2 and f"--json {tmp_path} is a folder" in err and err.count("\n") == 1
 
 
+def test_special_files_are_refused_as_outputs(tmp_path, capsys, monkeypatch):
+    """`--json` at a FIFO is refused before pytest starts (as root, --json /dev/null would otherwise replace the
+    system's /dev/null); an --out that is a FIFO is no folder to write in."""
+    monkeypatch.setattr(cli.proc, "run", lambda *a, **k: pytest.fail("pytest must not start"))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    rc, _, err = run(capsys, "bench", "--profile", "smoke", "--device", "cpu", "--offline", "--json", fifo)
+    assert rc == 2 and err == f"error: --json {fifo} is a FIFO, not a regular file; a result is written only to a " \
+                              "new or a regular file: give another path\n"
+    for command in (["collect"], ["report"], ["train", "svd"]):
+        rc, _, err = run(capsys, *command, "--profile", "smoke", "--device", "cpu", "--out", fifo)
+        assert rc == 2 and err.count("\n") == 1 and str(fifo) in err, command
+    assert fifo.is_fifo()
+
+
 # ---------------------------------------------------------------------------------------------------- run
 @pytest.fixture
 def fake_suite(monkeypatch):
-    """`pytest bench` replaced by writing the sample benchmark JSON (the suites' own run is not what is tested
-    here); the commands it was given are kept in the returned list."""
+    """`pytest bench` replaced by writing the sample benchmark JSON, measured as it were under the profile it was
+    given (the suites' own run is not what is tested here); the commands it was given are kept in the returned
+    list."""
     calls = []
 
     def suite(cmd, cwd):
         calls.append(cmd)
-        out = next(a.split("=", 1)[1] for a in cmd if a.startswith("--benchmark-json="))
-        Path(out).write_text(SAMPLE.read_text())
+        option = lambda name: next(a.split("=", 1)[1] for a in cmd if a.startswith(f"--{name}="))  # noqa: E731
+        bench = json.loads(SAMPLE.read_text())
+        for b in bench["benchmarks"]:
+            b["extra_info"]["profile"] = Path(option("profile")).stem
+        Path(option("benchmark-json")).write_text(json.dumps(bench))
         return 0, None
     monkeypatch.setattr(cli.proc, "run", suite)
     return calls
