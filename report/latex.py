@@ -218,7 +218,9 @@ def numbers_tex(collected, excerpts):
     macro's value goes through `tex`: escaped, unless the code composed it as LaTeX (report/tex.py)."""
     macros = {"Profile": collected["profile"], "BenchFiles": str(len(collected["bench_files"])),
               "WhereLowRankPays": prose.where_low_rank_pays(speedup_cells("svd", primary(collected["bench"]))),
-              "BenchFileNames": ", ".join(m["label"] for m in collected["machines"]) or "none"}
+              "BenchFileNames": ", ".join(m["label"] for m in collected["machines"]) or "none",
+              # every study's section, in the spec's order: templates named by the spec, not by the user's data
+              "StudySections": Tex("".join(f"\\input{{{PurePosixPath(s.template).stem}}}" for s in STUDIES.values()))}
     flags = {"Comparison": len(collected["bench_files"]) > 1}
     for study in STUDIES:
         p, d = STUDIES[study].macro_prefix, collected["studies"].get(study)
