@@ -13,8 +13,8 @@ from core.io import UserError, write_json
 from report import tables as t
 from report.figures import study_figures
 from core.spec import STUDIES
-from report.results import ( accuracy_by_axes, load_benches, load_study, primary,
-                            speedup_cells)
+from report.results import (accuracy_by_axes, load_benches, load_study, primary, speedup_cells,
+                            timed_seeds)
 
 
 def _written_before(results_dir):
@@ -46,6 +46,8 @@ def collect(results_dir: Path, bench_files: list[Path]) -> dict:
         tables["machines"] = t.write_table(tables_dir, "machines", *t.machines_table(machines))
     for study, d in studies.items():
         tables[f"{study}_results"] = t.write_table(tables_dir, f"{study}_results", *t.results_table(d))
+        if (table := t.verdict_table(d)):
+            tables[f"{study}_verdicts"] = t.write_table(tables_dir, f"{study}_verdicts", *table)
         if study == "svd" and d["layers"]:
             tables["svd_layers"] = t.write_table(tables_dir, "svd_layers", *t.layers_table(d["layers"]))
         if (table := t.latency_table(d, primary(reference))):
@@ -54,7 +56,8 @@ def collect(results_dir: Path, bench_files: list[Path]) -> dict:
             tables["svd_ceiling"] = t.write_table(tables_dir, "svd_ceiling", *table,
                                                   longtable_caption="\\SvdCeilingCaption")
         if (maps := speedup_cells(study, reference)):
-            table = t.speedup_map_table(maps, accuracy_by_axes(study, reference), STUDIES[study].reference)
+            table = t.speedup_map_table(maps, accuracy_by_axes(study, reference), STUDIES[study].reference,
+                                        timed_seeds(study, reference))
             tables[f"{study}_speedup_map"] = t.write_table(tables_dir, f"{study}_speedup_map", *table,
                                                            longtable_caption=f"\\SpeedupCaption{{{study}}}")
         if (table := t.comparison_table(d, bench, labels)):
