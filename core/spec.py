@@ -33,11 +33,20 @@ class Study:
     method_in_id: bool
     extra_info: tuple[str, ...]  # the benchmark extra_info fields of its own (core/benchjson.py adds the common)
     # Its results table: (header, summary row field, how it prints: report/tables.py FORMATS). Few and short, so
-    # the LaTeX table fits a page; accuracies are means over seeds with their intervals.
+    # the LaTeX table fits a page; accuracies are means over seeds (the decision is VERDICT_COLUMNS' table).
     columns: tuple[tuple[str, str | None, str], ...]
     template: str  # report/templates/<template>
     macro_prefix: str  # its numbers' LaTeX macros: \SvdChosenRank
 
+
+# Every study's verdict table (report/tables.py FORMATS, as `columns`): each compared row's paired difference to its
+# reference on the validation part that decides, with its one-sided 95 % bounds and verdict (core/decision.py), its
+# place in the fixed sequence of ranks, and the same difference on test, a confirmation that decides nothing.
+VERDICT_COLUMNS = (("model", "label", "text"), ("n", "n_seeds", "count"), ("val diff (pt)", "val_diff", "points"),
+                   ("lower (pt)", "val_diff_lower", "points"), ("upper (pt)", "val_diff_upper", "points"),
+                   ("verdict", "verdict", "text_or_dash"), ("sequence", "sequence", "text_or_dash"),
+                   ("test diff (pt)", "test_diff", "points"), ("test lower", "test_diff_lower", "points"),
+                   ("test upper", "test_diff_upper", "points"))
 
 # In dependency order: LoRA starts from the svd study's dense model.
 STUDIES = {s.name: s for s in (
@@ -46,10 +55,9 @@ STUDIES = {s.name: s for s in (
           methods=None, rank_letter="k", rank_axis="rank k", method_in_id=True,
           extra_info=("accuracy_truncated", "val_accuracy", "val_accuracy_truncated"),
           columns=(("model", "label", "text"), ("n", "n_seeds", "count"), ("trunc. acc (%)", "acc_truncated", "pct"),
-                   ("test acc (%)", "test_acc", "acc"), ("val acc (%)", "val_acc", "acc"),
-                   ("val vs dense (pt)", "val_acc", "diff"), ("params", "params_total", "count"),
-                   ("FLOPs", "flops", "si"), ("peak MiB", "peak_mem_bytes", "mib"), ("s/epoch", "epoch_seconds", "num"),
-                   ("note", None, "note")),
+                   ("test acc (%)", "test_acc", "pct"), ("val acc (%)", "val_acc", "pct"),
+                   ("params", "params_total", "count"), ("FLOPs", "flops", "si"), ("peak MiB", "peak_mem_bytes", "mib"),
+                   ("s/epoch", "epoch_seconds", "num"), ("note", None, "note")),
           template="svd.tex", macro_prefix="Svd"),
     Study(name="lora", title="LoRA", datasets=("hoda", "fashion"), arch="MLP", reference="full",
           reference_label="full fine-tuning", plain=("pretrained", "head", "full", "scratch"), starts_from="svd",
@@ -57,9 +65,9 @@ STUDIES = {s.name: s for s in (
           method_in_id=False,
           extra_info=("alpha", "merged", "adapter_bytes", "train_step_peak_mem_bytes"),
           columns=(("model", "label", "text"), ("n", "n_seeds", "count"), ("alpha", "alpha", "num_g"),
-                   ("test acc (%)", "test_acc", "acc"), ("val acc (%)", "val_acc", "acc"),
-                   ("val vs full (pt)", "val_acc", "diff"), ("trainable", "params_trainable", "count"),
-                   ("trainable (%)", "trainable_pct", "num"), ("total", "params_total", "count"),
+                   ("test acc (%)", "test_acc", "pct"), ("val acc (%)", "val_acc", "pct"),
+                   ("trainable", "params_trainable", "count"), ("trainable (%)", "trainable_pct", "num"),
+                   ("total", "params_total", "count"),
                    ("peak MiB", "peak_mem_bytes", "mib"), ("s/epoch", "epoch_seconds", "num"),
                    ("ckpt KiB", "checkpoint_bytes", "kib"), ("note", None, "note")),
           template="lora.tex", macro_prefix="Lora"),
@@ -68,10 +76,9 @@ STUDIES = {s.name: s for s in (
           methods=None, rank_letter="k", rank_axis="rank k of Q, K, V", method_in_id=True,
           extra_info=("seq_len", "d_model", "heads", "d_ff", "qkv_params", "accuracy_random", "accuracy_trained"),
           columns=(("model", "label", "text"), ("embedding", "embedding", "table"), ("n", "n_seeds", "count"),
-                   ("test acc (%)", "test_acc", "acc"), ("val acc (%)", "val_acc", "acc"),
-                   ("val vs dense (pt)", "val_acc", "diff"), ("QKV params", "qkv_params", "count"),
-                   ("params", "params_total", "count"), ("FLOPs", "flops", "si"), ("peak MiB", "peak_mem_bytes", "mib"),
-                   ("s/epoch", "epoch_seconds", "num"), ("note", None, "note")),
+                   ("test acc (%)", "test_acc", "pct"), ("val acc (%)", "val_acc", "pct"),
+                   ("QKV params", "qkv_params", "count"), ("params", "params_total", "count"), ("FLOPs", "flops", "si"),
+                   ("peak MiB", "peak_mem_bytes", "mib"), ("s/epoch", "epoch_seconds", "num"), ("note", None, "note")),
           template="attention.tex", macro_prefix="Attn"),
 )}
 

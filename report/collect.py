@@ -16,7 +16,7 @@ from core.schema import boolean, dict_of, list_of, name, record, relative_path, 
 from core.spec import STUDIES
 from report import tables as t
 from report.figures import study_figures
-from report.results import accuracy_by_axes, load_benches, load_study, primary, speedup_cells
+from report.results import accuracy_by_axes, load_benches, load_study, primary, speedup_cells, timed_seeds
 
 
 def _bench_file(v):
@@ -90,6 +90,8 @@ def collect(results_dir: Path, bench_files: list[Path], across_profiles=False) -
         tables["machines"] = t.write_table(tables_dir, "machines", *t.machines_table(machines))
     for study, d in studies.items():
         tables[f"{study}_results"] = t.write_table(tables_dir, f"{study}_results", *t.results_table(d))
+        if (table := t.verdict_table(d)):
+            tables[f"{study}_verdicts"] = t.write_table(tables_dir, f"{study}_verdicts", *table)
         if study == "svd" and d["layers"]:
             tables["svd_layers"] = t.write_table(tables_dir, "svd_layers", *t.layers_table(d["layers"]))
         if (table := t.latency_table(d, primary(reference))):
@@ -98,7 +100,8 @@ def collect(results_dir: Path, bench_files: list[Path], across_profiles=False) -
             tables["svd_ceiling"] = t.write_table(tables_dir, "svd_ceiling", *table,
                                                   longtable_caption="\\SvdCeilingCaption")
         if (maps := speedup_cells(study, reference)):
-            table = t.speedup_map_table(maps, accuracy_by_axes(study, reference), STUDIES[study].reference)
+            table = t.speedup_map_table(maps, accuracy_by_axes(study, reference), STUDIES[study].reference,
+                                        timed_seeds(study, reference))
             tables[f"{study}_speedup_map"] = t.write_table(tables_dir, f"{study}_speedup_map", *table,
                                                            longtable_caption=f"\\SpeedupCaption{{{study}}}")
         if (table := t.comparison_table(d, bench, labels)):

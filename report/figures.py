@@ -1,7 +1,7 @@
 """Which figures each study's rows allow, and the data each one is drawn from; `plots` does the drawing."""
 from report import plots
 from core.spec import STUDIES
-from report.results import speedup_cells
+from report.results import compared_rows, speedup_cells
 
 
 def _literal(text):
@@ -19,11 +19,11 @@ def pareto_front(points):
     return front
 
 
-def _points(rows, value, error=lambda r: None):
-    """{series: [(rank, value, error bar half-width or None)]}, by rank."""
+def _points(rows, value):
+    """{series: [(rank, value)]}, by rank."""
     out = {}
     for r in rows:
-        out.setdefault(r["series"], []).append((r["rank"], value(r), error(r)))
+        out.setdefault(r["series"], []).append((r["rank"], value(r)))
     return {s: sorted(p, key=lambda p: p[0]) for s, p in out.items()}
 
 
@@ -42,14 +42,13 @@ def study_figures(d, bench, figures_dir, all_bench=None):
 
     if ranked and study == "lora":
         figs["lora_accuracy"] = plots.lora_accuracy(
-            [{"rank": r["rank"], "test_acc": r["test_acc"], "test_acc_ci95": r.get("test_acc_ci95"),
-              "trainable_pct": r.get("trainable_pct")} for r in ranked], refs, star, stem("accuracy"))
+            [{"rank": r["rank"], "test_acc": r["test_acc"], "trainable_pct": r.get("trainable_pct")} for r in ranked],
+            refs, star, stem("accuracy"))
     elif ranked:
         # where rows were measured straight after truncation too: each series again, dashed
         truncated = {f"{s}, truncated": pts for s, pts in _points(
-            [r for r in ranked if r.get("acc_truncated") is not None], lambda r: r["acc_truncated"],
-            lambda r: r.get("acc_truncated_ci95")).items()}
-        accuracy = _points(ranked, lambda r: r["test_acc"], lambda r: r.get("test_acc_ci95"))
+            [r for r in ranked if r.get("acc_truncated") is not None], lambda r: r["acc_truncated"]).items()}
+        accuracy = _points(ranked, lambda r: r["test_acc"])
         figs[f"{study}_accuracy"] = plots.accuracy_vs_rank(accuracy, refs, star, stem("accuracy"), xlabel, truncated)
     if ranked:
         # attention: both inits share their sizes; the learned table's models (MiniLM's table is wider)
@@ -59,11 +58,14 @@ def study_figures(d, bench, figures_dir, all_bench=None):
             params["trainable"] = [(r["rank"], r["params_trainable"]) for r in one]
         if study == "attention" and all(r.get("qkv_params") is not None for r in one):
             params["Q, K, V projections"] = [(r["rank"], r["qkv_params"]) for r in one]
-        memory = {s: [p[:2] for p in pts] for s, pts in _points(ranked, lambda r: r["peak_mem_bytes"]).items()}
+        memory = _points(ranked, lambda r: r["peak_mem_bytes"])
         figs[f"{study}_cost"] = plots.cost_vs_rank(params, memory, refs, stem("cost"), xlabel)
     if study == "svd" and d["layers"]:
         figs["svd_layers"] = plots.layer_error([{**lay, "layer": _literal(lay["layer"])} for lay in d["layers"]],
                                                stem("layers"))
+    if (panels := forest_panels(d)):
+        figs[f"{study}_forest"] = plots.forest(panels, d["meta"]["margin_points"], STUDIES[study].reference_label,
+                                               stem("forest"))
 
     infer = [b for b in bench if b["study"] == study and b["kind"] == "infer" and b["file"] == bench[0]["file"]]
     if infer:
@@ -94,6 +96,23 @@ def study_figures(d, bench, figures_dir, all_bench=None):
     if matrices:
         figs[f"{study}_confusion"] = plots.confusion(matrices, stem("confusion"))
     return figs
+
+
+def forest_panels(d):
+    """The forest plot's data (plots.forest): every row with a verdict, one panel per token table (where there are
+    several), one group per series and one for the unfactored rows, in the order they were decided
+    (report.results.compared_rows); {} when no row has a verdict."""
+    compared = compared_rows(d)
+    tables = list(dict.fromkeys(r.get("embedding") for r in compared))
+    panels = {}
+    for table in tables:
+        groups = {}
+        for r in (r for r in compared if r.get("embedding") == table):
+            groups.setdefault("unfactored" if r["rank"] is None else r["series"], []).append(
+                (_literal(r["label"]), r["val_diff"], r["val_diff_lower"], r["val_diff_upper"], r["verdict"],
+                 r["sequence"]))
+        panels["" if len(tables) == 1 else _literal(f"{table or 'learned'} table")] = list(groups.items())
+    return panels
 
 
 def _latency_panels(study, infer):

@@ -14,19 +14,9 @@ def pct(fraction, missing="-"):
     return num(None if fraction is None else 100 * fraction, ".2f", missing)
 
 
-def pct_ci(fraction, ci95, missing="-"):
-    """A mean accuracy and its 95 % half-width over seeds, in percent: "98.65 ± 0.12" (the mean alone without one)."""
-    if fraction is None or ci95 is None:
-        return pct(fraction, missing)
-    return f"{pct(fraction)} ± {pct(ci95)}"
-
-
-def points(fraction, ci95=None, missing="-"):
-    """A difference of accuracies in percentage points with its sign, and its 95 % half-width: "-0.42 ± 0.10"."""
-    if fraction is None:
-        return missing
-    text = f"{100 * fraction:+.2f}"
-    return text if ci95 is None else f"{text} ± {pct(ci95)}"
+def points(fraction, missing="-"):
+    """A difference of accuracies (a fraction) in percentage points with its sign: -0.0042 -> "-0.42"."""
+    return missing if fraction is None else f"{100 * fraction:+.2f}"
 
 
 def count(n, missing="-"):

@@ -113,15 +113,6 @@ def _mib(n_bytes):
     return fmt.mib(n_bytes, "--")
 
 
-def _pm(ci95):
-    """The 95 % half-width after an accuracy, "± 0.12" in math mode; nothing without an interval."""
-    return Tex("" if ci95 is None else "${}\\pm{}$" + _pct(ci95))
-
-
-def _signed_points(fraction):
-    return Tex(f"${100 * fraction:+.2f}$")
-
-
 def study_numbers(d, bench):
     """The macros a study's section quotes, without the study prefix."""
     base = d["baseline"] or d["rows"][0]
@@ -130,14 +121,13 @@ def study_numbers(d, bench):
     ranks = sorted({r["rank"] for r in d["rows"] if r["rank"] is not None})
     meta = d["meta"]
     n = {"Device": meta.get("device", "--"), "DeviceName": meta.get("device_name") or "--",
-         "Tolerance": _num(meta.get("margin_points"), "g"), "Rows": str(len(d["rows"])),
+         "Margin": _num(meta["margin_points"], "g"), "Rows": str(len(d["rows"])),
          "Ranks": ", ".join(map(str, ranks)) or "--", "Base": base["label"],
          "Chosen": c.get("label", "none"), "ChosenRank": str(c.get("rank") or "--"),
          "BaseTestAcc": _pct(base["test_acc"]), "BaseValAcc": _pct(base["val_acc"]),
          "ChosenTestAcc": _pct(c.get("test_acc")), "ChosenValAcc": _pct(c.get("val_acc")),
-         "ChosenTestAccCI": _pm(c.get("test_acc_ci95")), "BaseTestAccCI": _pm(base.get("test_acc_ci95")),
-         "Seeds": str(base.get("n_seeds") or 1), "Rule": prose.chosen_rule(d),
-         "AccDelta": "--" if not chosen else _signed_points(c["test_acc"] - base["test_acc"]),
+         "Seeds": str(base.get("n_seeds") or 1), "Rule": prose.decision_rule(d),
+         "ChosenTestDiff": prose.chosen_test_diff(d),
          "BaseParams": _int(base["params_total"]), "ChosenParams": _int(c.get("params_total")),
          "ParamRatio": _ratio(base["params_total"], c.get("params_total"), ".1f"),
          "BaseTrainable": _int(base["params_trainable"]), "ChosenTrainable": _int(c.get("params_trainable")),
@@ -190,7 +180,6 @@ def lora_numbers(d, bench):
             "ChosenTrainablePct": _num(c.get("trainable_pct")),
             "PretrainedTestAcc": acc("pretrained"), "HeadTestAcc": acc("head"),
             "FullTestAcc": acc("full"), "ScratchTestAcc": acc("scratch"),
-            "DeltaToFull": "--" if not (c and full) else _signed_points(c["test_acc"] - full["test_acc"]),
             "FullMem": _mib(full.get("peak_mem_bytes")),
             "MemRatio": _ratio(full.get("peak_mem_bytes"), c.get("peak_mem_bytes")),
             "ChosenCkptKiB": fmt.kib(c.get("checkpoint_bytes"), "--"),
@@ -200,17 +189,10 @@ def lora_numbers(d, bench):
 @own_numbers("attention")
 def attention_numbers(d, bench):
     c, base = d["chosen"] or {}, d["baseline"] or {}
-    best = {init: max((r for r in d["rows"] if r.get("init") == init and not r.get("embedding")),
-                      key=lambda r: r["val_acc"], default=None) for init in ("random", "trained")}
-    out = {"ChosenInit": c.get("init") or "--", "InitVerdict": prose.attention_inits(d),
-           "EmbeddingVerdict": prose.attention_embedding(d),
-           "BaseQKV": _int(base.get("qkv_params")), "ChosenQKV": _int(c.get("qkv_params")),
-           "QKVRatio": _ratio(base.get("qkv_params"), c.get("qkv_params"), ".1f")}
-    for init, r in best.items():
-        key = init.capitalize()
-        out[f"Best{key}"] = r["label"] if r else "--"
-        out[f"Best{key}TestAcc"] = _pct(r and r["test_acc"])
-    return out
+    return {"ChosenInit": c.get("init") or "--", "InitVerdict": prose.attention_inits(d),
+            "EmbeddingVerdict": prose.attention_embedding(d), "BestVerdict": prose.attention_best(d),
+            "BaseQKV": _int(base.get("qkv_params")), "ChosenQKV": _int(c.get("qkv_params")),
+            "QKVRatio": _ratio(base.get("qkv_params"), c.get("qkv_params"), ".1f")}
 
 
 def numbers_tex(collected, excerpts):
@@ -343,7 +325,22 @@ def build_report(results_dir, out_dir=BUILD, bench_files=None, collected=None) -
         first = " ".join(l.strip() for l in lines[at:at + 2]) if at is not None else stdout.strip()[-200:]
         hint = f"; {INSTALL_HINT}" if "not found" in first else ""
         raise UserError(f"latexmk failed ({first}); see {log}{hint}")
+    overfull = off_the_page(out_dir / "report.log")
+    if overfull:
+        raise UserError(f"the report has content off the page: {overfull}; see {out_dir / 'report.log'}")
     return out_dir / "report.pdf"
+
+
+def off_the_page(log):
+    """The first "Overfull \\vbox" of a pdflatex log with the page it lands on ("Overfull \\vbox (257.7pt too
+    high) on page 21"), or None. A page whose material is taller than the page prints below its edge, where no
+    reader (and no text extraction) sees it, and LaTeX only warns; the page is the next one the log ships."""
+    text = log.read_text(errors="replace")
+    m = re.search(r"Overfull \\vbox \(([\d.]+)pt too high\)", text)
+    if m is None:
+        return None
+    page = re.search(r"\[(\d+)", text[m.end():])
+    return f"Overfull \\vbox ({float(m[1]):.1f}pt too high)" + (f" on page {page[1]}" if page else "")
 
 
 def page_count(out_dir):

@@ -63,15 +63,13 @@ def _hlines(ax, refs, key, scale=1.0):
 
 
 def _accuracy_line(ax, pts, fmt, color, label):
-    """Mean accuracy against rank with its 95 % interval over seeds as error bars (none with one seed)."""
-    errors = [0.0 if p[2] is None else 100 * p[2] for p in pts]
-    ax.errorbar([p[0] for p in pts], [_pct(p[1]) for p in pts], yerr=errors if any(errors) else None, fmt=fmt,
-                color=color, label=label, capsize=3)
+    """Mean accuracy over seeds against rank (no error bars: an interval over two or three seeds is not one to
+    draw; whether a rank is as good as its reference is the forest plot's)."""
+    ax.plot([p[0] for p in pts], [_pct(p[1]) for p in pts], fmt, color=color, label=label)
 
 
 def accuracy_vs_rank(series, refs, chosen, stem, xlabel, truncated=None):
-    """Test accuracy against rank, one line per series {label: [(rank, mean acc, 95 % half-width or None)]},
-    references as lines.
+    """Test accuracy against rank, one line per series {label: [(rank, mean acc)]}, references as lines.
 
     `truncated`: the same for accuracy straight after truncation (SVD), drawn dashed.
     `chosen`: (rank, acc, label) starred, or None.
@@ -97,8 +95,7 @@ def lora_accuracy(points, refs, chosen, stem):
     """LoRA test accuracy against r with the trainable share (% of parameters) on a second axis."""
     fig, ax = plt.subplots(figsize=(WIDTH, 3.4))
     r = [p["rank"] for p in points]
-    _accuracy_line(ax, [(p["rank"], p["test_acc"], p["test_acc_ci95"]) for p in points], "o-", "C0",
-                   "LoRA test accuracy")
+    _accuracy_line(ax, [(p["rank"], p["test_acc"]) for p in points], "o-", "C0", "LoRA test accuracy")
     _hlines(ax, refs, "test_acc", 100)
     if chosen:
         ax.plot([chosen[0]], [_pct(chosen[1])], "*", ms=16, color="gold", mec="black", label=chosen[2], zorder=5)
@@ -333,4 +330,80 @@ def confusion(matrices, stem):
         ax.set_ylabel("true class")
         ax.set_title(title)
     fig.tight_layout()
+    return save(fig, stem)
+
+
+VERDICT_COLOURS = {"within": "C2", "worse": "C3", "undecided": "C1"}
+GROUP_MARKERS = "osD^v<>p"
+FOREST_MAX_HEIGHT = 8.5  # inches: with its caption, a figure never taller than the report's text height
+
+
+def _symlog_ticks(low, high, linear, most):
+    """Round ticks between `low` and `high` on a symlog axis (linear within ±`linear`), spaced out so that no two
+    are closer than 1/`most` of the axis: 0, then outwards."""
+    def position(v):
+        return np.sign(v) * (abs(v) / linear if abs(v) <= linear else 1 + np.log10(abs(v) / linear))
+
+    gap = (position(high) - position(low)) / most
+    ticks = [0.0]
+    for side in (1, -1):
+        for step in (0.5, 1, 2, 5, 10, 20, 50, 100):
+            v = side * step
+            if low <= v <= high and abs(position(v) - position(ticks[-1] if side > 0 else ticks[0])) >= gap:
+                ticks = ticks + [v] if side > 0 else [v] + ticks
+    return ticks
+
+
+def forest(panels, margin_points, reference, stem):
+    """Each compared model's paired difference to its reference (dot) with its one-sided 95 % bounds (bar), in
+    points, coloured by verdict, with the −δ line; one panel per token table, one shaded band and marker per group.
+
+    `panels`: {title: [(group, [(label, diff, lower, upper, verdict, sequence)])]}, differences as fractions, each
+    group's rows top down; `sequence` "not tested" draws the dot hollow (below the stop of its fixed sequence),
+    "chosen" sets the label in bold. The axis is linear within a few margins of 0 and logarithmic beyond, so a
+    model far below its reference does not squash the ones near −δ.
+    """
+    rows = max(sum(len(g) + 1 for _, g in groups) for groups in panels.values())
+    fig, axes = plt.subplots(1, len(panels), figsize=(WIDTH, min(FOREST_MAX_HEIGHT, 1.5 + 0.17 * rows)),
+                             squeeze=False, layout="constrained")
+    linear = max(1.0, 4 * margin_points)
+    every = [100 * v for groups in panels.values() for _, g in groups for m in g for v in m[1:4]]
+    low, high = min(min(every), -margin_points), max(max(every), 0.0)
+    pad = lambda v: v * 1.3 if abs(v) > linear else v + 0.15 * linear * (1 if v >= 0 else -1)  # noqa: E731
+    ticks = _symlog_ticks(pad(low), pad(high), linear, most=10 if len(panels) == 1 else 6)
+    for ax, (title, groups) in zip(axes[0], panels.items()):
+        y, where, labels, bold = 0, [], [], []
+        for g, (name, members) in enumerate(groups):
+            top = y
+            for label, diff, lower, upper, verdict, sequence in members:
+                colour = VERDICT_COLOURS.get(verdict, "C7")
+                ax.plot([100 * lower, 100 * upper], [y, y], color=colour, lw=2, solid_capstyle="butt")
+                ax.plot([100 * diff], [y], GROUP_MARKERS[g % len(GROUP_MARKERS)], color=colour, ms=5,
+                        mfc="white" if sequence == "not tested" else colour)
+                where.append(y)
+                labels.append(label)
+                bold.append(sequence == "chosen")
+                y -= 1
+            if g % 2:
+                ax.axhspan(y + 0.5, top + 0.5, color="0.92", zorder=0, lw=0)
+            y -= 0.5  # a gap between groups
+        ax.axvline(-margin_points, color="black", ls="--", lw=1)
+        ax.axvline(0, color="0.5", lw=0.8)
+        ax.set_xscale("symlog", linthresh=linear)
+        ax.set_xlim(pad(low), pad(high))
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_yticks(where, labels, fontsize=6 if rows > 40 else 8)
+        for tick, strong in zip(ax.get_yticklabels(), bold):
+            tick.set_fontweight("bold" if strong else "normal")
+        ax.set_ylim(y + 0.5, 0.5)
+        ax.grid(axis="y", visible=False)
+        ax.set_xlabel("difference (points)")
+        if title:
+            ax.set_title(title)
+    handles = [matplotlib.lines.Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLOURS.items()]
+    handles += [matplotlib.lines.Line2D([], [], color="C7", marker="o", mfc="white", lw=0, label="not tested"),
+                matplotlib.lines.Line2D([], [], color="black", ls="--", lw=1, label=f"−δ = −{margin_points:g}")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, title_fontsize=8,
+               title=f"paired difference to {reference}, linear within ±{linear:g} points, logarithmic beyond")
     return save(fig, stem)

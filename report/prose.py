@@ -2,21 +2,31 @@
 whatever the data turns out to be. Each function takes the collector's study dict (and benchmark rows) and returns
 LaTeX text; `latex.py` hands it to the templates as a macro.
 
-Accuracies in the rows are means over seeds with their 95 % half-widths (`*_ci95`) and the difference to the
-study's reference paired by seed (`*_diff`, `*_diff_ci95`); see `training/stats.py`. The sentences are LaTeX (`Tex`):
-numbers come checked by the readers (core/summary.py, core/benchjson.py) and every string from data is escaped.
+Accuracies in the rows are means over seeds. Whether a model is as good as its reference is the decision each row
+carries (`verdict`, from the paired difference `val_diff` and its one-sided 95 % bounds, core/decision.py), and
+which rank a group of ranks settles on is the summary's `choices` (fixed-sequence testing, largest rank first): the
+sentences below only read those out, so none of them can call a model "within" what its bounds do not put within.
+The test split's difference is quoted beside a decision as a confirmation and never decides anything.
 """
 import functools
+import math
+from types import SimpleNamespace
 
+from core import decision
 from core.spec import STUDIES
 from report import fmt
+from report.results import group_name
 from report.tex import Tex, escape
 
 SAME_COST = 0.05  # latencies within 5 % of each other are "the same cost": the spread of one benchmark on a noisy VM
+# How a verdict reads after "it is" / "the rule calls it".
+VERDICT_WORDS = {decision.WITHIN: "within $\\delta$", decision.WORSE: "worse (by more than $\\delta$)",
+                 decision.UNDECIDED: "undecided"}
 
 
 def _latex(sentence):
-    """Mark what `sentence` returns as LaTeX the code composed (report/tex.py)."""
+    """Mark what `sentence` returns as LaTeX the code composed (report/tex.py): every string from data in it is
+    escaped where it is put in."""
     @functools.wraps(sentence)
     def composed(*args, **kwargs):
         return Tex(sentence(*args, **kwargs))
@@ -31,36 +41,92 @@ def _pt(fraction):
     return f"{100 * fraction:.2f}"
 
 
-def within_tolerance(row, margin_points, metric="val_acc"):
-    """Whether `row` is within `margin_points` of its reference with 95 % confidence: the lower end of its paired
-    difference's interval is above -tolerance. None when there is no interval (one seed, or the reference)."""
-    diff, ci95 = row.get(f"{metric}_diff"), row.get(f"{metric}_diff_ci95")
-    if diff is None or ci95 is None:
-        return None
-    return diff - ci95 >= -margin_points / 100
+def _signed(fraction):
+    """A difference (a fraction) in signed points, typeset: $-0.42$."""
+    return f"${fmt.points(fraction)}$"
+
+
+def _bounds(row, split):
+    return f"bounds {_signed(row[f'{split}_diff_lower'])} and {_signed(row[f'{split}_diff_upper'])}"
 
 
 @_latex
-def chosen_rule(d):
-    """The decision rule, and how sure the chosen rank's place inside the tolerance is."""
-    tol, chosen, reference = d["meta"].get("margin_points"), d["chosen"], STUDIES[d["study"]].reference_label
-    rule = (f"The rule: the smallest rank whose mean validation accuracy over the seeds is within {tol:g} points "
-            f"of {reference}'s.")
-    if chosen is None:
-        return rule + " No rank of the grid meets it."
-    n, diff, ci95 = chosen.get("n_seeds") or 1, chosen.get("val_acc_diff"), chosen.get("val_acc_diff_ci95")
-    verdict = within_tolerance(chosen, tol)
-    if diff is None:
-        return rule
-    if verdict is None:
-        return (rule + f" Its validation accuracy differs from {reference}'s by {fmt.points(diff)} points, from one "
-                "seed: no interval, so the choice rests on a single run.")
-    said = (f" Its paired difference to {reference}, {fmt.points(diff, ci95)} points on validation over {n} seeds "
-            f"(95\\,\\% interval), ")
-    if verdict:
-        return rule + said + f"lies inside the {tol:g}-point tolerance with 95\\,\\% confidence."
-    return rule + said + (f"reaches below $-{tol:g}$: it is within the tolerance on average, not with 95\\,\\% "
-                          "confidence.")
+def decision_rule(d):
+    """The study's margin and reference, and the sentence per rank choice."""
+    spec, meta = STUDIES[d["study"]], d["meta"]
+    own_table = any(r.get("embedding") for r in d["rows"])
+    reference = f"the {spec.reference_label} model of its own token table" if own_table else spec.reference_label
+    text = f"Here $\\delta = {meta['margin_points']:g}$ points, and every model is paired with {reference}."
+    choices = meta.get("choices") or []
+    for c in choices:
+        text += " " + choice_sentence(d, c, named=len(choices) > 1)
+    return text
+
+
+def _more_data(factor):
+    """What would decide an undecided stop, from core.decision.data_to_decide (None: nothing to say)."""
+    if factor is None:
+        return ""
+    if math.isinf(factor):
+        return "; its difference sits exactly on $-\\delta$, so no amount of data would decide it"
+    times = f"{factor:.2f}" if factor < 10 else f"{factor:,.0f}"
+    return f"; about {times} times the present data would decide it if its difference held"
+
+
+def choice_sentence(d, c, named=True):
+    """One group's rank choice: which rank was chosen, why the sequence stopped (worse; undecided, with what would
+    decide it; or the grid ran out with every rank within), and the chosen rank's test confirmation."""
+    study = d["study"]
+    spec = STUDIES[study]
+    letter, reference = spec.rank_letter, spec.reference_label
+    group = {r["rank"]: r for r in d["rows"] if r["rank"] is not None
+             and (r["method"], r.get("init"), r.get("embedding")) == (c["method"], c["init"], c["embedding"])}
+    ks = lambda ranks: f"${letter} = {', '.join(map(str, ranks))}$"  # noqa: E731
+    text = f"\\emph{{{escape(group_name(study, c['method'], c['init'], c['embedding']))}}}: " if named else ""
+    text += f"${letter} = {c['rank']}$ is chosen" if c["rank"] is not None else "no rank is chosen" if named \
+        else "No rank is chosen"
+    passed = [k for k in c["tested"] if k != c["stopped_at"]]
+    if c["stopped_at"] is None:
+        text += (f": every rank tested ({ks(passed)}) is within $\\delta$ of {reference}, and the grid ran out "
+                 f"before the sequence stopped, so no smaller rank was tested")
+    else:
+        stop = group[c["stopped_at"]]
+        at = f"${letter} = {c['stopped_at']}$" if passed else f"its largest rank, ${letter} = {c['stopped_at']}$"
+        text += f": {ks(passed)} {'is' if len(passed) == 1 else 'are'} within $\\delta$ of {reference}, and" \
+            if passed else ":"
+        if c["stop_verdict"] == decision.WORSE:
+            text += (f" the sequence stops at {at}, worse than {reference} by more than $\\delta$ (difference "
+                     f"{_signed(stop['val_diff'])} points, upper bound {_signed(stop['val_diff_upper'])})")
+        else:
+            text += (f" the sequence ran out undecided at {at} (difference {_signed(stop['val_diff'])} points, "
+                     f"{_bounds(stop, 'val')}, on either side of $-\\delta$){_more_data(c['more_data'])}")
+    text += "."
+    if c["rank"] is not None:
+        text += " " + test_confirmation(group[c["rank"]], d)
+    return text
+
+
+def test_confirmation(row, d):
+    """The chosen row's paired difference on test, with its bounds and what the same rule would call it there: a
+    confirmation beside the decision, never a decision. Empty when the summary has no test difference."""
+    if row.get("test_diff") is None or row.get("test_diff_lower") is None or row.get("test_diff_upper") is None:
+        return ""
+    spec = STUDIES[d["study"]]
+    said = decision.verdict(SimpleNamespace(lower=row["test_diff_lower"], upper=row["test_diff_upper"]),
+                            d["meta"]["margin_points"] / 100)
+    return (f"On test, which decides nothing, ${spec.rank_letter} = {row['rank']}$ differs from "
+            f"{spec.reference_label} by {_signed(row['test_diff'])} points ({_bounds(row, 'test')}): the same rule "
+            f"there calls it {VERDICT_WORDS[said]}.")
+
+
+@_latex
+def chosen_test_diff(d):
+    """The overall chosen row's paired test difference to its reference with its bounds."""
+    c = d["chosen"] or {}
+    if c.get("test_diff") is None or c.get("test_diff_lower") is None or c.get("test_diff_upper") is None:
+        return "--"
+    return (f"{_signed(c['test_diff'])} points against {STUDIES[d['study']].reference_label} on test, "
+            f"{_bounds(c, 'test')}")
 
 
 @_latex
@@ -78,12 +144,13 @@ def retraining_schedule(d):
         f"{cfg['distill_temperature']:g}, the rest on the labels)")
     return (f"Retraining runs up to {cfg['epochs']} epochs from learning rate {cfg['lr']:g}, cosine-decayed {warmup}, "
             f"{augment}{distilled}; the truncated start is evaluated as epoch 0 and kept unless "
-            "an epoch beats it on validation's stop part, so retraining cannot end below its start there.")
+            "an epoch beats it on validation, so retraining cannot end below its start.")
 
 
 @_latex
 def svd_retraining(d):
-    """Whether retraining ended above truncation, and which ranks it brings within tolerance of dense."""
+    """Whether retraining ended above truncation (which ranks are within the margin of dense is the decision's,
+    `decision_rule`)."""
     ranked = sorted((r for r in d["rows"] if r["rank"] is not None), key=lambda r: r["rank"])
     with_start = [r for r in ranked if r.get("val_acc_truncated") is not None]
     if not with_start:
@@ -92,17 +159,7 @@ def svd_retraining(d):
     gains = [r["val_acc"] - r["val_acc_truncated"] for r in with_start]
     text = (f"Retraining changed mean validation accuracy by {_pt(min(gains))} to {_pt(max(gains))} points against "
             "the truncated start; ")
-    text += (f"it ended below its start at {_ks(below)}. " if below else "it never ended below its start. ")
-    tol, dense = d["meta"].get("margin_points"), d.get("baseline")
-    diff = lambda r: r["val_acc_diff"] if r.get("val_acc_diff") is not None else (  # noqa: E731
-        r["val_acc"] - dense["val_acc"] if dense else None)  # a summary of one seed: the plain difference
-    close = [r for r in ranked if diff(r) is not None and diff(r) >= -tol / 100]
-    if not close:
-        return text + f"No rank comes within {tol:g} points of dense on mean validation accuracy after retraining."
-    if len(close) == len(ranked):
-        return text + f"After retraining every rank comes within {tol:g} points of dense on mean validation accuracy."
-    return text + (f"After retraining {_ks(close)} come within {tol:g} points of dense on mean validation accuracy; "
-                   f"{_ks([r for r in ranked if r not in close])} do not.")
+    return text + (f"it ended below its start at {_ks(below)}." if below else "it never ended below its start.")
 
 
 @_latex
@@ -128,25 +185,44 @@ def lora_merged(d, bench):
 
 @_latex
 def attention_inits(d):
-    """Which starting point of the factors wins on mean validation accuracy, rank by rank (the learned table's
-    models; `attention_embedding` compares the pre-defined one)."""
+    """Which starting point of the factors has the higher mean validation accuracy, rank by rank, for each method
+    that ran from both (the learned table's models; `attention_embedding` compares the pre-defined one)."""
     by_rank = {}
     for r in d["rows"]:
         if r["rank"] is not None and r.get("init") and not r.get("embedding"):
-            by_rank.setdefault(r["rank"], {})[r["init"]] = r["val_acc"]
+            by_rank.setdefault((r["method"], r["rank"]), {})[r["init"]] = r["val_acc"]
     pairs = {k: v for k, v in sorted(by_rank.items()) if {"random", "trained"} <= set(v)}
     if not pairs:
         return ""
-    trained = [k for k, v in pairs.items() if v["trained"] > v["random"]]
-    random = [k for k, v in pairs.items() if v["random"] > v["trained"]]
+    one_method = len({method for method, _ in pairs}) == 1
+    name = lambda k: str(k[1]) if one_method else escape(f"{k[0]}-k{k[1]}")  # noqa: E731
+    trained = [name(k) for k, v in pairs.items() if v["trained"] > v["random"]]
+    random = [name(k) for k, v in pairs.items() if v["random"] > v["trained"]]
     parts = []
-    for name, ks in (("trained", trained), ("random", random)):
+    for start, ks in (("trained", trained), ("random", random)):
         if ks:
-            parts.append(f"the {name} start at k = {', '.join(map(str, ks))}")
+            parts.append(f"the {start} start at {'k = ' if one_method else ''}{', '.join(ks)}")
     tie = len(pairs) - len(trained) - len(random)
     text = "On mean validation accuracy " + (" and ".join(parts) if parts else "neither start") + " wins"
     return text + (f", with {tie} tie(s)." if tie else ".") + (
         f" Over all {len(pairs)} ranks the trained start wins {len(trained)} times." if parts else "")
+
+
+@_latex
+def attention_best(d):
+    """The learned table's models with the highest mean validation accuracy from each start, every one of them
+    where several tie, with their test accuracy."""
+    said = []
+    for init, start in (("random", "the random initialisation"), ("trained", "the trained weights")):
+        rows = [r for r in d["rows"] if r.get("init") == init and not r.get("embedding") and r["val_acc"] is not None]
+        if not rows:
+            continue
+        top = max(r["val_acc"] for r in rows)
+        best = [r for r in rows if math.isclose(r["val_acc"], top, rel_tol=0, abs_tol=1e-12)]
+        names = " and ".join(f"\\texttt{{{escape(r['label'])}}} ({_pt(r['test_acc'])}\\,\\% test)"
+                             for r in best)
+        said.append(f"from {start}, by {names}{', tied' if len(best) > 1 else ''}")
+    return "The highest mean validation accuracy is reached " + "; ".join(said) + "." if said else ""
 
 
 def _than(a, b, unit="points"):
@@ -158,8 +234,8 @@ def _than(a, b, unit="points"):
 @_latex
 def attention_embedding(d):
     """How the models on MiniLM's pre-defined token table compare with those on the model's own learned table:
-    dense against dense, then every (rank, init) pair, on mean validation accuracy (test for the record); and the
-    pre-defined table's own chosen k. Empty when that variant did not run."""
+    dense against dense, then every (rank, init) pair, on mean validation accuracy (test for the record); its own
+    rank choices are `decision_rule`'s. Empty when that variant did not run."""
     rows = {(r["method"], r["rank"], r.get("init"), r.get("embedding")): r for r in d["rows"]}
     pre = rows.get(("dense", None, None, "minilm"))
     own = rows.get(("dense", None, None, None))
@@ -180,12 +256,6 @@ def attention_embedding(d):
         ahead = sum(p["val_acc"] > o["val_acc"] for p, o in pairs)
         text += (f" Among the factored models the pre-defined table is ahead on validation in {ahead} of "
                  f"{len(pairs)} (rank, initialisation) pairs.")
-    chosen = (d["meta"].get("chosen_by_embedding") or {}).get("minilm") or {}
-    said = [f"k = {c['rank']} ({escape(init)} initialisation)" for init, c in chosen.items() if c]
-    if chosen:
-        tol = d["meta"].get("margin_points")
-        text += (f" Against its own dense model, the smallest rank within {tol:g} validation points is "
-                 + (" and ".join(said) if said else "none of the grid") + ".")
     return text
 
 

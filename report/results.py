@@ -4,13 +4,26 @@ Reads results/<profile>/{svd,lora,attention}/summary.json (with the checkpoint s
 chosen run for training curves and confusion matrices) and any number of benchmark files. Rows keep the variant's
 key fields (`core.variants`): every join below is on those, and `label` is only what people read.
 """
+import math
 from pathlib import Path
+from types import SimpleNamespace
 
+from core import decision
 from core.benchjson import axes, load_bench, require_extra_info
 from core.spec import STUDIES
+from core.io import UserError
 from core.summary import read_sidecar, read_summary
 from core.variants import key, row_id, variant_id
 
+# The decision (core/decision.py) each row carries: its paired difference to its reference (variant - reference, a
+# fraction) with one-sided 95 % bounds and verdict on the validation part that decides, and the same difference on
+# test, which decides nothing; all null on a reference row.
+DECISION_FIELDS = ("val_diff", "val_diff_lower", "val_diff_upper", "verdict", "test_diff", "test_diff_lower",
+                   "test_diff_upper")
+# Keys of each of a summary's `choices`: one fixed-sequence rank choice per group of ranks tested together.
+CHOICE_FIELDS = ("method", "init", "embedding", "rank", "stopped_at", "stop_verdict", "tested", "more_data")
+# What the latency tables and figures read from each benchmark's extra_info.
+BENCH_FIELDS = ("study", "kind", "method", "rank", "batch_size", "accuracy", "flop_ratio", "peak_mem_bytes")
 # What the latency tables and figures read from each benchmark's extra_info.
 BENCH_FIELDS = ("study", "kind", "method", "rank", "batch_size", "accuracy", "flop_ratio", "peak_mem_bytes")
 
@@ -31,10 +44,16 @@ def load_study(results_dir, study):
     summary = read_summary(path, study)
     rows = summary["rows"]
     chosen_key = summary.get("chosen") or {}
-    for row in rows:
+    margin = summary["margin_points"] / 100
+    for i, row in enumerate(rows):
+        missing = [f for f in DECISION_FIELDS if f not in row]
+        if missing:
+            raise UserError(f"{path}: rows[{i}] lacks {', '.join(missing)}; re-run `lowrank-bench train {study}`")
+        _check_decision(path, i, row, margin)
         row["label"] = row_id(row)
         row["series"] = _series(study, row)
         row["chosen"] = bool(chosen_key) and all(row.get(f) == v for f, v in chosen_key.items())
+    _mark_sequence(path, rows, summary.get("choices"))
     baseline = next((r for r in rows if r["method"] == STUDIES[study].reference and r["rank"] is None), None)
     chosen = next((r for r in rows if r["chosen"]), None)
     seed_rows = summary.get("seed_rows") or rows  # a summary of one seed per variant has only "rows"
@@ -53,13 +72,76 @@ def load_study(results_dir, study):
             "meta": {k: v for k, v in summary.items() if k not in ("rows", "layers")}}
 
 
+def _check_decision(path, i, row, margin):
+    """A row's decision must be what its own numbers give: bounds around the difference and the verdict the rule
+    (core.decision.verdict) gives them, so no sentence built on the verdict can say more than the bounds do."""
+    if row["verdict"] is None:
+        return
+    bad = [f for f in DECISION_FIELDS if f != "verdict" and row[f] is not None and (
+        isinstance(row[f], bool) or not isinstance(row[f], int | float) or not math.isfinite(row[f]))]
+    val = [row[f] for f in ("val_diff_lower", "val_diff", "val_diff_upper")]
+    if bad or None in val or val != sorted(val):
+        raise UserError(f"{path}: rows[{i}] has verdict {row['verdict']!r} without a difference inside its bounds "
+                        f"(val_diff_lower <= val_diff <= val_diff_upper, finite numbers); re-run the study")
+    rule = decision.verdict(SimpleNamespace(lower=val[0], upper=val[2]), margin)  # the rule reads the bounds alone
+    if row["verdict"] != rule:
+        raise UserError(f"{path}: rows[{i}] says {row['verdict']!r} but its bounds {val[0]:+.4f} .. {val[2]:+.4f} "
+                        f"against the margin -{margin:.4f} make it {rule!r}; re-run the study")
+
+
+def _mark_sequence(path, rows, choices):
+    """Each factored row's place in its group's fixed sequence (`sequence`: "passed", "chosen", "stop" or "not
+    tested"; None outside every group), after checking that each choice names rows that exist and agrees with
+    their verdicts."""
+    if not isinstance(choices, list):
+        raise UserError(f"{path}: no 'choices' list; re-run the study")
+    for row in rows:
+        row["sequence"] = None
+    for i, c in enumerate(choices):
+        missing = [f for f in CHOICE_FIELDS if not isinstance(c, dict) or f not in c]
+        if missing:
+            raise UserError(f"{path}: choices[{i}] lacks {', '.join(missing)}; re-run the study")
+        group = {r["rank"]: r for r in rows if r["rank"] is not None
+                 and (r["method"], r.get("init"), r.get("embedding")) == (c["method"], c["init"], c["embedding"])}
+        tested = c["tested"] if isinstance(c["tested"], list) else None
+        named = [k for k in (tested or []) + [c["rank"], c["stopped_at"]] if k is not None]
+        more = c["more_data"]
+        if tested is None or any(k not in group for k in named) or tested != sorted(tested, reverse=True) \
+                or (c["rank"] is not None and group[c["rank"]]["verdict"] != decision.WITHIN) \
+                or (c["stopped_at"] is not None and group[c["stopped_at"]]["verdict"] != c["stop_verdict"]) \
+                or (more is not None and (isinstance(more, bool) or not isinstance(more, int | float) or more < 0)):
+            raise UserError(f"{path}: choices[{i}] does not match its rows (tested ranks largest first, each a row; "
+                            f"the chosen rank within, the stop's verdict its row's; more_data a number >= 0 or "
+                            f"null); re-run the study")
+        for k, r in group.items():
+            r["sequence"] = ("chosen" if k == c["rank"] else "stop" if k == c["stopped_at"] else
+                             "passed" if k in tested else "not tested")
+
+
+def compared_rows(d):
+    """The rows with a verdict, ordered as they were decided: by token table, then group (series), each group's
+    ranks from the largest down; unfactored rows first within their table."""
+    rows = [r for r in d["rows"] if r["verdict"] is not None]
+    tables = list(dict.fromkeys(r.get("embedding") for r in rows))
+    series = list(dict.fromkeys(r["series"] for r in rows))
+    return sorted(rows, key=lambda r: (tables.index(r.get("embedding")), r["rank"] is not None,
+                                       series.index(r["series"]), -(r["rank"] or 0)))
+
+
+def group_name(study, method, init=None, embedding=None):
+    """The name of a group of factored rows (a line in the figures, a rank choice in the text): its token table,
+    start and method (where the study's methods share ranks)."""
+    parts = [f"{embedding} table" if embedding else None, f"{init} init" if init else None,
+             method if STUDIES[study].method_in_id else None]
+    return ", ".join(p for p in parts if p) or method
+
+
 def _series(study, row):
     """The line a summary row belongs to in the accuracy and cost figures: its token table, start and method
-    (where the study's methods share ranks); an unfactored row is its method."""
-    parts = [f"{row['embedding']} table" if row.get("embedding") else None,
-             f"{row['init']} init" if row.get("init") else None,
-             row["method"] if row["rank"] is None or STUDIES[study].method_in_id else None]
-    return ", ".join(p for p in parts if p) or row["method"]
+    (where the study's methods share ranks); an unfactored row is its method, after its table."""
+    if row["rank"] is None:
+        return ", ".join(p for p in (f"{row['embedding']} table" if row.get("embedding") else None, row["method"]) if p)
+    return group_name(study, row["method"], row.get("init"), row.get("embedding"))
 
 
 def bench_labels(paths):
@@ -100,6 +182,7 @@ def load_benches(paths):
                          "iqr_ms": 1e3 * (s.get("iqr") or 0.0), "accuracy": e["accuracy"],
                          "flop_ratio": e["flop_ratio"], "peak_mem_bytes": e["peak_mem_bytes"],
                          "accuracy_timed": e.get("accuracy_timed", e["accuracy"]),  # older files: one seed
+                         "seed_timed": e.get("seed_timed"),
                          "accuracy_by_init": {init: e[f"accuracy_{init}"] for init in ("random", "trained")
                                               if e.get(f"accuracy_{init}") is not None},
                          **{f: e.get(f) for f in ("speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")}})
@@ -156,3 +239,8 @@ def accuracy_by_axes(study, bench):
     evaluated at their batch size, so batch sizes may differ in the last digit); the rows the map shows."""
     rows = sorted((b for b in _mapped(study, bench) if b["accuracy_timed"] is not None), key=lambda b: b["batch_size"])
     return {(b["dtype"], b["mode"], b["rank"]): b["accuracy_timed"] for b in rows}  # the largest batch size wins
+
+
+def timed_seeds(study, bench):
+    """The seeds whose checkpoints `accuracy_by_axes` evaluated (one, unless files were mixed)."""
+    return sorted({b["seed_timed"] for b in _mapped(study, bench) if b["seed_timed"] is not None})

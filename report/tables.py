@@ -2,9 +2,9 @@
 import pandas as pd
 
 from core.io import atomic_write
-from core.spec import STUDIES
+from core.spec import STUDIES, VERDICT_COLUMNS
 from report import fmt
-from report.results import bench_order
+from report.results import DECISION_FIELDS, bench_order, compared_rows
 from report.tex import tex
 
 
@@ -15,15 +15,15 @@ def _note(row):
     return ", ".join(notes)
 
 
-# How a results-table column prints its row field (core/spec.py `columns`): (row, field) -> text. Accuracies are
-# means over the seeds with their 95 % half-widths; "diff" is the paired difference to the study's reference.
+# How a table column prints its row field (core/spec.py `columns` and VERDICT_COLUMNS): (row, field) -> text.
+# Accuracies are means over the seeds; "points" is a difference of accuracies (a fraction) in signed points.
 FORMATS = {
     "text": lambda r, f: str(r[f]),
+    "text_or_dash": lambda r, f: "-" if r.get(f) is None else str(r[f]),
     "table": lambda r, f: r.get(f) or "learned",  # a token table: a pre-defined one's name, else the model's own
     "count": lambda r, f: fmt.count(r.get(f)),
     "pct": lambda r, f: fmt.pct(r.get(f)),
-    "acc": lambda r, f: fmt.pct_ci(r.get(f), r.get(f"{f}_ci95")),
-    "diff": lambda r, f: fmt.points(r.get(f"{f}_diff"), r.get(f"{f}_diff_ci95")),
+    "points": lambda r, f: fmt.points(r.get(f)),
     "num": lambda r, f: fmt.num(r.get(f)),
     "num_g": lambda r, f: fmt.num(r.get(f), "g"),
     "si": lambda r, f: fmt.si(r.get(f)),
@@ -33,13 +33,25 @@ FORMATS = {
 }
 
 
+def _formatted(rows, columns):
+    return pd.DataFrame([{header: FORMATS[kind](r, field) for header, field, kind in columns} for r in rows])
+
+
 def results_table(d):
     """(every field of every row, the formatted columns of the study's spec)."""
     raw = pd.DataFrame([{k: v for k, v in r.items() if k != "series" and not isinstance(v, (dict, list))}
                         for r in d["rows"]])  # per-parameter counts and the like stay in summary.json
-    shown = pd.DataFrame([{header: FORMATS[kind](r, field) for header, field, kind in STUDIES[d["study"]].columns}
-                          for r in d["rows"]])
-    return raw, shown
+    return raw, _formatted(d["rows"], STUDIES[d["study"]].columns)
+
+
+def verdict_table(d):
+    """(the decision fields of every row compared with a reference, VERDICT_COLUMNS formatted), in the order they
+    were decided; None when no row carries a verdict."""
+    rows = compared_rows(d)
+    if not rows:
+        return None
+    fields = ["label", "study", "method", "rank", "init", "embedding", "n_seeds", *DECISION_FIELDS, "sequence"]
+    return pd.DataFrame([{f: r.get(f) for f in fields} for r in rows]), _formatted(rows, VERDICT_COLUMNS)
 
 
 def layers_table(layers):
@@ -100,10 +112,12 @@ def ceiling_table(bench):
     return pd.DataFrame(raw), pd.DataFrame(shown)
 
 
-def speedup_map_table(maps, accuracy, reference):
+def speedup_map_table(maps, accuracy, reference, seeds):
     """Measured speedup over the dense reference per (dtype, mode, rank) row and batch-size column (> 1 pays), with
-    the test accuracy in that dtype and mode; each block starts with the `reference` model itself. `maps` and
-    `accuracy` as report.results.speedup_cells and accuracy_by_axes give them."""
+    the test accuracy in that dtype and mode of the checkpoint timed, whose seed (`seeds`) the header names: the
+    results tables give means over seeds instead. Each block starts with the `reference` model itself. `maps`,
+    `accuracy` and `seeds` as report.results.speedup_cells, accuracy_by_axes and timed_seeds give them."""
+    acc_header = "test acc (%), " + (f"seed {seeds[0]}" if len(seeds) == 1 else "timed seed")
     raw = pd.DataFrame([{"dtype": dtype, "mode": mode, "rank": k, "batch_size": bs, "speedup_vs_dense": v,
                          "accuracy": accuracy.get((dtype, mode, k))}
                         for (dtype, mode), cells in maps.items() for (k, bs), v in sorted(cells.items())])
@@ -112,7 +126,7 @@ def speedup_map_table(maps, accuracy, reference):
         sizes = sorted({bs for _, bs in cells})
         for k in [None, *sorted({k for k, _ in cells})]:
             shown.append({"dtype": dtype, "mode": mode, "model": reference if k is None else str(k),
-                          "test acc (%)": fmt.pct(accuracy.get((dtype, mode, k))),
+                          acc_header: fmt.pct(accuracy.get((dtype, mode, k))),
                           **{f"batch {bs}": "1" if k is None else fmt.num(cells.get((k, bs))) for bs in sizes}})
     return raw, pd.DataFrame(shown).fillna("-")
 

@@ -1,28 +1,39 @@
 """The collector on synthetic saved results (the schema the studies write) and a saved pytest-benchmark file.
 
-`write_results` is also used by tests/test_report.py. Its numbers match fixtures/bench_sample.json: the same
-row names, parameter counts and accuracies as a smoke run of the three studies would give.
+`write_results` is also used by tests/test_report.py and tests/test_prose.py. Its test accuracies match
+fixtures/bench_sample.json: the same row names, parameter counts and accuracies as a smoke run of the three studies
+would give. Each seed's answers on 2,000 validation and 2,000 test examples are made with exactly the row's
+accuracies, and the decision fields (paired differences, bounds, verdicts, the rank choices) are computed from
+them by core.decision, as the studies do; validation accuracies are set per row to give every kind of choice: a
+stop at an undecided rank (svd; minilm trained start, at its largest rank), at a worse one (LoRA, the learned
+table's starts), a chosen rank whose test difference the rule calls worse (LoRA r4).
 """
 import copy
 import json
+import math
+import statistics
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from core import decision
 from core.io import UserError
-from core.variants import variant_id
+from core.spec import reference_key
+from core.variants import key, variant_id
 from report import collect as collect_mod
 from report.collect import collect
 from report.figures import _latency_panels, pareto_front
 from report.tables import ceiling_table, to_markdown
-from core.spec import reference_key
-from training.stats import over_seeds
 
 BENCH = Path(__file__).resolve().parent.parent / "fixtures" / "bench_sample.json"
 STUDIES = ("svd", "lora", "attention")
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 DATASETS = {"svd": ("hoda", [str(i) for i in range(10)]), "lora": ("fashion_mnist", FASHION),
             "attention": ("imdb", ["negative", "positive"])}
+MARGIN_POINTS = 0.5
+N_EXAMPLES = 2000  # per split: accuracies in steps of 0.0005, so every one below is exact
 
 
 def _history(epochs, final_acc):
@@ -41,21 +52,28 @@ def _confusion(classes, acc, n=100):
              for j in range(k)] for i in range(k)]
 
 
-def _row(study, method, rank, test_acc, params, trainable, flops, init=None, embedding=None, **extra):
+def _row(study, method, rank, test_acc, params, trainable, flops, init=None, embedding=None, val=None, swaps=3,
+         spread=0.0, **extra):
+    """A variant's row; `val`: its validation accuracy (default test + 0.001). Fixture settings, dropped from the
+    rows: `swaps`, how many answers it turns each way beyond what its accuracy needs (more: a wider interval);
+    `spread`, how far its seeds' validation accuracies move apart beyond the reference's (a seed effect)."""
     return {"study": study, "method": method, "rank": rank, "init": init, "embedding": embedding,
-            "val_acc": test_acc + 0.001,
+            "val_acc": test_acc + 0.001 if val is None else val,
             "test_acc": test_acc, "params_total": params, "params_trainable": trainable, "flops": flops,
             "epoch_seconds": 0.8 + (params / 2e6), "train_seconds": 2.4 + params / 1e6,
             "peak_mem_bytes": 40 * 2 ** 20 + 12 * trainable,
-            "checkpoint": f"{study}/{variant_id(study, method, rank, init, embedding)}", **extra}
+            "checkpoint": f"{study}/{variant_id(study, method, rank, init, embedding)}", "swaps": swaps,
+            "spread": spread, **extra}
 
 
 def svd_summary():
-    rows = [_row("svd", "dense", None, 0.9870, 1_579_530, 1_579_530, 3_155_968, acc_truncated=None,
+    rows = [_row("svd", "dense", None, 0.9870, 1_579_530, 1_579_530, 3_155_968, val=0.9880, acc_truncated=None,
                  costs_more_than_dense=False)]
-    for k, p, f, acc, acc_t in ((4, 21_002, 38_912, 0.9420, 0.3110), (32, 121_354, 239_616, 0.9820, 0.8950),
-                                (128, 465_418, 927_744, 0.9865, 0.9810)):
-        rows.append(_row("svd", "svd", k, acc, p, p, f, acc_truncated=acc_t, costs_more_than_dense=False))
+    for k, p, f, acc, val, acc_t in ((4, 21_002, 38_912, 0.9420, 0.9430, 0.3110),
+                                     (32, 121_354, 239_616, 0.9820, 0.9845, 0.8950),
+                                     (128, 465_418, 927_744, 0.9865, 0.9875, 0.9810)):
+        rows.append(_row("svd", "svd", k, acc, p, p, f, val=val, swaps=12 if k == 32 else 3, acc_truncated=acc_t,
+                         costs_more_than_dense=False))
     layers = []
     for layer, m, n in (("hidden.0", 1024, 1024), ("hidden.3", 512, 1024)):
         for k in (4, 32, 128):
@@ -64,7 +82,7 @@ def svd_summary():
                            "energy": 1 - 0.81 / k, "params": k * (m + n) + m, "flops": 2 * k * (m + n),
                            "bytes": 4 * (k * (m + n) + m), "dense_params": m * n + m, "break_even": be,
                            "costs_more_than_dense": k >= be})
-    return {"chosen": {"method": "svd", "rank": 128, "init": None}, "rows": rows, "layers": layers}
+    return {"rows": rows, "layers": layers}
 
 
 def lora_summary():
@@ -73,40 +91,42 @@ def lora_summary():
                  trainable_pct=0.0, checkpoint_bytes=None),
             _row("lora", "head", None, 0.7840, total, 5_130, 3_155_968, alpha=None,
                  trainable_pct=100 * 5_130 / total, checkpoint_bytes=20_900),
-            _row("lora", "full", None, 0.8890, total, total, 3_155_968, alpha=None,
+            _row("lora", "full", None, 0.8890, total, total, 3_155_968, val=0.8900, alpha=None,
                  trainable_pct=100.0, checkpoint_bytes=6_320_000),
             _row("lora", "scratch", None, 0.8800, total, total, 3_155_968, alpha=None,
                  trainable_pct=100.0, checkpoint_bytes=6_320_000)]
     rows[0]["epoch_seconds"] = rows[0]["train_seconds"] = None
-    for r, acc, trainable in ((1, 0.8610, 8_714), (4, 0.8790, 19_466), (16, 0.8850, 62_474)):
+    for r, acc, val, trainable in ((1, 0.8610, 0.8620, 8_714), (4, 0.8790, 0.8895, 19_466),
+                                   (16, 0.8850, 0.8905, 62_474)):
         t = total + r * 3584
-        rows.append(_row("lora", "lora", r, acc, t, trainable, 3_155_968 + 2 * r * 3584,
+        rows.append(_row("lora", "lora", r, acc, t, trainable, 3_155_968 + 2 * r * 3584, val=val,
                          alpha=2.0 * r, trainable_pct=100 * trainable / t, checkpoint_bytes=4 * trainable + 900))
-    return {"chosen": {"method": "lora", "rank": 4, "init": None}, "rows": rows}
+    return {"rows": rows}
 
 
 def attention_summary():
     rest, dense_qkv = 3_990_018, 49_536
-    rows = [_row("attention", "dense", None, 0.7650, rest + dense_qkv, rest + dense_qkv, 18_874_368,
+    rows = [_row("attention", "dense", None, 0.7650, rest + dense_qkv, rest + dense_qkv, 18_874_368, val=0.7660,
                  qkv_params=dense_qkv)]
-    for k, accs in ((4, (0.6980, 0.7310)), (16, (0.7320, 0.7590)), (64, (0.7570, 0.7640))):
+    vals = {"random": (0.6990, 0.7570, 0.7645), "trained": (0.7320, 0.7655, 0.7660)}
+    for i, (k, accs) in enumerate(((4, (0.6980, 0.7310)), (16, (0.7320, 0.7590)), (64, (0.7570, 0.7640)))):
         for init, acc in zip(("random", "trained"), accs):
             qkv = 3 * (257 * k + 128)
             rows.append(_row("attention", "svd", k, acc, rest + qkv, rest + qkv,
-                             18_874_368 - 128 * (dense_qkv - qkv), init=init, qkv_params=qkv))
+                             18_874_368 - 128 * (dense_qkv - qkv), init=init, val=vals[init][i], qkv_params=qkv))
     # The pre-defined MiniLM table (30,522 x 384, frozen, projected to 128): ahead of the learned one but at k = 4.
     table, proj = 30_522 * 384, 384 * 128 + 256
     minilm = [_row("attention", "dense", None, 0.8010, table + proj + 123_650 + dense_qkv, proj + 123_650 + dense_qkv,
-                   18_900_000, embedding="minilm", qkv_params=dense_qkv)]
-    for k, accs in ((4, (0.6900, 0.7300)), (16, (0.7900, 0.7960)), (64, (0.7990, 0.8000))):
+                   18_900_000, val=0.8020, embedding="minilm", qkv_params=dense_qkv)]
+    vals = {"random": (0.6910, 0.7910, 0.8015), "trained": (0.7310, 0.7970, 0.7990)}
+    for i, (k, accs) in enumerate(((4, (0.6900, 0.7300)), (16, (0.7900, 0.7960)), (64, (0.7990, 0.8000)))):
         for init, acc in zip(("random", "trained"), accs):
             qkv = 3 * (257 * k + 128)
             minilm.append(_row("attention", "svd", k, acc, table + proj + 123_650 + qkv, proj + 123_650 + qkv,
-                               18_900_000 - 128 * (dense_qkv - qkv), init=init, embedding="minilm", qkv_params=qkv))
-    return {"chosen": {"method": "svd", "rank": 16, "init": "trained", "embedding": None}, "rows": rows + minilm,
-            "chosen_by_embedding": {"minilm": {"random": {"method": "svd", "rank": 64, "init": "random",
-                                                          "embedding": "minilm"}, "trained": None}},
-            "embedding_frozen": True}
+                               18_900_000 - 128 * (dense_qkv - qkv), init=init, embedding="minilm",
+                               val=vals[init][i], swaps=15 if (init, k) == ("trained", 64) else 3,
+                               qkv_params=qkv))
+    return {"rows": rows + minilm, "embedding_frozen": True}
 
 
 SUMMARIES = {"svd": svd_summary, "lora": lora_summary, "attention": attention_summary}
@@ -115,23 +135,87 @@ SUMMARIES = {"svd": svd_summary, "lora": lora_summary, "attention": attention_su
 SEED_OFFSETS = {0: +0.002, 1: -0.002}  # two seeds around each row's accuracy, so the means are the numbers above
 
 
+def _answers(accuracy, rng, reference=None, swaps=0):
+    """Which of N_EXAMPLES one model gets right, with `accuracy` exactly: at random for a reference; else the
+    reference's answers with as many right answers turned wrong (or wrong right) as the difference needs and `swaps`
+    more each way."""
+    if reference is None:
+        out = np.zeros(N_EXAMPLES, bool)
+        out[rng.permutation(N_EXAMPLES)[:round(accuracy * N_EXAMPLES)]] = True
+        return out
+    gap = round(accuracy * N_EXAMPLES) - int(reference.sum())
+    out = reference.copy()
+    out[rng.permutation(np.flatnonzero(reference))[:swaps + max(-gap, 0)]] = False
+    out[rng.permutation(np.flatnonzero(~reference))[:swaps + max(gap, 0)]] = True
+    return out
+
+
+def _decided(study, seed_rows):
+    """Summary rows (means over seeds, as training/stats.py makes them) with their decision fields, and the rank
+    choices, from per-seed answers made with each seed row's accuracies (core.decision, as the studies do)."""
+    groups = {}
+    for r in seed_rows:
+        groups.setdefault(key(r), []).append(r)
+    answers = {}  # (key, split) -> (n_seeds, N_EXAMPLES)
+    for k, rows in groups.items():
+        if k == reference_key(study, k[4]):
+            for split in ("val", "test"):
+                answers[k, split] = np.stack([_answers(r[f"{split}_acc"], np.random.default_rng(
+                    [r["seed"], zlib.crc32(f"{k}{split}".encode())])) for r in rows])
+    diffs, out = {}, []
+    for k, rows in groups.items():
+        row = {f: v for f, v in rows[0].items() if f not in ("seed", "swaps", "spread")}
+        for f, v in row.items():
+            values = [r[f] for r in rows]
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and len(set(values)) > 1:
+                row[f] = statistics.fmean(values)
+        row |= {"n_seeds": len(rows), "seeds": [r["seed"] for r in rows]}
+        ref = reference_key(study, k[4])
+        for split in ("val", "test"):
+            row |= {f"{split}_diff": None, f"{split}_diff_lower": None, f"{split}_diff_upper": None}
+        row["verdict"] = None
+        if k != ref:
+            for split in ("val", "test"):
+                mine = np.stack([_answers(r[f"{split}_acc"], np.random.default_rng(
+                    [r["seed"], zlib.crc32(f"{k}{split}".encode())]), answers[ref, split][i], r["swaps"])
+                    for i, r in enumerate(rows)])
+                d = decision.paired_difference(mine, answers[ref, split])
+                row |= {f"{split}_diff": d.mean, f"{split}_diff_lower": d.lower, f"{split}_diff_upper": d.upper}
+                diffs[k, split] = d
+            row["verdict"] = decision.verdict(diffs[k, "val"], MARGIN_POINTS / 100)
+        out.append(row)
+    choices = []
+    for g in dict.fromkeys((k[1], k[3], k[4]) for k in groups if k[2] is not None):
+        ranked = [(k[2], diffs[k, "val"]) for k in groups if k[2] is not None and (k[1], k[3], k[4]) == g]
+        c = decision.choose_rank(ranked, MARGIN_POINTS / 100)
+        stop = dict(ranked).get(c.stopped_at)
+        choices.append({"method": g[0], "init": g[1], "embedding": g[2], "rank": c.rank, "stopped_at": c.stopped_at,
+                        "stop_verdict": c.stop_verdict, "tested": [k for k, _ in c.tested],
+                        "more_data": None if stop is None else decision.data_to_decide(stop, MARGIN_POINTS / 100)})
+    return out, choices
+
+
 def write_results(results_dir, studies=STUDIES, bench=True):
-    """Write results/<profile>/<study>/summary.json (two seeds per variant, and their summary) and the checkpoint
-    sidecars, as the studies do."""
+    """Write results/<profile>/<study>/summary.json (two seeds per variant, their summary rows with the decision
+    fields, the rank choices and the chosen row: the smallest chosen rank of the learned table's groups) and the
+    checkpoint sidecars, as the studies do."""
     results_dir = Path(results_dir)
     for study in studies:
         summary = SUMMARIES[study]()
         seed_rows = []
         for row in summary["rows"]:
             for seed, offset in SEED_OFFSETS.items():
-                seed_rows.append({**row, "seed": seed, "val_acc": row["val_acc"] + offset,
+                seed_rows.append({**row, "seed": seed, "val_acc": row["val_acc"] + offset + math.copysign(
+                    row["spread"], offset),
                                   "test_acc": row["test_acc"] + offset,
                                   "checkpoint": row["checkpoint"].replace("/", f"/seed{seed}/", 1)})
-        # each token table's rows against its own dense model, as the attention study pairs them
-        rows = [over_seeds([r for r in seed_rows if r.get("embedding") == e], reference_key(study, e))
-                for e in dict.fromkeys(r.get("embedding") for r in seed_rows)]
+        rows, choices = _decided(study, seed_rows)
+        chosen = min((c for c in choices if c["rank"] is not None and c["embedding"] is None),
+                     key=lambda c: c["rank"], default=None)
+        seed_rows = [{f: v for f, v in r.items() if f not in ("swaps", "spread")} for r in seed_rows]
         summary |= {"study": study, "profile": results_dir.name, "device": "cpu", "device_name": "AMD EPYC 9R14",
-                    "margin_points": 0.5, "seed_rows": seed_rows, "rows": [r for part in rows for r in part]}
+                    "margin_points": MARGIN_POINTS, "seed_rows": seed_rows, "rows": rows, "choices": choices,
+                    "chosen": chosen and {f: chosen[f] for f in ("method", "rank", "init", "embedding")}}
         dataset, classes = DATASETS[study]
         (results_dir / study).mkdir(parents=True, exist_ok=True)
         (results_dir / study / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -165,13 +249,15 @@ def read(path):
 
 def test_every_study_gets_its_tables_and_figures(collected, results):
     expected_tables = {"machines", "svd_results", "svd_layers", "svd_latency", "lora_results", "lora_latency",
-                       "attention_results", "attention_latency"} | {f"{s}_speedup_map" for s in STUDIES}
+                       "attention_results", "attention_latency"} | {f"{s}_{what}" for s in STUDIES
+                                                                    for what in ("speedup_map", "verdicts")}
     assert set(collected["tables"]) == expected_tables
     for paths in collected["tables"].values():
         assert {Path(p).suffix for p in paths.values()} == {".csv", ".md", ".tex"}
         assert all((results / p).stat().st_size > 0 for p in paths.values())
     expected_figures = {f"{s}_{what}" for s in STUDIES
-                        for what in ("accuracy", "cost", "latency", "pareto", "curves", "confusion", "speedup_map")} \
+                        for what in ("accuracy", "cost", "latency", "pareto", "curves", "confusion", "speedup_map",
+                                     "forest")} \
         | {"svd_layers"}
     assert set(collected["figures"]) == expected_figures
     for paths in collected["figures"].values():
@@ -198,9 +284,7 @@ def test_results_tables_mark_the_chosen_rank_and_keep_raw_values(collected, resu
     minilm = [l for l in attn_md.splitlines() if l.startswith("| minilm-")]  # MiniLM's table: its own rows
     assert [l.split(" | ")[:2] for l in minilm] == [["| minilm-dense", "minilm"]] + [
         [f"| minilm-{i}-svd-k{k}", "minilm"] for k in (4, 16, 64) for i in ("random", "trained")]
-    assert not any("chosen" in l for l in minilm) and "| +0.00 " not in minilm[0]
-    k16 = next(l for l in minilm if l.startswith("| minilm-random-svd-k16 "))
-    assert "-1.10" in k16  # paired with MiniLM's own dense model (79.00 - 80.10), not the learned one
+    assert not any("chosen" in l for l in minilm)
 
 
 def test_latency_table_gives_median_and_iqr_per_batch_size_in_ms(collected, results):
@@ -237,8 +321,8 @@ def test_absent_studies_and_benchmarks_are_skipped(tmp_path):
     results = write_results(tmp_path / "smoke", studies=("svd",), bench=False)
     c = collect(results, [])
     assert set(c["studies"]) == {"svd"}
-    assert set(c["tables"]) == {"svd_results", "svd_layers"}
-    assert set(c["figures"]) == {"svd_accuracy", "svd_cost", "svd_layers", "svd_curves", "svd_confusion"}
+    assert set(c["tables"]) == {"svd_results", "svd_verdicts", "svd_layers"}
+    assert set(c["figures"]) == {"svd_accuracy", "svd_cost", "svd_layers", "svd_curves", "svd_confusion", "svd_forest"}
     assert not list((results / "figures").glob("lora_*"))
     write_results(results, studies=("lora",), bench=False)  # LoRA appears, then goes again
     assert "lora_accuracy" in collect(results, [])["figures"]
@@ -485,3 +569,78 @@ def test_a_dollar_sign_in_a_name_from_the_results_is_no_math_in_the_figures(tmp_
         sidecar.write_text(json.dumps(meta))
     c = collect(results, [])
     assert {"svd_layers", "svd_confusion"} <= set(c["figures"])
+
+
+def test_verdict_tables_give_each_decision_in_the_order_it_was_taken(collected):
+    """Differences against the fixture's accuracies (an oracle: variant minus reference, paired on the same
+    examples), bounds and verdicts as the summary has them, each row's place in its group's sequence."""
+    md = read(Path(collected["results_dir"]) / collected["tables"]["attention_verdicts"]["md"]).splitlines()
+    assert md[0] == ("| model | n | val diff (pt) | lower (pt) | upper (pt) | verdict | sequence | test diff (pt) | "
+                     "test lower | test upper |")
+    cells = {line.split(" | ")[0][2:]: line.strip("| ").split(" | ") for line in md[2:]}
+    assert list(cells) == [f"{t}{i}-svd-k{k}" for t in ("", "minilm-") for i in ("random", "trained")
+                           for k in (64, 16, 4)]  # by token table and group, largest rank first; no dense rows
+    assert cells["minilm-random-svd-k16"][2] == "-1.10"  # 79.10 - 80.20: against MiniLM's own dense model
+    assert cells["trained-svd-k16"][2:7] == ["-0.05", "-0.31", "+0.21", "within", "chosen"]
+    assert cells["trained-svd-k16"][7] == "-0.60"  # 75.90 - 76.50 on test
+    assert [cells[f"minilm-trained-svd-k{k}"][5:7] for k in (64, 16, 4)] == [
+        ["undecided", "stop"], ["undecided", "not tested"], ["worse", "not tested"]]
+    summary = json.loads(read(Path(collected["results_dir"]) / "attention" / "summary.json"))
+    row = next(r for r in summary["rows"] if (r["rank"], r["init"], r["embedding"]) == (64, "trained", "minilm"))
+    raw = read(Path(collected["results_dir"]) / collected["tables"]["attention_verdicts"]["csv"])
+    assert f"{row['val_diff_lower']},{row['val_diff_upper']},undecided," in raw  # raw values, as summary.json has them
+    lora = [line.split(" | ")[0][2:] for line in read(Path(collected["results_dir"]) / collected["tables"]["lora_verdicts"]["md"]).splitlines()[2:]]
+    assert lora == ["pretrained", "head", "scratch", "r16", "r4", "r1"]  # full fine-tuning is the reference
+
+
+def test_the_speedup_tables_say_whose_accuracy_they_show(collected):
+    """The maps' accuracy is the timed checkpoint's (seed 0), where every other table shows means over seeds."""
+    assert "| dtype | mode | model | test acc (%), seed 0 | batch 1 | batch 256 |" in \
+        read(Path(collected["results_dir"]) / collected["tables"]["svd_speedup_map"]["md"])
+
+
+def test_the_forest_plot_draws_every_decision_by_table_and_group(collected):
+    from report.figures import forest_panels
+    panels = forest_panels(collected["studies"]["attention"])
+    assert list(panels) == ["learned table", "minilm table"]
+    assert [name for name, _ in panels["minilm table"]] == ["minilm table, random init, svd",
+                                                            "minilm table, trained init, svd"]
+    trained = dict(panels["learned table"])["trained init, svd"]
+    assert [(label, verdict, sequence) for label, _, _, _, verdict, sequence in trained] == [
+        ("trained-svd-k64", "within", "passed"), ("trained-svd-k16", "within", "chosen"),
+        ("trained-svd-k4", "worse", "stop")]
+    assert list(forest_panels(collected["studies"]["lora"])) == [""]  # one token table: one panel, no title
+    assert [name for name, _ in forest_panels(collected["studies"]["lora"])[""]] == ["unfactored", "lora"]
+
+
+def _summary_with(tmp_path, change):
+    results = write_results(tmp_path / "smoke", studies=("lora",), bench=False)
+    path = results / "lora" / "summary.json"
+    summary = json.loads(read(path))
+    change(summary, {r["rank"]: r for r in summary["rows"] if r["rank"] is not None})
+    path.write_text(json.dumps(summary))
+    return results
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s, r: r[16].update(verdict="within", val_diff=-0.035, val_diff_lower=-0.508, val_diff_upper=0.438),
+     r"rows\[6\] says 'within' but its bounds -0.5080 \.\. \+0\.4380 against the margin -0.0050 make it "
+     r"'undecided'"),
+    (lambda s, r: r[4].update(val_diff_lower=0.001), r"rows\[5\] has verdict 'within' without a difference inside"),
+    (lambda s, r: r[4].update(val_diff=float("nan")), r"rows\[5\] has verdict 'within' without a difference inside"),
+    (lambda s, r: r[1].pop("test_diff_upper"), r"rows\[4\] lacks test_diff_upper"),
+    (lambda s, r: s.pop("margin_points"), "'margin_points' must be a number >= 0, got None"),
+    (lambda s, r: s.update(choices=None), "no 'choices' list"),
+    (lambda s, r: s["choices"][0].update(rank=1), r"choices\[0\] does not match its rows"),
+    (lambda s, r: s["choices"][0].update(tested=[1, 4, 16]), r"choices\[0\] does not match its rows"),
+    (lambda s, r: s["choices"][0].update(stop_verdict="undecided"), r"choices\[0\] does not match its rows"),
+    (lambda s, r: s["choices"][0].update(more_data="lots"), r"choices\[0\] does not match its rows"),
+    (lambda s, r: s["choices"][0].pop("tested"), r"choices\[0\] lacks tested"),
+])
+def test_a_decision_its_own_numbers_contradict_is_one_user_error(tmp_path, change, message):
+    """No sentence can call a model within the margin unless its bounds put it there: the collector refuses a
+    summary whose verdicts or choices disagree with the rule applied to its own numbers."""
+    results = _summary_with(tmp_path, change)
+    with pytest.raises(UserError, match=message) as err:
+        collect(results, [])
+    assert str(results / "lora" / "summary.json") in str(err.value) and "\n" not in str(err.value)
