@@ -571,10 +571,10 @@ def test_a_dollar_sign_in_a_name_from_the_results_is_no_math_in_the_figures(tmp_
     assert {"svd_layers", "svd_confusion"} <= set(c["figures"])
 
 
-def test_verdict_tables_give_each_decision_in_the_order_it_was_taken(collected):
+def test_verdict_tables_give_each_decision_in_the_order_it_was_taken(collected, results):
     """Differences against the fixture's accuracies (an oracle: variant minus reference, paired on the same
     examples), bounds and verdicts as the summary has them, each row's place in its group's sequence."""
-    md = read(Path(collected["results_dir"]) / collected["tables"]["attention_verdicts"]["md"]).splitlines()
+    md = read(results / collected["tables"]["attention_verdicts"]["md"]).splitlines()
     assert md[0] == ("| model | n | val diff (pt) | lower (pt) | upper (pt) | verdict | sequence | test diff (pt) | "
                      "test lower | test upper |")
     cells = {line.split(" | ")[0][2:]: line.strip("| ").split(" | ") for line in md[2:]}
@@ -587,16 +587,16 @@ def test_verdict_tables_give_each_decision_in_the_order_it_was_taken(collected):
         ["undecided", "stop"], ["undecided", "not tested"], ["worse", "not tested"]]
     summary = json.loads(read(Path(collected["results_dir"]) / "attention" / "summary.json"))
     row = next(r for r in summary["rows"] if (r["rank"], r["init"], r["embedding"]) == (64, "trained", "minilm"))
-    raw = read(Path(collected["results_dir"]) / collected["tables"]["attention_verdicts"]["csv"])
+    raw = read(results / collected["tables"]["attention_verdicts"]["csv"])
     assert f"{row['val_diff_lower']},{row['val_diff_upper']},undecided," in raw  # raw values, as summary.json has them
-    lora = [line.split(" | ")[0][2:] for line in read(Path(collected["results_dir"]) / collected["tables"]["lora_verdicts"]["md"]).splitlines()[2:]]
+    lora = [line.split(" | ")[0][2:] for line in read(results / collected["tables"]["lora_verdicts"]["md"]).splitlines()[2:]]
     assert lora == ["pretrained", "head", "scratch", "r16", "r4", "r1"]  # full fine-tuning is the reference
 
 
 def test_the_speedup_tables_say_whose_accuracy_they_show(collected):
     """The maps' accuracy is the timed checkpoint's (seed 0), where every other table shows means over seeds."""
     assert "| dtype | mode | model | test acc (%), seed 0 | batch 1 | batch 256 |" in \
-        read(Path(collected["results_dir"]) / collected["tables"]["svd_speedup_map"]["md"])
+        read(results / collected["tables"]["svd_speedup_map"]["md"])
 
 
 def test_the_forest_plot_draws_every_decision_by_table_and_group(collected):
