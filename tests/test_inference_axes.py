@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.harness import DTYPE, Env, cast
+from bench.harness import Env
+from training.timing import DTYPE, cast
 from models.lora import LoRAConfig, add_lora, lora_layers
 from models.lowrank import factorize
 from models.mlp import MLP, MLPConfig, fold_normalisation
