@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from core.io import UserError, write_json
-from report import tables as t
+from report import benchstudy, tables as t
 from report.figures import study_figures
 from report.results import (BASELINES, STUDIES, accuracy_by_axes, load_benches, load_study, primary,
                             speedup_cells)
@@ -31,10 +31,11 @@ def collect(results_dir: Path, bench_files: list[Path]) -> dict:
     """Read every study present under `results_dir` and the benchmark files; write tables and figures."""
     results_dir, bench_files = Path(results_dir), [Path(p) for p in bench_files]
     studies = {s: d for s in STUDIES if (d := load_study(results_dir, s))}
-    if not studies:
+    bench, machines = load_benches(bench_files)
+    own = benchstudy.studies(bench)  # the user's own, benchmarked with the `lowrank` fixture: no results folder
+    if not studies and not own:
         raise UserError(f"{results_dir}: no study results (svd/, lora/ or attention/summary.json); "
                         f"run `lowrank-bench train <study>` for this profile first")
-    bench, machines = load_benches(bench_files)
     labels = [m["label"] for m in machines]
     reference = [b for b in bench if b["file"] == labels[0]] if labels else []
     one_axis = primary(bench)  # latency tables and figures: one dtype and mode, never a mix
@@ -60,12 +61,17 @@ def collect(results_dir: Path, bench_files: list[Path]) -> dict:
             tables[f"{study}_comparison"] = t.write_table(tables_dir, f"{study}_comparison", *table,
                                                           longtable_caption=f"\\ComparisonCaption{{{study}}}")
         figures |= study_figures(d, one_axis, figures_dir, bench)
+    for study in own:
+        tables[f"{study}_bench"] = t.write_table(tables_dir, f"{study}_bench", *benchstudy.table(study, bench,
+                                                                                                bench_files[0]))
+        figures |= benchstudy.figures(study, one_axis, figures_dir)
     made = {Path(p).name for kind in (tables, figures) for paths in kind.values() for p in paths.values()}
     for old in written_before:
         if old.name not in made and old.is_file():  # from an earlier run with a study or benchmark file gone now
             old.unlink()
     collected = {"results_dir": str(results_dir), "profile": results_dir.name,
                  "bench_files": [str(p) for p in bench_files], "machines": machines, "studies": studies,
+                 "bench_studies": own,
                  "bench": bench, "tables": tables, "figures": figures}
     write_json(results_dir / "collected.json", collected)
     return collected
@@ -81,8 +87,9 @@ def add_arguments(parser):
 def main(results_dir, bench_files) -> int:
     """`lowrank-bench collect`: collect and say what was written."""
     c = collect(results_dir, bench_files)
-    absent = [s for s in STUDIES if s not in c["studies"]]
-    print(f"collected {', '.join(c['studies'])}" + (f" ({', '.join(absent)} not run)" if absent else "")
+    absent = [s for s in STUDIES if s not in c["studies"]] if c["studies"] else []
+    print(f"collected {', '.join([*c['studies'], *c['bench_studies']])}"
+          + (f" ({', '.join(absent)} not run)" if absent else "")
           + f" with {len(c['bench_files'])} benchmark file(s): {len(c['tables'])} tables in {results_dir / 'tables'}, "
             f"{len(c['figures'])} figures in {results_dir / 'figures'}")
     return 0

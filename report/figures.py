@@ -95,7 +95,7 @@ def _latency_panels(study, infer):
     for bs in sorted({b["batch_size"] for b in infer}):
         here = [b for b in infer if b["batch_size"] == bs]
         refs = [b for b in here if b["rank"] is None]
-        ref = next((b for m in BASELINES[study] for b in refs if b["method"] == m), refs[0] if refs else None)
+        ref = next((b for m in BASELINES.get(study, ()) for b in refs if b["method"] == m), refs[0] if refs else None)
         series, predicted = {}, {}
         for b in sorted((b for b in here if b["rank"] is not None), key=lambda b: b["rank"]):
             series.setdefault(b["series"], []).append((b["rank"], b["median_ms"], b["iqr_ms"]))
