@@ -1,4 +1,4 @@
-"""Low-rank linear layers built from a truncated SVD, and the function that puts them into a model.
+"""Low-rank linear layers and the truncated SVD they start from (models.methods puts them into a model).
 
 For W (m×n) = U Σ Vᵀ, the best rank-k approximation in Frobenius and spectral norm (Eckart–Young–Mirsky) is
 W_k = U_k Σ_k V_kᵀ, with ‖W − W_k‖_F = sqrt(Σ_{i>k} σ_i²). Two parametrisations of it:
@@ -9,15 +9,12 @@ W_k = U_k Σ_k V_kᵀ, with ‖W − W_k‖_F = sqrt(Σ_{i>k} σ_i²). Two param
 Both cost k(m+n) weights (+k for s) against mn, so they only pay below the break-even rank k* = mn/(m+n).
 The SVD runs in float64 so that small singular values are exact at full rank.
 """
-import copy
-
 import torch
 import torch.nn as nn
 
-from models.select import linear_layers
 
-
-def _check_rank(rank, m, n, name="layer"):
+def check_rank(rank, m, n, name="layer"):
+    """The ranks both layers take: an integer k in [1, min(m, n)] for an m×n weight; a ValueError naming `name`."""
     if not isinstance(rank, int) or not 1 <= rank <= min(m, n):
         raise ValueError(f"{name}: rank k must be an integer in [1, min(m, n) = {min(m, n)}] "
                          f"for a {m}×{n} weight, got {rank!r}")
@@ -39,16 +36,24 @@ class _LowRank(nn.Module):
 
     def __init__(self, in_features, out_features, rank):
         super().__init__()
-        _check_rank(rank, out_features, in_features)
+        check_rank(rank, out_features, in_features)
         self.in_features, self.out_features, self.rank = in_features, out_features, rank
 
     @classmethod
-    def from_linear(cls, layer: nn.Linear, rank, name="layer"):
-        """The rank-`rank` truncated SVD of `layer`, keeping its bias; `name` goes into errors."""
+    def from_linear(cls, layer: nn.Linear, rank, name="layer", factors=truncated_svd):
+        """`layer` at rank `rank`, keeping its bias; `name` goes into errors.
+
+        `factors(weight, rank)` -> (U_k, S_k, Vh_k) with W_k = U_k diag(S_k) Vh_k is the decomposition (a method of
+        models.methods; the truncated SVD by default). It runs after the rank check, so a bad k costs nothing.
+        """
         m, n = layer.weight.shape
-        _check_rank(rank, m, n, name)
+        check_rank(rank, m, n, name)
+        factors = factors(layer.weight, rank)
+        shapes = tuple(tuple(t.shape) for t in factors)
+        if shapes != ((m, rank), (rank,), (rank, n)):
+            raise ValueError(f"{name}: factors of shapes {shapes} do not make a rank-{rank} {m}×{n} weight")
         new = cls(n, m, rank, bias=layer.bias is not None).to(layer.weight.device)
-        U, S, Vh = (t.to(layer.weight.dtype) for t in truncated_svd(layer.weight, rank))
+        U, S, Vh = (t.to(device=layer.weight.device, dtype=layer.weight.dtype) for t in factors)
         with torch.no_grad():
             new.set_factors(U, S, Vh)
             if layer.bias is not None:
@@ -102,43 +107,6 @@ class SVDLinear(_LowRank):
 LAYERS = {"two_linear": LowRankLinear, "svd": SVDLinear}
 
 
-def factorize(model: nn.Module, ranks, targets, kind="two_linear"):
-    """A copy of `model` whose `nn.Linear` layers named in `targets` are replaced by rank-k factors.
-
-    `targets` are dotted name parts ("hidden", "hidden.0", "q_proj"); `ranks` is one int for all of them or a dict
-    {full module name: k}. The original model is left untouched.
-    """
-    if kind not in LAYERS:
-        raise ValueError(f"kind must be one of {sorted(LAYERS)}, got {kind!r}")
-    model = copy.deepcopy(model)
-    names = linear_layers(model, targets)
-    if isinstance(ranks, dict):
-        unknown = set(ranks) - set(names)
-        if unknown:
-            raise ValueError(f"ranks name layers that are not targets: {sorted(unknown)}; targets: {names}")
-    for name in names:
-        k = ranks.get(name) if isinstance(ranks, dict) else ranks
-        if k is None:
-            continue
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name)
-        setattr(parent, child, LAYERS[kind].from_linear(getattr(parent, child), k, name=name))
-    return model
-
-
-def factored_ranks(model):
-    """{module name: rank} of every low-rank layer in `model`, enough to rebuild its structure."""
-    return {n: m.rank for n, m in model.named_modules() if isinstance(m, (LowRankLinear, SVDLinear))}
-
-
-def check_ranks(model, ranks, targets):
-    """Raise the ValueError `factorize` would, before any work is spent: every k must fit every target layer."""
-    for name in linear_layers(model, targets):
-        m, n = model.get_submodule(name).weight.shape
-        for k in ranks:
-            _check_rank(k, m, n, name)
-
-
 def layer_report(weight, ranks, name="layer"):
     """Per k: relative Frobenius error, energy retained, parameters, FLOPs per sample and bytes of the factors."""
     m, n = weight.shape
@@ -146,7 +114,7 @@ def layer_report(weight, ranks, name="layer"):
     energy = S.square().cumsum(0) / S.square().sum()
     rows = []
     for k in ranks:
-        _check_rank(k, m, n, name)
+        check_rank(k, m, n, name)
         tail = S[k:].square().sum().sqrt() / S.square().sum().sqrt()
         rows.append({"rank": k, "m": m, "n": n, "rel_error": tail.item(), "energy": energy[k - 1].item(),
                      "params": k * (m + n) + m, "flops": 2 * k * (m + n), "bytes": 4 * (k * (m + n) + m),

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from models.lora import LoRAConfig, add_lora
-from models.lowrank import factorize, factored_ranks
+from models.methods import factorize, factored_ranks
 from models.mlp import MLP, MLPConfig
 from models.transformer import Transformer, TransformerConfig
 from training import checkpoint

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from models.lowrank import LowRankLinear, SVDLinear, factorize, factored_ranks, layer_report
+from models.lowrank import LowRankLinear, SVDLinear, layer_report
+from models.methods import factorize, factored_ranks
 from models.mlp import MLP, MLPConfig
 from training.measure import forward_flops, param_counts
 

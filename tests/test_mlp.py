@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from models.lora import LoRAConfig, add_lora
-from models.lowrank import factorize
+from models.methods import factorize
 from models.mlp import MLP, MLPConfig, fold_normalisation
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.lowrank import factorize
+from models.methods import factorize
 from models.mlp import MLP, MLPConfig
 from training.config import TrainConfig
 from core.io import read_json

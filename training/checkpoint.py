@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from core.io import UserError, atomic_path, read_json, write_json
 from models.lora import LoRAConfig, add_lora, load_lora_state_dict, lora_state_dict
-from models.lowrank import factorize
+from models.methods import factorize
 from models.mlp import MLP, MLPConfig
 from models.transformer import Transformer, TransformerConfig
 
@@ -32,7 +32,7 @@ def _apply_structure(model, structure):
     """Re-apply the structural changes recorded by `save` (their weights are then loaded over them)."""
     if "lowrank" in structure:
         s = structure["lowrank"]
-        model = factorize(model, s["ranks"], targets=list(s["ranks"]), kind=s["kind"])
+        model = factorize(model, s["ranks"], targets=list(s["ranks"]), layer=s["kind"])
     if "lora" in structure:
         model = add_lora(model, LoRAConfig(**structure["lora"]))
     return model

@@ -15,7 +15,7 @@ import dataclasses
 
 import torch
 
-from models.lowrank import check_ranks, factored_ranks, factorize
+from models.methods import check_ranks, factored_ranks, factorize
 from models.transformer import Transformer
 from training import checkpoint, embeddings
 from training.data import load_imdb
@@ -90,7 +90,7 @@ def run_job(job, profile, *, root, work, device):
         if job.init == "trained":
             model, _ = checkpoint.load(work / checkpoint_name(dense_key(job.embedding), job.seed),
                                        expect_arch="Transformer")
-        model = factorize(model, job.rank, targets=cfg.targets, kind="svd")
+        model = factorize(model, job.rank, targets=cfg.targets, layer="svd")
         structure = {"structure": {"lowrank": {"kind": "svd", "ranks": factored_ranks(model)}}}
     metrics = train(model, splits, cfg.train, device=device, seed=job.seed,
                     desc=f"imdb {variant_id(job.method, job.rank, job.init, job.embedding)}")

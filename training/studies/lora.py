@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from models.lora import LoRAConfig, add_lora, merge_lora
-from models.lowrank import check_ranks
+from models.methods import check_ranks
 from models.mlp import MLP
 from training import checkpoint
 from training.data import load_fashion

@@ -12,7 +12,8 @@ import dataclasses
 
 import torch
 
-from models.lowrank import break_even_rank, check_ranks, factorize, factored_ranks, layer_report
+from models.lowrank import break_even_rank, layer_report
+from models.methods import check_ranks, factored_ranks, factorize
 from models.mlp import MLP
 from models.select import linear_layers
 from training import checkpoint
