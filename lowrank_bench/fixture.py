@@ -4,6 +4,7 @@ The timing is training/timing.py's, the measurements training/measure.py's, and 
 core/benchjson.py (`COMMON_EXTRA_INFO`), so `pytest-benchmark compare`, `lowrank-bench collect` and `lowrank-bench
 gate` read a user's benchmarks exactly like the built-in ones.
 """
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -74,6 +75,7 @@ class LowRank:
         if not tensors or tensors[0].dim() == 0:
             raise ValueError("lowrank(...): inputs must be a batch: a tensor, or a tuple or dict holding tensors")
         device, batch_size = tensors[0].device, tensors[0].shape[0]
+        ref_params, ref_flops = self._reference(reference, inputs)
 
         converted, forward = for_inference(model.eval(), self.dtype, self.mode, device)
         timed_inputs = cast(inputs, self.dtype)
@@ -91,10 +93,11 @@ class LowRank:
         clash = sorted(RESERVED_EXTRA_INFO & set(own_info))
         if clash:
             raise ValueError(f"lowrank(...): extra_info may not set {clash}: the fixture writes them")
-        if accuracy is not None and not (isinstance(accuracy, (int, float)) and 0 <= accuracy <= 1):
-            raise ValueError(f"lowrank(...): accuracy must be a fraction in [0, 1], got {accuracy!r}")
+        if accuracy is not None:
+            if isinstance(accuracy, bool) or not isinstance(accuracy, numbers.Real) or not 0 <= accuracy <= 1:
+                raise ValueError(f"lowrank(...): accuracy must be a fraction in [0, 1], got {accuracy!r}")
+            accuracy = float(accuracy)  # a numpy scalar too: the JSON takes plain numbers
         own = measure(converted, timed_inputs, device)
-        ref_params, ref_flops = self._reference(reference, inputs)
         self.benchmark.extra_info.update({
             "study": study, "kind": "infer", "method": method, "rank": rank, "init": init, "batch_size": batch_size,
             "device": device.type, "dtype": self.dtype, "mode": self.mode, "threads": torch.get_num_threads(),

@@ -14,9 +14,13 @@ import tomllib
 from pathlib import Path
 
 import pytest
+# pytester drops the modules an inline run imported; torch registers its operator libraries once per process, so
+# the lazily imported torch._dynamo (which the fixture's profiling pulls in) must be imported out here, once.
+import torch._dynamo  # noqa: F401
 
 from core.benchjson import COMMON_EXTRA_INFO, check_study_extra_info, load_bench
 
+pytest_plugins = ["pytester"]  # the fixture's own tests below run pytest inline on tiny files
 REPO = Path(__file__).resolve().parents[1]
 UNRELATED = '''\
 import sys
@@ -156,3 +160,64 @@ def test_plugin_does_nothing_to_a_session_without_its_fixture(venv):
                                                   for b in f["benchmarks"]])  # noqa: E731
     assert same(files[0]) == same(files[1])
     assert "torch" not in files[0]["machine_info"]
+
+
+# ---- the fixture in one process (pytester), on a tiny model -----------------------------------------------------
+
+TINY = '''\
+import pytest
+import torch
+
+dense = torch.nn.Linear(16, 4)
+x = torch.ones(8, 16)
+
+
+def test_tiny(lowrank):
+    lowrank(dense, x, reference=dense, study="tiny", method="dense", {arguments})
+'''
+
+
+def run_tiny(pytester, arguments, *options):
+    pytester.makepyfile(TINY.replace("{arguments}", arguments))
+    out = pytester.path / "out.json"
+    result = pytester.runpytest("-p", "lowrank_bench.plugin", "-p", "no:cacheprovider", f"--benchmark-json={out}",
+                                "--benchmark-min-rounds=1", "--benchmark-max-time=0", *options)
+    return result, (load_bench(out) if out.exists() and out.stat().st_size else None)
+
+
+def test_dtypes_and_modes_parametrize_and_convert(pytester):
+    accuracy = "accuracy=lambda m: float(m(x).dtype == torch.bfloat16)"
+    result, bench = run_tiny(pytester, accuracy, "--dtypes=fp32,bf16", "--modes=eager")
+    result.assert_outcomes(passed=2)
+    info = {b["name"]: b["extra_info"] for b in bench["benchmarks"]}
+    fp32, bf16 = info["test_tiny[fp32-eager]"], info["test_tiny[bf16-eager]"]
+    assert (fp32["accuracy"], bf16["accuracy"]) == (0.0, 1.0)  # the accuracy function gets the model as timed
+    assert 2 * bf16["weights_bytes"] == fp32["weights_bytes"] == 4 * (16 * 4 + 4)
+    assert {b["group"] for b in bench["benchmarks"]} == {"tiny-b8-fp32-eager", "tiny-b8-bf16-eager"}
+
+
+def test_an_accuracy_dict_adds_its_fields(pytester):
+    result, bench = run_tiny(pytester, 'rank=None, accuracy=lambda m: {"accuracy": 0.25, "cosine": 1.0}, '
+                                       'extra_info={"note": "mine"}')
+    result.assert_outcomes(passed=1)
+    info = bench["benchmarks"][0]["extra_info"]
+    assert (info["accuracy"], info["accuracy_timed"], info["cosine"], info["note"]) == (0.25, 0.25, 1.0, "mine")
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ("rank=0", "rank must be a positive int or None, got 0"),
+    ('extra_info={"flops": 1}', r"extra_info may not set \['flops'\]"),
+    ("accuracy=1.5", r"accuracy must be a fraction in \[0, 1\], got 1.5"),
+    ('accuracy=lambda m: {"acc": 1}', "returned \\['acc'\\], without the key 'accuracy'"),
+])
+def test_bad_arguments_fail_the_test_with_the_reason(pytester, arguments, message):
+    result, _ = run_tiny(pytester, arguments)
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([f".*{message}.*"])
+
+
+def test_a_built_in_study_name_is_refused(pytester):
+    pytester.makepyfile(TINY.replace('study="tiny", ', 'study="svd", ').replace("{arguments}", "rank=None"))
+    result = pytester.runpytest("-p", "lowrank_bench.plugin", "-p", "no:cacheprovider", "--benchmark-disable")
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([".*study 'svd' is a built-in study's name; give yours another.*"])
