@@ -2,8 +2,8 @@
 environment outside the repository, the README's test file in an empty folder, and the commands the README names.
 
 The virtual environment sees the system's packages (torch, pytest-benchmark, pip, setuptools, ...) and gets this
-checkout installed without dependencies, so it takes seconds. Every command runs without PYTHONPATH, from a folder outside the
-repository: only the installed package can be found.
+checkout installed without dependencies, so it takes seconds. Every command runs without PYTHONPATH, from a folder
+outside the repository: only the installed package can be found. The fixture's own cases run inline (pytester).
 """
 import json
 import os

@@ -50,7 +50,8 @@ def optimizer_state_bytes(optimizer):
 
 
 def forward_flops(model, x):
-    """FLOPs of one forward pass on `x` (as `call` passes it), counted by torch.utils.flop_counter (a multiply-add counts 2).
+    """FLOPs of one forward pass on `x` (as `call` passes it), counted by torch.utils.flop_counter (a multiply-add
+    counts 2).
 
     Attention runs through the math kernel here, whose two batched matmuls the counter sees: on the CPU it has no
     formula for the fused kernel (`_scaled_dot_product_flash_attention_for_cpu` counted 0, 4·T²·d short), on CUDA
