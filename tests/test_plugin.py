@@ -221,3 +221,14 @@ def test_a_built_in_study_name_is_refused(pytester):
     result = pytester.runpytest("-p", "lowrank_bench.plugin", "-p", "no:cacheprovider", "--benchmark-disable")
     result.assert_outcomes(failed=1)
     result.stdout.re_match_lines([".*study 'svd' is a built-in study's name; give yours another.*"])
+
+
+def test_public_api_loads_torch_only_when_used():
+    code = ("import sys, lowrank_bench\n"
+            "assert 'torch' not in sys.modules  # the `lowrank-bench` command and the plugin import the package\n"
+            "from lowrank_bench import factorize, measure\n"
+            "print(sorted(lowrank_bench.__all__), factorize.__module__, measure.__module__)")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = run([sys.executable, "-c", code], REPO, env).stdout.split()
+    assert out == ["['LoRAConfig',", "'METHODS',", "'Measurement',", "'add_lora',", "'calibrate',", "'factorize',",
+                   "'measure',", "'merge_lora']", "models.methods", "training.measure"]
