@@ -2,13 +2,13 @@
 
 Such a study has no results folder (no summary.json, no training), so everything comes from the benchmark file:
 per benchmark its latency, the speedup over its study's reference benchmark (the model with no rank whose FLOP
-ratio is 1: the reference itself), parameters, FLOPs, peak memory, accuracy, and every field of the user's own
-extra_info; and the figures of latency and accuracy against rank, one line per method.
+ratio is 1: the reference itself; a ratio of min times, as bench/speedups.py), parameters, FLOPs, peak memory,
+accuracy and every field of the user's own extra_info; and the figures of latency and accuracy against rank, one
+line per method.
 """
 import pandas as pd
 
 from core.benchjson import RESERVED_EXTRA_INFO, by_fullname, load_bench
-from core.io import UserError
 from report import fmt, plots
 from report.figures import _latency_panels
 from report.results import STUDIES, bench_order
@@ -44,8 +44,9 @@ def table(study, bench, path):
                     "iqr_ms": b["iqr_ms"], "min_ms": b["min_ms"], "speedup_vs_reference": speedup,
                     **{k: e.get(k) for k in own}})
         shown.append({"method": b["method"], "rank": fmt.count(b["rank"]), "batch": b["batch_size"],
-                      "dtype": b["dtype"], "mode": b["mode"], "median ms [IQR]": f"{b['median_ms']:.3g} "
-                      f"[{b['iqr_ms']:.2g}]", "speedup": fmt.num(speedup), "params": fmt.count(e.get("params_total")),
+                      "dtype": b["dtype"], "mode": b["mode"],
+                      "median ms [IQR]": f"{b['median_ms']:.4g} [{b['iqr_ms']:.3g}]", "speedup (min)": fmt.num(speedup),
+                      "params": fmt.count(e.get("params_total")),
                       "FLOPs": fmt.si(e.get("flops")), "FLOP ratio": fmt.num(e.get("flop_ratio"), ".3g"),
                       "peak MiB": fmt.mib(e.get("peak_mem_bytes")), "accuracy (%)": fmt.pct(e.get("accuracy")),
                       **{k: _cell(e.get(k)) for k in own}})
@@ -53,11 +54,8 @@ def table(study, bench, path):
 
 
 def _cell(v):
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if v is None or isinstance(v, (int, str)):
-        return "-" if v is None else str(v)
-    raise UserError(f"extra_info value {v!r} is neither a number nor a string; a table cell cannot show it")
+    """A field of the user's own as a table cell: 4 significant digits for a float, "-" for null, else as text."""
+    return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def figures(study, bench, figures_dir):
