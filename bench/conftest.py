@@ -1,7 +1,7 @@
 """The one parametrization of the three suites, their session settings, and what is added to the JSON at the end.
 
 Options live in the root conftest.py. Each suite module sets `STUDY`; every test asking for `method` and `rank`
-runs once per variant of that study (ids from `variant_id`: `dense`, `k32`, `r4`), `merged` adds LoRA's merged
+runs once per variant of that study (ids from `variant_id`: `dense`, `svd-k32`, `r4`), `merged` adds LoRA's merged
 forms, `batch_size` takes the profile's benchmark batch sizes, and `dtype` and `mode` the inference axes
 (`harness.axes`: --dtypes/--modes, else the profile's bench.dtypes/modes, else the device's default). Ids read
 `k32-b256-bf16-compiled`: the axes are always named, fp32 eager too, so an id alone says what was timed.
@@ -9,10 +9,11 @@ forms, `batch_size` takes the profile's benchmark batch sizes, and `dtype` and `
 import pytest
 import torch
 
-from bench.harness import Env, Suite, axes, profile_of, variants
+from bench.harness import Env, Suite, axes, profile_of
 from bench.speedups import add_speedups
 from core.benchjson import check_study_extra_info
 from core.variants import variant_id
+from training.studies import timed
 from training.timing import default_threads
 
 
@@ -27,13 +28,13 @@ def pytest_generate_tests(metafunc):
         return
     profile = profile_of(metafunc.config)
     if "merged" in metafunc.fixturenames:  # merging only exists for LoRA adapters
-        cases = [(m, r, False) for m, r in variants(study, profile)]
-        cases += [(m, r, True) for m, r in variants(study, profile) if m == "lora"]
-        metafunc.parametrize("method,rank,merged", cases,
-                             ids=[f"{variant_id(m, r)}-{'merged' if merged else 'unmerged'}" for m, r, merged in cases])
+        cases = [(m, r, False) for m, r in timed(study, profile)]
+        cases += [(m, r, True) for m, r in timed(study, profile) if m == "lora"]
+        metafunc.parametrize("method,rank,merged", cases, ids=[
+            f"{variant_id(study, m, r)}-{'merged' if merged else 'unmerged'}" for m, r, merged in cases])
     elif "rank" in metafunc.fixturenames:
-        cases = variants(study, profile)
-        metafunc.parametrize("method,rank", cases, ids=[variant_id(m, r) for m, r in cases])
+        cases = timed(study, profile)
+        metafunc.parametrize("method,rank", cases, ids=[variant_id(study, m, r) for m, r in cases])
     if "batch_size" in metafunc.fixturenames:
         metafunc.parametrize("batch_size", getattr(profile, study).bench.batch_sizes, ids=lambda b: f"b{b}")
     if "dtype" in metafunc.fixturenames:  # inference only: training steps keep the study's own precision

@@ -1,8 +1,8 @@
 """What the three benchmark suites share: which variants each study times, the models they load, the timed call.
 
 A suite module names its study (`STUDY = "svd"`) and holds only what differs (its tests and the extra_info of its
-own); `bench/conftest.py` parametrizes every test from `variants()` and hands it a `Suite` that trains missing
-results once, loads each checkpoint once and re-evaluates its test accuracy. Timing stays in pytest-benchmark:
+own); `bench/conftest.py` parametrizes every test from `training.studies.timed` and hands it a `Suite` that trains
+missing results once, loads each checkpoint once and re-evaluates its test accuracy. Timing stays in pytest-benchmark:
 the timed callable contains only the work and, on CUDA, ends with `torch.cuda.synchronize()` so a round measures
 finished kernels, not their launches (training/timing.py, which the pytest plugin times with too).
 """
@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from core.io import UserError, read_json
+from core.spec import STUDIES
 from core.variants import key
 from training import checkpoint
 from training.config import Profile, load_profile, resolve_device
@@ -23,18 +24,8 @@ from training.measure import forward_flops, param_counts, peak_memory, weights_b
 from training import timing
 from training.timing import cast
 from training import executors, jobs
-from training.studies import STUDIES
+from training.studies import MODULES, timed
 from training.train import evaluate, make_optimizer
-
-ARCH = {"svd": "MLP", "lora": "MLP", "attention": "Transformer"}
-REFERENCE = {"svd": "dense", "lora": "full", "attention": "dense"}  # what flop_ratio divides by
-
-
-def variants(study, profile):
-    """(method, rank) of every model a study's suite times, the unfactored ones first."""
-    cfg = getattr(profile, study)
-    plain = {"svd": ["dense"], "lora": ["head", "full"], "attention": ["dense"]}[study]
-    return [(m, None) for m in plain] + [("lora" if study == "lora" else "svd", r) for r in cfg.ranks]
 
 
 def axes(config, study):
@@ -78,7 +69,7 @@ def ensure_trained(env, study, capture):
     """The study's summary, running its sweep (jobs already done are kept) first when a variant or seed the profile
     asks for is missing."""
     path = env.out / study / "summary.json"
-    wanted = {(m, r, s) for m, r in variants(study, env.profile) for s in env.profile.seeds}
+    wanted = {(m, r, s) for m, r in timed(study, env.profile) for s in env.profile.seeds}
     if path.exists() and wanted <= {(r["method"], r["rank"], r.get("seed"))
                                     for r in read_json(path).get("seed_rows", [])}:
         return read_json(path)
@@ -99,7 +90,7 @@ class Suite:
         self.env, self.study = env, study
         self.cfg = getattr(env.profile, study)
         self.summary = ensure_trained(env, study, capture)
-        splits = STUDIES[study].load_data(env.profile, env.root)
+        splits = MODULES[study].load_data(env.profile, env.root)
         self.test = splits.x_test.to(env.device), splits.y_test.to(env.device)
         self._models = {}
 
@@ -119,7 +110,8 @@ class Suite:
         key = row["checkpoint"]
         if key not in self._models:
             try:
-                model, _ = checkpoint.load(self.env.out / key, expect_arch=ARCH[self.study], device=self.env.device)
+                model, _ = checkpoint.load(self.env.out / key, expect_arch=STUDIES[self.study].arch,
+                                           device=self.env.device)
             except UserError as e:  # a damaged or replaced checkpoint spoils the whole run: stop it with the one line
                 pytest.exit(f"error: {e}", returncode=2)
             self._models[key] = (model, row, self.accuracy(model))
@@ -176,7 +168,7 @@ class Suite:
     def flop_info(self, model, x):
         """The model's FLOPs per example on `x`, and their ratio to the study's reference model's."""
         flops = forward_flops(model, x[:1])
-        reference = self.model(REFERENCE[self.study], None)[0]
+        reference = self.model(STUDIES[self.study].reference, None)[0]
         return {"flops": flops, "flop_ratio": flops / forward_flops(reference, x[:1])}
 
     def info(self, model, row, accuracy, x, kind, dtype="fp32", mode="eager", converted=None):

@@ -7,7 +7,9 @@ processes can (pyperf spawns worker processes for the same reason). The pooled m
 rounds together (the least and greatest over the runs): a disturbance only ever adds time, so the min of
 several processes is the steadiest estimate, and `gate --stat min` on pooled files is the robust A/B test.
 Every other stat is the median of that stat over the runs, so one disturbed process cannot move it.
-`extra_info.run_medians` keeps every run's median so the spread stays visible.
+`extra_info.run_medians` keeps every run's median so the spread stays visible, and `stats.data` every round of
+every run, in run order, with `extra_info.run_rounds` saying how many came from each run (the gate resamples runs,
+then rounds).
 """
 import statistics
 
@@ -33,6 +35,9 @@ def pool_runs(runs: list[dict], paths: list) -> dict:
         stats |= {"min": min(r["min"] for r in records), "max": max(r["max"] for r in records),
                   "rounds": sum(r["rounds"] for r in records)}
         extra = {**bench["extra_info"], "run_medians": [r["median"] for r in records]}
+        if all("data" in r for r in records):  # every round, and which run it came from, for the gate's interval
+            stats["data"] = [t for r in records for t in r["data"]]
+            extra["run_rounds"] = [len(r["data"]) for r in records]
         pooled.append({**bench, "stats": stats, "extra_info": extra})
     add_speedups(pooled)  # from the pooled times, not any one run's
     return {**first, "benchmarks": pooled, "datetime": runs[-1].get("datetime")}

@@ -8,6 +8,7 @@ The shape is the one `pytest_benchmark_generate_json` writes (plugin.py in pytes
 No pytest import here, like pytest-benchmark's own stats.py, so plain scripts can use it.
 """
 from core.io import UserError, read_json
+from core.spec import STUDIES
 
 # Stats.fields (pytest_benchmark/stats.py) plus the "iterations" that Metadata.as_dict adds.
 STAT_FIELDS = ("min", "max", "mean", "stddev", "rounds", "median", "iqr", "q1", "q3", "iqr_outliers",
@@ -18,25 +19,21 @@ STAT_FIELDS = ("min", "max", "mean", "stddev", "rounds", "median", "iqr", "q1", 
 MACHINE_FIELDS = {"cpu": ("cpu", "brand_raw"), "gpu": ("gpu_name",), "threads": ("threads",),
                   "torch": ("torch",)}
 _HINT = "write it with `pytest bench --benchmark-json=FILE`"
-# The extra_info every benchmark of a study carries (issues 3-5): the contract between bench/ and the report.
-# `accuracy` is the mean over seeds (with `accuracy_ci95`, `n_seeds`); `accuracy_timed` the timed checkpoint's
-# (`seed_timed`) in the benchmark's own dtype and mode.
+# The extra_info every benchmark carries, the contract between bench/ and the report (a study adds its own, its
+# spec's `extra_info`). `accuracy` is the mean over seeds (with `accuracy_ci95`, `n_seeds`); `accuracy_timed` the
+# timed checkpoint's (`seed_timed`) in the benchmark's own dtype and mode.
 COMMON_EXTRA_INFO = ("study", "kind", "method", "rank", "init", "batch_size", "device", "dtype", "mode", "threads",
                      "accuracy", "accuracy_ci95", "n_seeds", "seed_timed", "accuracy_timed", "params_total",
                      "params_trainable", "flops", "weights_bytes", "peak_mem_bytes", "flop_ratio")
 # What the pytest plugin's `lowrank` fixture writes besides: its reference's size and cost, which flop_ratio divides by.
 REFERENCE_EXTRA_INFO = ("reference_params_total", "reference_flops")
-STUDY_EXTRA_INFO = {"svd": ("accuracy_truncated", "val_accuracy", "val_accuracy_truncated"),
-                    "lora": ("alpha", "merged", "adapter_bytes", "train_step_peak_mem_bytes"),
-                    "attention": ("seq_len", "d_model", "heads", "d_ff", "qkv_params", "accuracy_random",
-                                  "accuracy_trained")}
 
 IDENTITY = ("fullname", "name", "group", "param", "params")  # pytest-benchmark's, beside the stats in `rows`
 # Names a user's own extra_info fields may not take: the fixture's, and the columns `rows` puts beside them.
 RESERVED_EXTRA_INFO = frozenset((*COMMON_EXTRA_INFO, *REFERENCE_EXTRA_INFO, "cv", *IDENTITY, *STAT_FIELDS))
 
 
-# Files written before dtype and mode were axes (issue 14) name torch's dtype and have no mode: they ran eager.
+# Older files name torch's dtype and have no mode: they were timed eager, before dtype and mode became axes.
 _OLD_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
@@ -88,9 +85,10 @@ def check_study_extra_info(bench, path):
     """require_extra_info with the full per-study contract: the common fields plus the study's own (none for a
     study of the user's own, benchmarked through the pytest plugin's `lowrank` fixture)."""
     named = [e["study"] for b in bench["benchmarks"] if isinstance((e := b.get("extra_info", {})).get("study"), str)]
-    for study, own in {**dict.fromkeys(named, ()), **STUDY_EXTRA_INFO}.items():
+    own = {**dict.fromkeys(named, ()), **{name: spec.extra_info for name, spec in STUDIES.items()}}
+    for study, fields in own.items():
         mine = {**bench, "benchmarks": [b for b in bench["benchmarks"] if b["extra_info"].get("study") == study]}
-        require_extra_info(mine, COMMON_EXTRA_INFO + own, path)
+        require_extra_info(mine, COMMON_EXTRA_INFO + fields, path)
     require_extra_info(bench, ("study",), path)
 
 

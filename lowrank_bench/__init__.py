@@ -11,6 +11,9 @@
     merge_lora(model) folds them into the weights
     measure(model, example_input) -> Measurement: parameters (total, trainable), forward FLOPs, weight bytes and
         peak memory on the input
+    paired_difference(variant_correct, reference_correct) -> the accuracy difference to the reference with its
+        one-sided 95 % bounds (boolean arrays [seeds, examples]); verdict(difference, margin) -> "within", "worse"
+        or "undecided": the decision rule the built-in studies decide by
 
 The pytest fixture `lowrank` (the plugin lowrank_bench/plugin.py, installed with the package) times a model and
 writes the same benchmark JSON as the built-in suites. The built-in studies use these same functions.
@@ -23,10 +26,12 @@ from typing import TYPE_CHECKING
 
 _HOME = {"factorize": "models.methods", "calibrate": "models.methods", "METHODS": "models.methods",
          "add_lora": "models.lora", "merge_lora": "models.lora", "LoRAConfig": "models.lora",
-         "measure": "training.measure", "Measurement": "training.measure"}
+         "measure": "training.measure", "Measurement": "training.measure",
+         "paired_difference": "core.decision", "verdict": "core.decision"}
 __all__ = list(_HOME)
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on first use
+    from core.decision import paired_difference, verdict
     from models.lora import LoRAConfig, add_lora, merge_lora
     from models.methods import METHODS, calibrate, factorize
     from training.measure import Measurement, measure

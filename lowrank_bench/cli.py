@@ -19,7 +19,7 @@ from training.config import load_profile, resolve_device
 from training.data import cache_dir, check, needed, resolve_root
 from training.download import download, ensure
 from training import executors, jobs
-from training.studies import STUDIES
+from core.spec import STUDIES
 
 REPO = Path(__file__).resolve().parent.parent
 # Wall times of a whole `run` per profile, as measured (README, "First run"); the help texts quote them.

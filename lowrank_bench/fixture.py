@@ -11,7 +11,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from core.benchjson import RESERVED_EXTRA_INFO, STUDY_EXTRA_INFO
+from core.benchjson import RESERVED_EXTRA_INFO
+from core.spec import STUDIES
 from training.measure import call, forward_flops, measure, param_counts
 from training.timing import cast, for_inference, run_timed
 
@@ -65,7 +66,7 @@ class LowRank:
         for name, value in (("study", study), ("method", method)):
             if not isinstance(value, str) or not value:
                 raise ValueError(f"lowrank(...): {name} must be a non-empty string, got {value!r}")
-        if study in STUDY_EXTRA_INFO:
+        if study in STUDIES:
             raise ValueError(f"lowrank(...): study {study!r} is a built-in study's name; give yours another")
         if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
             raise ValueError(f"lowrank(...): rank must be a positive int or None, got {rank!r}")

@@ -104,7 +104,7 @@ class SVDLinear(_LowRank):
         return y if self.bias is None else y + self.bias
 
 
-LAYERS = {"two_linear": LowRankLinear, "svd": SVDLinear}
+LAYERS = {"two_linear": LowRankLinear, "usv": SVDLinear}
 
 
 def layer_report(weight, ranks, name="layer"):

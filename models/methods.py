@@ -2,7 +2,7 @@
 
 A method turns a dense weight W (m×n) and a rank k into factors (U_k m×k, S_k (k,), Vh_k k×n) with
 W_k = U_k diag(S_k) Vh_k; either parametrisation of models.lowrank (`layer="two_linear"`: LowRankLinear,
-`layer="svd"`: SVDLinear) takes them unchanged. Both methods here give the same layers, so they cost the same:
+`layer="usv"`: SVDLinear) takes them unchanged. Both methods here give the same layers, so they cost the same:
 k(m+n) weights + m bias, 2k(m+n) FLOPs per sample.
 
     svd      truncated SVD: the W_k nearest W (Eckart–Young), no data needed.

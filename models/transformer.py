@@ -3,7 +3,7 @@
 ids (B, T) → scaled token embedding (or a table of another width, projected to d_model) + sinusoidal positions →
 n_layers pre-LN encoder blocks → final LayerNorm → pooling over the non-padding tokens → linear classifier.
 Attention projections are separate `q_proj`, `k_proj`, `v_proj`, `out_proj` linears so that
-`models.methods.factorize(model, k, QKV_TARGETS, layer="svd")` finds them by name suffix and swaps in `SVDLinear`
+`models.methods.factorize(model, k, QKV_TARGETS, layer="usv")` finds them by name suffix and swaps in `SVDLinear`
 factors; `qkv_params()` counts them either way.
 
 Padding (`ids == pad_id`) is masked as attention keys and left out of the pooling, so appending padding never

@@ -12,7 +12,8 @@ from pathlib import Path
 from core.io import UserError, write_json
 from report import benchstudy, tables as t
 from report.figures import study_figures
-from report.results import (BASELINES, STUDIES, accuracy_by_axes, load_benches, load_study, primary,
+from core.spec import STUDIES
+from report.results import ( accuracy_by_axes, load_benches, load_study, primary,
                             speedup_cells)
 
 
@@ -54,7 +55,7 @@ def collect(results_dir: Path, bench_files: list[Path]) -> dict:
             tables["svd_ceiling"] = t.write_table(tables_dir, "svd_ceiling", *table,
                                                   longtable_caption="\\SvdCeilingCaption")
         if (maps := speedup_cells(study, reference)):
-            table = t.speedup_map_table(maps, accuracy_by_axes(study, reference), BASELINES[study][0])
+            table = t.speedup_map_table(maps, accuracy_by_axes(study, reference), STUDIES[study].reference)
             tables[f"{study}_speedup_map"] = t.write_table(tables_dir, f"{study}_speedup_map", *table,
                                                            longtable_caption=f"\\SpeedupCaption{{{study}}}")
         if (table := t.comparison_table(d, bench, labels)):

@@ -1,10 +1,7 @@
 """Which figures each study's rows allow, and the data each one is drawn from; `plots` does the drawing."""
 from report import plots
-from report.results import BASELINES, speedup_cells
-
-RANK_AXIS = {"svd": "rank k", "lora": "LoRA rank r (unmerged)", "attention": "rank k of Q, K, V"}
-RANK_LABEL = {"svd": "rank k (log$_2$ scale)", "lora": "LoRA rank r (log$_2$ scale)",
-              "attention": "rank k of Q, K, V (log$_2$ scale)"}
+from core.spec import STUDIES
+from report.results import speedup_cells
 
 
 def pareto_front(points):
@@ -36,15 +33,17 @@ def study_figures(d, bench, figures_dir, all_bench=None):
     refs = [{**r, "name": r["label"]} for r in rows if r["rank"] is None and r["method"] != "pretrained"]
     chosen = d["chosen"]
     star = (chosen["rank"], chosen["test_acc"], f"chosen: {chosen['label']}") if chosen else None
-    xlabel = RANK_LABEL[study]
+    xlabel = f"{STUDIES[study].rank_axis} (log$_2$ scale)"
 
     if ranked and study == "lora":
         figs["lora_accuracy"] = plots.lora_accuracy(
             [{"rank": r["rank"], "test_acc": r["test_acc"], "test_acc_ci95": r.get("test_acc_ci95"),
               "trainable_pct": r.get("trainable_pct")} for r in ranked], refs, star, stem("accuracy"))
     elif ranked:
-        truncated = ({"truncated, not retrained": [(r["rank"], r.get("acc_truncated"), None) for r in ranked]}
-                     if study == "svd" else None)
+        # where rows were measured straight after truncation too: each series again, dashed
+        truncated = {f"{s}, truncated": pts for s, pts in _points(
+            [r for r in ranked if r.get("acc_truncated") is not None], lambda r: r["acc_truncated"],
+            lambda r: r.get("acc_truncated_ci95")).items()}
         accuracy = _points(ranked, lambda r: r["test_acc"], lambda r: r.get("test_acc_ci95"))
         figs[f"{study}_accuracy"] = plots.accuracy_vs_rank(accuracy, refs, star, stem("accuracy"), xlabel, truncated)
     if ranked:
@@ -78,7 +77,7 @@ def study_figures(d, bench, figures_dir, all_bench=None):
             figs[f"{study}_pareto"] = plots.pareto(panels, stem("pareto"))
 
     if (maps := speedup_cells(study, all_bench)):  # every dtype and mode, each against its own dense model
-        figs[f"{study}_speedup_map"] = plots.speedup_map(maps, stem("speedup_map"), RANK_AXIS[study])
+        figs[f"{study}_speedup_map"] = plots.speedup_map(maps, stem("speedup_map"), STUDIES[study].rank_axis)
 
     runs = {f"{role}: {run['label']}": run for role, run in d["runs"].items()}
     histories = {t: r["histories"] for t, r in runs.items() if any(r["histories"])}
@@ -95,7 +94,8 @@ def _latency_panels(study, infer):
     for bs in sorted({b["batch_size"] for b in infer}):
         here = [b for b in infer if b["batch_size"] == bs]
         refs = [b for b in here if b["rank"] is None]
-        ref = next((b for m in BASELINES.get(study, ()) for b in refs if b["method"] == m), refs[0] if refs else None)
+        reference = STUDIES[study].reference if study in STUDIES else None  # a user's study: its first unranked
+        ref = next((b for b in refs if b["method"] == reference), refs[0] if refs else None)
         series, predicted = {}, {}
         for b in sorted((b for b in here if b["rank"] is not None), key=lambda b: b["rank"]):
             series.setdefault(b["series"], []).append((b["rank"], b["median_ms"], b["iqr_ms"]))

@@ -5,6 +5,16 @@ its own direction and tolerance (latency and memory may grow by a fraction, accu
 parameter counts may not grow at all). Timings only compare on one machine, so a machine that differs fails the
 time check unless --allow-different-machine, which turns time into information.
 
+Time is decided like the studies' ranks (core/decision.py): from the per-round times (`stats.data`, which
+`--benchmark-json` always writes, and bench/pool.py keeps with each run's share in `extra_info.run_rounds`), a
+bootstrap interval of the ratio head/base of the statistic (--stat), one-sided 95 % bounds. FAIL only when the
+whole interval lies above 1 + --max-slowdown, ok when all of it lies at or below, and "undecided" (printed, not
+failing) when it straddles the limit: the runs cannot tell. The allowed slowdown is the noise threshold the
+interval is judged against, as in criterion.rs. One run per side shows only the spread of its own rounds; on a
+machine whose load shifts whole runs, give both sides `bench --repeat N` (docs/timing.md). A file without
+per-round times (written with --benchmark-save and no --benchmark-save-data, or by hand) gets the old point rule,
+head/base − 1 > --max-slowdown on the stored statistic, and the summary says how many benchmarks were judged so.
+
 Expectations mode, `--expect FILE HEAD.json`: checks what does not depend on the machine (accuracy floors,
 exact parameter counts), so CI can gate it on any runner. `--write-expect FILE HEAD.json` writes that file.
 
@@ -19,14 +29,22 @@ import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from core.benchjson import axes, by_fullname, load_bench, machine_summary
+import numpy as np
+
+from core.benchjson import axes, by_fullname, is_number, load_bench, machine_summary
+from core.decision import ratio_bounds
 from core.io import UserError, read_json, write_json
 from report import fmt
 
 MIN_MATCHED = 0.9
 TIME_STATS = ("min", "q1", "median", "mean", "q3", "max")
+# The same statistics on per-round times (quartiles by linear interpolation, which can differ from
+# pytest-benchmark's own quartile rule in the last digits for a few rounds).
+ROUND_STATISTICS = {"min": np.min, "q1": partial(np.quantile, q=0.25), "median": np.median, "mean": np.mean,
+                    "q3": partial(np.quantile, q=0.75), "max": np.max}
 PARAM_FIELDS = ("params_total", "params_trainable")
 GATED_EXTRA_INFO = ("accuracy", "peak_mem_bytes", *PARAM_FIELDS)
 EXPECT_FORMAT = "lowrank-bench-expect/1"
@@ -35,7 +53,8 @@ EXPECT_KEYS = {"accuracy_min", *PARAM_FIELDS}
 
 @dataclass
 class Check:
-    """One row of the table. `verdict` is "ok", "FAIL", or "info" (reported, not gated)."""
+    """One row of the table. `verdict` is "ok", "FAIL", "undecided" (time only: the interval straddles the limit;
+    not failing), or "info" (reported, not gated)."""
     benchmark: str
     metric: str
     base: str
@@ -97,10 +116,35 @@ def metrics(stat="median", max_slowdown=0.15, max_acc_drop=0.5, max_mem_growth=0
     ]
 
 
+def round_times(bench) -> list | None:
+    """A benchmark's per-round times split into its runs (one run unless bench/pool.py pooled several), or None
+    when the file has no per-round times."""
+    data = bench["stats"].get("data")
+    if data is None:
+        return None
+    counts = bench.get("extra_info", {}).get("run_rounds", [len(data)])
+    return np.split(np.asarray(data, float), np.cumsum(counts)[:-1])
+
+
+def time_check(name, base, head, m, gate_time) -> Check:
+    """The interval rule for one time metric: FAIL when the bootstrap interval of head/base lies wholly above
+    1 + limit, ok when wholly at or below, undecided otherwise."""
+    stat = m.name.removeprefix("time.")
+    r = ratio_bounds(round_times(base), round_times(head), ROUND_STATISTICS[stat])
+    limit = 1 + m.limit + 1e-9  # a slowdown of exactly the tolerance passes despite float noise
+    verdict = "FAIL" if r.lower > limit else "ok" if r.upper <= limit else "undecided"
+    change = f"{r.ratio - 1:+.1%} [{r.lower - 1:+.1%}, {r.upper - 1:+.1%}]"
+    return Check(name, m.name, m.show(time_statistic(base, stat)), m.show(time_statistic(head, stat)), change,
+                 verdict if gate_time else "info")
+
+
 def compare_pair(name, base, head, metric_list, gate_time=True) -> list[Check]:
     """Check every metric of one benchmark present in both runs."""
     checks = []
     for m in metric_list:
+        if m.name.startswith("time.") and round_times(base) and round_times(head):
+            checks.append(time_check(name, base, head, m, gate_time))
+            continue
         b, h = m.get(base), m.get(head)
         if b is None and h is None:
             continue  # not measured for this benchmark kind (e.g. accuracy of a bare GEMM)
@@ -125,15 +169,24 @@ def machine_checks(base, head, allow_different) -> list[Check]:
             for label in b if b[label] != h[label]]
 
 
+def time_statistic(bench, stat):
+    """The timing statistic the gate judges: from the per-round times where the file has them."""
+    runs = round_times(bench)
+    return bench["stats"].get(stat) if runs is None else float(ROUND_STATISTICS[stat](np.concatenate(runs)))
+
+
 def machine_drift(base_by, head_by, stat) -> float:
     """Median head/base time ratio over the matched benchmarks: how much slower the whole machine ran."""
-    ratios = sorted(head_by[n]["stats"][stat] / b["stats"][stat] for n, b in base_by.items()
-                    if n in head_by and b["stats"].get(stat) and head_by[n]["stats"].get(stat))
+    pairs = [(time_statistic(b, stat), time_statistic(head_by[n], stat)) for n, b in base_by.items() if n in head_by]
+    ratios = sorted(h / b for b, h in pairs if b and h)
     return ratios[len(ratios) // 2] if ratios else 1.0
 
 
 def _scaled(bench, stat, factor):
-    return {**bench, "stats": {**bench["stats"], stat: bench["stats"][stat] / factor}}
+    stats = {**bench["stats"], stat: bench["stats"][stat] / factor}
+    if "data" in stats:
+        stats["data"] = [t / factor for t in stats["data"]]
+    return {**bench, "stats": stats}
 
 
 def check_finite(bench, path):
@@ -148,9 +201,28 @@ def check_finite(bench, path):
                                 f"rerun the benchmarks (lowrank-bench bench)")
 
 
+def check_rounds(bench, path):
+    """Per-round times, where present, must be positive finite numbers, split into runs that add up to them."""
+    for b in bench["benchmarks"]:
+        data = b["stats"].get("data")
+        if data is None:
+            continue
+        if not isinstance(data, list) or not data or \
+                not all(is_number(t) and math.isfinite(t) and t > 0 for t in data):
+            raise UserError(f"{path}: benchmark {b['fullname']} has stats.data that is not a list of positive "
+                            f"per-round times; rerun the benchmarks (lowrank-bench bench)")
+        counts = b.get("extra_info", {}).get("run_rounds", [len(data)])
+        if not isinstance(counts, list) or not all(type(c) is int and c > 0 for c in counts) \
+                or sum(counts) != len(data):
+            raise UserError(f"{path}: benchmark {b['fullname']} has extra_info.run_rounds {counts!r}, which does "
+                            f"not split its {len(data)} per-round times into runs; pool with lowrank-bench bench "
+                            f"--repeat")
+
+
 def load_gated(path) -> dict:
     bench = load_bench(path)
     check_finite(bench, path)
+    check_rounds(bench, path)
     return bench
 
 
@@ -199,8 +271,15 @@ def gate_ab(base_path, head_path, args) -> int:
             checks += compare_pair(name, b, _scaled(head_by[name], args.stat, drift), ms, gate_time)
     print(format_table(checks))
     failed = sum(c.verdict == "FAIL" for c in checks)
-    time_note = f"time {args.stat} gated at +{args.max_slowdown:.0%}" if gate_time else \
-        f"time {args.stat} reported, not gated (different machine)"
+    undecided = sum(c.verdict == "undecided" for c in checks)
+    point_rule = sum(not (round_times(b) and round_times(head_by[n])) for n, b in base_by.items() if n in head_by)
+    if gate_time:
+        time_note = f"time {args.stat} gated at +{args.max_slowdown:.0%}: FAIL when head/base's one-sided 95 % " \
+                    f"lower bound lies above it, {undecided} undecided (not failing)"
+        if point_rule:
+            time_note += f"; {point_rule} benchmark(s) without per-round times judged on the point value alone"
+    else:
+        time_note = f"time {args.stat} reported, not gated (different machine)"
     print(f"gate: {'FAIL' if failed else 'ok'}, {failed} of {len(checks)} checks failed; "
           f"{matched}/{len(base_by)} base benchmarks matched, {len(added)} new; {time_note}")
     return 1 if failed else 0
@@ -340,8 +419,9 @@ def add_arguments(parser):
     parser.add_argument("--stat", metavar="STAT", type=str, choices=TIME_STATS, default="median",
                         help=f"timing statistic to compare, one of {', '.join(TIME_STATS)} (default: %(default)s)")
     parser.add_argument("--max-slowdown", metavar="FRACTION", type=_fraction, default=0.15,
-                        help="fail when head's time exceeds base's by more than this, 0.15 or 15%% "
-                             "(default: %(default)s)")
+                        help="fail when head/base time exceeds 1 + this even at its one-sided 95%% lower bound "
+                             "(bootstrap over rounds, and over the runs of a --repeat pool), 0.15 or 15%%; an "
+                             "interval that straddles it is undecided and does not fail (default: %(default)s)")
     parser.add_argument("--max-acc-drop", metavar="POINTS", type=_points, default=0.5,
                         help="fail when accuracy drops by more than this many percentage points "
                              "(default: %(default)s)")

@@ -7,6 +7,7 @@ imported). Prose, derivations and captions live
 in report/templates/*.tex, so nothing in the PDF is typed by hand and an absent study only switches a flag.
 """
 import ast
+import importlib.util
 import re
 import shutil
 import time
@@ -16,7 +17,8 @@ from core import proc
 from core.io import UserError, atomic_write, read_json
 from report import fmt, prose
 from report.collect import collect
-from report.results import STUDIES, default_bench, primary, same_model, speedup_cells
+from core.spec import STUDIES
+from report.results import default_bench, primary, same_model, speedup_cells
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).parent / "templates"
@@ -32,14 +34,12 @@ TEX_PACKAGES = {"fontenc": "texlive-latex-base", "lmodern": "lmodern", "geometry
                 "placeins": "texlive-latex-extra", "hyperref": "texlive-latex-base"}
 DEBIAN_PACKAGES = ["latexmk", *sorted(set(TEX_PACKAGES.values())), "texlive-fonts-recommended"]
 INSTALL_HINT = f"install TeX with `apt-get install --no-install-recommends {' '.join(DEBIAN_PACKAGES)}`"
-# Listings quoted in the report: macro stem -> (source file, class name pattern, method or None for the class).
-EXCERPTS = {"LowRankBase": ("models/lowrank.py", "_LowRank", "from_linear"),
-            "LowRankLinear": ("models/lowrank.py", "LowRankLinear", None),
-            "SVDLinear": ("models/lowrank.py", "SVDLinear", None),
-            "LoRAForward": ("models/lora.py", "LoRALinear", "forward"),
-            "LoRADelta": ("models/lora.py", "LoRALinear", "delta_weight"),
-            "Attention": ("models/transformer.py", "SelfAttention", None)}
-PREFIX = {"svd": "Svd", "lora": "Lora", "attention": "Attn"}
+# Listings quoted in the report: macro stem -> `module:name` or `module:Class.method`. The module's file is found
+# by import machinery without running it (the report imports no torch); a symbol that is not there is an error.
+EXCERPTS = {"LowRankBase": "models.lowrank:_LowRank.from_linear", "LowRankLinear": "models.lowrank:LowRankLinear",
+            "SVDLinear": "models.lowrank:SVDLinear", "LoRAForward": "models.lora:LoRALinear.forward",
+            "LoRADelta": "models.lora:LoRALinear.delta_weight", "Attention": "models.transformer:SelfAttention",
+            "Whiten": "models.whiten:whitened_svd"}
 # pdflatex's listings cannot typeset multi-byte characters; the copies the listings read spell them in ASCII.
 ASCII = {"×": "x", "≈": "~", "·": "*", "Σ": "S", "σ": "s", "α": "alpha", "√": "sqrt", "ᵀ": "^T", "—": "--",
          "–": "-", "→": "->", "←": "<-", "≤": "<=", "≥": ">=", "‖": "||", "⊙": "*", "²": "^2", "…": "...",
@@ -55,9 +55,10 @@ def tex_escape(text):
 # ---------------------------------------------------------------- listings
 
 def locate(source, cls, method=None):
-    """1-based (first, last) lines of `class <cls>` (or of its `def <method>`) in `source`, or None if absent."""
+    """1-based (first, last) lines of the top-level `class <cls>` or `def <cls>` (or of the class's `def <method>`)
+    in `source`, or None if absent."""
     for node in ast.parse(source).body:
-        if isinstance(node, ast.ClassDef) and node.name == cls:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and node.name == cls:
             if method is None:
                 return node.lineno, node.end_lineno
             return next(((f.lineno, f.end_lineno) for f in node.body
@@ -65,20 +66,26 @@ def locate(source, cls, method=None):
     return None
 
 
-def write_excerpts(out_dir, root=ROOT):
-    """ASCII copies of the quoted files under out_dir/code, and {stem: (file name, first, last)} found."""
+def source_of(symbol):
+    """(source file, first line, last line) of `module:Class` or `module:Class.method`; LookupError if absent."""
+    module, _, name = symbol.partition(":")
+    cls, _, method = name.partition(".")
+    spec = importlib.util.find_spec(module)
+    path = Path(spec.origin) if spec and spec.origin else None
+    span = locate(path.read_text(), cls, method or None) if path and path.exists() else None
+    if span is None:
+        raise LookupError(f"report/latex.py EXCERPTS quotes {symbol}, which does not exist; update EXCERPTS")
+    return path, *span
+
+
+def write_excerpts(out_dir):
+    """ASCII copies of the quoted files under out_dir/code, and {stem: (file name, first, last)}."""
     found = {}
-    for stem, (rel, cls, method) in EXCERPTS.items():
-        path = root / rel
-        if not path.exists():
-            continue  # the file is written by another study: the report says the excerpt is missing
-        text = path.read_text()
-        span = locate(text, cls, method)
-        if span is None:
-            continue
-        copy = "".join(ASCII.get(c, c if ord(c) < 128 else "?") for c in text)
+    for stem, symbol in EXCERPTS.items():
+        path, first, last = source_of(symbol)
+        copy = "".join(ASCII.get(c, c if ord(c) < 128 else "?") for c in path.read_text())
         atomic_write(out_dir / "code" / path.name, copy)
-        found[stem] = (path.name, *span)
+        found[stem] = (path.name, first, last)
     return found
 
 
@@ -141,43 +148,58 @@ def study_numbers(d, bench):
     return n, bool(infer) and n["Speedup"] != "--"
 
 
+# A study's own macros beyond study_numbers', registered next to the function that makes them (a study without
+# any needs none); each key becomes the macro \<its spec's macro_prefix><key>.
+OWN_NUMBERS = {}
+
+
+def own_numbers(study):
+    def register(function):
+        OWN_NUMBERS[study] = function
+        return function
+    return register
+
+
+@own_numbers("svd")
 def svd_numbers(d, bench):
     layers = d["layers"]
-    return {"SvdChosenTruncAcc": _pct((d["chosen"] or {}).get("acc_truncated")),
-            "SvdRetrainVerdict": prose.svd_retraining(d), "SvdRetrainSchedule": prose.retraining_schedule(d),
-            "SvdLayers": tex_escape(", ".join(dict.fromkeys(lay["layer"] for lay in layers))) or "--",
-            "SvdBreakEven": ", ".join(dict.fromkeys(f"{lay['break_even']:.1f}" for lay in layers)) or "--",
-            "SvdCostlyRows": str(sum(bool(r.get("costs_more_than_dense")) for r in d["rows"]))}
+    return {"ChosenTruncAcc": _pct((d["chosen"] or {}).get("acc_truncated")),
+            "RetrainVerdict": prose.svd_retraining(d), "RetrainSchedule": prose.retraining_schedule(d),
+            "Layers": tex_escape(", ".join(dict.fromkeys(lay["layer"] for lay in layers))) or "--",
+            "BreakEven": ", ".join(dict.fromkeys(f"{lay['break_even']:.1f}" for lay in layers)) or "--",
+            "CostlyRows": str(sum(bool(r.get("costs_more_than_dense")) for r in d["rows"]))}
 
 
+@own_numbers("lora")
 def lora_numbers(d, bench):
     rows = {r["method"]: r for r in d["rows"] if r["rank"] is None}  # pretrained, head, full, scratch
     c = d["chosen"] or {}
     acc = lambda method: _pct(rows[method]["test_acc"]) if method in rows else "--"
     full = rows.get("full", {})
-    return {"LoraChosenAlpha": _num(c.get("alpha"), "g"), "LoraMergedVerdict": prose.lora_merged(d, bench),
-            "LoraChosenTrainablePct": _num(c.get("trainable_pct")),
-            "LoraPretrainedTestAcc": acc("pretrained"), "LoraHeadTestAcc": acc("head"),
-            "LoraFullTestAcc": acc("full"), "LoraScratchTestAcc": acc("scratch"),
-            "LoraDeltaToFull": "--" if not (c and full) else f"${100 * (c['test_acc'] - full['test_acc']):+.2f}$",
-            "LoraFullMem": _mib(full.get("peak_mem_bytes")),
-            "LoraMemRatio": _ratio(full.get("peak_mem_bytes"), c.get("peak_mem_bytes")),
-            "LoraChosenCkptKiB": fmt.kib(c.get("checkpoint_bytes"), "--"),
-            "LoraFullCkptKiB": fmt.kib(full.get("checkpoint_bytes"), "--")}
+    return {"ChosenAlpha": _num(c.get("alpha"), "g"), "MergedVerdict": prose.lora_merged(d, bench),
+            "ChosenTrainablePct": _num(c.get("trainable_pct")),
+            "PretrainedTestAcc": acc("pretrained"), "HeadTestAcc": acc("head"),
+            "FullTestAcc": acc("full"), "ScratchTestAcc": acc("scratch"),
+            "DeltaToFull": "--" if not (c and full) else f"${100 * (c['test_acc'] - full['test_acc']):+.2f}$",
+            "FullMem": _mib(full.get("peak_mem_bytes")),
+            "MemRatio": _ratio(full.get("peak_mem_bytes"), c.get("peak_mem_bytes")),
+            "ChosenCkptKiB": fmt.kib(c.get("checkpoint_bytes"), "--"),
+            "FullCkptKiB": fmt.kib(full.get("checkpoint_bytes"), "--")}
 
 
+@own_numbers("attention")
 def attention_numbers(d, bench):
     c, base = d["chosen"] or {}, d["baseline"] or {}
     best = {init: max((r for r in d["rows"] if r.get("init") == init and not r.get("embedding")),
                       key=lambda r: r["val_acc"], default=None) for init in ("random", "trained")}
-    out = {"AttnChosenInit": tex_escape(c.get("init") or "--"), "AttnInitVerdict": prose.attention_inits(d),
-           "AttnEmbeddingVerdict": prose.attention_embedding(d),
-           "AttnBaseQKV": _int(base.get("qkv_params")), "AttnChosenQKV": _int(c.get("qkv_params")),
-           "AttnQKVRatio": _ratio(base.get("qkv_params"), c.get("qkv_params"), ".1f")}
+    out = {"ChosenInit": tex_escape(c.get("init") or "--"), "InitVerdict": prose.attention_inits(d),
+           "EmbeddingVerdict": prose.attention_embedding(d),
+           "BaseQKV": _int(base.get("qkv_params")), "ChosenQKV": _int(c.get("qkv_params")),
+           "QKVRatio": _ratio(base.get("qkv_params"), c.get("qkv_params"), ".1f")}
     for init, r in best.items():
         key = init.capitalize()
-        out[f"AttnBest{key}"] = tex_escape(r["label"]) if r else "--"
-        out[f"AttnBest{key}TestAcc"] = _pct(r and r["test_acc"])
+        out[f"Best{key}"] = tex_escape(r["label"]) if r else "--"
+        out[f"Best{key}TestAcc"] = _pct(r and r["test_acc"])
     return out
 
 
@@ -187,16 +209,17 @@ def numbers_tex(collected, excerpts):
               "WhereLowRankPays": prose.where_low_rank_pays(speedup_cells("svd", primary(collected["bench"]))),
               "BenchFileNames": tex_escape(", ".join(m["label"] for m in collected["machines"])) or "none"}
     flags = {"Comparison": len(collected["bench_files"]) > 1}
-    extra = {"svd": svd_numbers, "lora": lora_numbers, "attention": attention_numbers}
     for study in STUDIES:
-        p, d = PREFIX[study], collected["studies"].get(study)
+        p, d = STUDIES[study].macro_prefix, collected["studies"].get(study)
         flags[f"{p}Ran"] = d is not None
         flags[f"{p}Chosen"] = bool(d and d["chosen"])
         flags[f"{p}Bench"] = flags[f"{p}SpeedupMap"] = False
         if d is None:
             continue
         n, flags[f"{p}Bench"] = study_numbers(d, primary(collected["bench"]))
-        macros |= {p + k: v for k, v in n.items()} | extra[study](d, primary(collected["bench"]))
+        macros |= {p + k: v for k, v in n.items()}
+        if study in OWN_NUMBERS:
+            macros |= {p + k: v for k, v in OWN_NUMBERS[study](d, primary(collected["bench"])).items()}
         maps = speedup_cells(study, collected["bench"])
         flags[f"{p}SpeedupMap"] = bool(maps)
         macros[f"{p}SpeedupMap"] = prose.speedup_text(maps) if maps else "--"

@@ -5,6 +5,7 @@ LaTeX text; `latex.py` hands it to the templates as a macro.
 Accuracies in the rows are means over seeds with their 95 % half-widths (`*_ci95`) and the difference to the
 study's reference paired by seed (`*_diff`, `*_diff_ci95`); see `training/stats.py`.
 """
+from core.spec import STUDIES
 from report import fmt
 
 SAME_COST = 0.05  # latencies within 5 % of each other are "the same cost": the spread of one benchmark on a noisy VM
@@ -27,15 +28,11 @@ def within_tolerance(row, tolerance_points, metric="val_acc"):
     return diff - ci95 >= -tolerance_points / 100
 
 
-RULE_REFERENCE = {"svd": "dense", "lora": "the best rank", "attention": "dense"}  # what the choice compares with
-DIFF_REFERENCE = {"svd": "dense", "lora": "full fine-tuning", "attention": "dense"}  # what `*_diff` is paired with
-
-
 def chosen_rule(d):
     """The decision rule, and how sure the chosen rank's place inside the tolerance is."""
-    tol, chosen, reference = d["meta"].get("tolerance_points"), d["chosen"], DIFF_REFERENCE[d["study"]]
+    tol, chosen, reference = d["meta"].get("tolerance_points"), d["chosen"], STUDIES[d["study"]].reference_label
     rule = (f"The rule: the smallest rank whose mean validation accuracy over the seeds is within {tol:g} points "
-            f"of {RULE_REFERENCE[d['study']]}'s.")
+            f"of {reference}'s.")
     if chosen is None:
         return rule + " No rank of the grid meets it."
     n, diff, ci95 = chosen.get("n_seeds") or 1, chosen.get("val_acc_diff"), chosen.get("val_acc_diff_ci95")
@@ -67,7 +64,7 @@ def retraining_schedule(d):
         f"{cfg['distill_temperature']:g}, the rest on the labels)")
     return (f"Retraining runs up to {cfg['epochs']} epochs from learning rate {cfg['lr']:g}, cosine-decayed {warmup}, "
             f"{augment}{distilled}; the truncated start is evaluated as epoch 0 and kept unless "
-            "an epoch beats it on validation, so retraining cannot end below its start.")
+            "an epoch beats it on validation's stop part, so retraining cannot end below its start there.")
 
 
 def svd_retraining(d):

@@ -8,21 +8,14 @@ from pathlib import Path
 
 from core.benchjson import axes, load_bench, require_extra_info
 from core.io import UserError, read_json
-from core.variants import key, variant_id
+from core.spec import STUDIES
+from core.variants import key, row_id, variant_id
 
-STUDIES = ("svd", "lora", "attention")
 # Keys every summary row must carry (values may be null, e.g. no epochs for the untrained "pretrained" row).
 ROW_FIELDS = ("study", "method", "rank", "init", "val_acc", "test_acc", "params_total", "params_trainable", "flops",
               "epoch_seconds", "peak_mem_bytes", "checkpoint")
 # What the latency tables and figures read from each benchmark's extra_info.
 BENCH_FIELDS = ("study", "kind", "method", "rank", "batch_size", "accuracy", "flop_ratio", "peak_mem_bytes")
-# The method each study compares against, first present wins: dense for SVD, full fine-tuning for LoRA.
-BASELINES = {"svd": ("dense",), "lora": ("full", "scratch", "head"), "attention": ("dense",)}
-
-
-def label(row):
-    """What a person reads for a row: `dense`, `k32`, `r4`, `random-k32`, `minilm-random-k32`."""
-    return variant_id(row["method"], row["rank"], row.get("init"), row.get("embedding"))
 
 
 def same_model(a, b):
@@ -47,10 +40,10 @@ def load_study(results_dir, study):
         missing = [f for f in ROW_FIELDS if f not in row]
         if missing:
             raise UserError(f"{path}: rows[{i}] lacks {', '.join(missing)}; re-run `lowrank-bench train {study}`")
-        row["label"] = label(row)
+        row["label"] = row_id(row)
         row["series"] = _series(study, row)
         row["chosen"] = bool(chosen_key) and all(row.get(f) == v for f, v in chosen_key.items())
-    baseline = next((r for m in BASELINES[study] for r in rows if r["method"] == m and r["rank"] is None), None)
+    baseline = next((r for r in rows if r["method"] == STUDIES[study].reference and r["rank"] is None), None)
     chosen = next((r for r in rows if r["chosen"]), None)
     seed_rows = summary.get("seed_rows") or rows  # a summary of one seed per variant has only "rows"
     runs = {}
@@ -69,11 +62,12 @@ def load_study(results_dir, study):
 
 
 def _series(study, row):
-    """The line a summary row belongs to in the accuracy and cost figures."""
-    if study == "attention":
-        table = "MiniLM table, " if row.get("embedding") == "minilm" else ""
-        return f"{table}{row['init']} init" if row.get("init") else table + row["method"]
-    return {"svd": "retrained", "lora": "LoRA"}[study] if row["method"] in ("svd", "lora") else row["method"]
+    """The line a summary row belongs to in the accuracy and cost figures: its token table, start and method
+    (where the study's methods share ranks); an unfactored row is its method."""
+    parts = [f"{row['embedding']} table" if row.get("embedding") else None,
+             f"{row['init']} init" if row.get("init") else None,
+             row["method"] if row["rank"] is None or STUDIES[study].method_in_id else None]
+    return ", ".join(p for p in parts if p) or row["method"]
 
 
 def bench_labels(paths):
@@ -101,10 +95,10 @@ def load_benches(paths):
             e, s = b["extra_info"], b["stats"]
             merged = e.get("merged") if e["method"] == "lora" else None
             # Timing depends on the architecture only, not on retraining or initialisation.
-            series = {"attention": "factored Q, K, V"}.get(e["study"], "factored") if merged is None else \
-                ("merged" if merged else "unmerged")
+            series = (e["method"] if merged is None else ("merged" if merged else "unmerged"))
             dtype, mode = axes(e)
-            rows.append({"file": file_label, "fullname": b["fullname"], "label": variant_id(e["method"], e["rank"]),
+            rows.append({"file": file_label, "fullname": b["fullname"],
+                         "label": variant_id(e["study"], e["method"], e["rank"]),
                          "dtype": dtype, "mode": mode,
                          "series": series, "variant": "" if merged is None else ("merged" if merged else "unmerged"),
                          "study": e["study"], "kind": e["kind"], "method": e["method"], "rank": e["rank"],
@@ -136,15 +130,23 @@ def primary(bench):
     return [b for b in bench if (b["dtype"], b["mode"]) == pick]
 
 
-def speedup_cells(study, bench):
-    """{(dtype, mode): {(rank, batch_size): speedup over the study's dense reference}} from the inference
-    benchmarks of the reference (first) file, like with like: each factored model against the reference model
-    in its own dtype, mode and batch size. Ratios of min times, as bench/speedups.py. The reference is dense for
-    SVD and attention and full fine-tuning for LoRA (a dense MLP); LoRA's factored models are the unmerged ones
-    (merged costs what dense costs)."""
+def _mapped(study, bench):
+    """The inference rows of the reference (first) file that a speedup map shows: the study's reference and one
+    method's factored models, the first measured (methods that share a rank share the architecture, so its time);
+    LoRA's unmerged ones (merged costs what dense costs)."""
     rows = [b for b in bench if b["study"] == study and b["kind"] == "infer" and b["file"] == bench[0]["file"]
             and b["variant"] != "merged"] if bench else []
-    reference = BASELINES[study][0]
+    method = next((b["method"] for b in rows if b["rank"] is not None), None)
+    return [b for b in rows if b["method"] in (STUDIES[study].reference, method)]
+
+
+def speedup_cells(study, bench):
+    """{(dtype, mode): {(rank, batch_size): speedup over the study's reference}} of `_mapped`'s rows, like with
+    like: each factored model against the reference model in its own dtype, mode and batch size. Ratios of min
+    times, as bench/speedups.py. The reference is dense for SVD and attention and full fine-tuning for LoRA (a dense
+    MLP)."""
+    rows = _mapped(study, bench)
+    reference = STUDIES[study].reference
     dense = {(b["dtype"], b["mode"], b["batch_size"]): b["min_ms"] for b in rows if b["method"] == reference}
     maps = {}
     for b in rows:
@@ -157,9 +159,6 @@ def speedup_cells(study, bench):
 def accuracy_by_axes(study, bench):
     """{(dtype, mode, rank): test accuracy} of the study's timed inference models (rank None: the reference), each
     evaluated in its benchmark's own dtype and mode; at the largest batch size measured (compiled models are
-    evaluated at their batch size, so batch sizes may differ in the last digit). LoRA: unmerged, as the map."""
-    reference = BASELINES[study][0]
-    rows = sorted((b for b in bench if b["study"] == study and b["kind"] == "infer" and b["file"] == bench[0]["file"]
-                   and b["variant"] != "merged" and (b["rank"] is not None or b["method"] == reference)
-                   and b["accuracy_timed"] is not None), key=lambda b: b["batch_size"]) if bench else []
+    evaluated at their batch size, so batch sizes may differ in the last digit); the rows the map shows."""
+    rows = sorted((b for b in _mapped(study, bench) if b["accuracy_timed"] is not None), key=lambda b: b["batch_size"])
     return {(b["dtype"], b["mode"], b["rank"]): b["accuracy_timed"] for b in rows}  # the largest batch size wins

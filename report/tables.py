@@ -2,6 +2,7 @@
 import pandas as pd
 
 from core.io import atomic_write
+from core.spec import STUDIES
 from report import fmt
 from report.results import bench_order
 
@@ -13,49 +14,30 @@ def _note(row):
     return ", ".join(notes)
 
 
-def _acc(metric):
-    """The column of a mean accuracy over seeds with its 95 % interval."""
-    return lambda r: fmt.pct_ci(r[metric], r.get(f"{metric}_ci95"))
-
-
-def _diff(r):
-    """Validation accuracy minus the reference's, paired by seed, in points."""
-    return fmt.points(r.get("val_acc_diff"), r.get("val_acc_diff_ci95"))
-
-
-# Display columns per study: (header, row -> text). Few and short so that the LaTeX table fits a page.
-# Accuracies are means over the seeds (n) with their 95 % half-widths; "val vs" is the paired difference.
-COLUMNS = {
-    "svd": [("model", lambda r: r["label"]), ("n", lambda r: fmt.count(r.get("n_seeds"))),
-            ("trunc. acc (%)", lambda r: fmt.pct(r.get("acc_truncated"))),
-            ("test acc (%)", _acc("test_acc")), ("val acc (%)", _acc("val_acc")), ("val vs dense (pt)", _diff),
-            ("params", lambda r: fmt.count(r["params_total"])), ("FLOPs", lambda r: fmt.si(r["flops"])),
-            ("peak MiB", lambda r: fmt.mib(r["peak_mem_bytes"])), ("s/epoch", lambda r: fmt.num(r["epoch_seconds"])),
-            ("note", _note)],
-    "lora": [("model", lambda r: r["label"]), ("n", lambda r: fmt.count(r.get("n_seeds"))),
-             ("alpha", lambda r: fmt.num(r.get("alpha"), "g")),
-             ("test acc (%)", _acc("test_acc")), ("val acc (%)", _acc("val_acc")), ("val vs full (pt)", _diff),
-             ("trainable", lambda r: fmt.count(r["params_trainable"])),
-             ("trainable (%)", lambda r: fmt.num(r.get("trainable_pct"))),
-             ("total", lambda r: fmt.count(r["params_total"])), ("peak MiB", lambda r: fmt.mib(r["peak_mem_bytes"])),
-             ("s/epoch", lambda r: fmt.num(r["epoch_seconds"])), ("ckpt KiB", lambda r: fmt.kib(r.get("checkpoint_bytes"))),
-             ("note", _note)],
-    "attention": [("model", lambda r: r["label"]), ("embedding", lambda r: r.get("embedding") or "learned"),
-                  ("n", lambda r: fmt.count(r.get("n_seeds"))),
-                  ("test acc (%)", _acc("test_acc")), ("val acc (%)", _acc("val_acc")),
-                  ("val vs dense (pt)", _diff),
-                  ("QKV params", lambda r: fmt.count(r.get("qkv_params"))),
-                  ("params", lambda r: fmt.count(r["params_total"])), ("FLOPs", lambda r: fmt.si(r["flops"])),
-                  ("peak MiB", lambda r: fmt.mib(r["peak_mem_bytes"])),
-                  ("s/epoch", lambda r: fmt.num(r["epoch_seconds"])), ("note", _note)],
+# How a results-table column prints its row field (core/spec.py `columns`): (row, field) -> text. Accuracies are
+# means over the seeds with their 95 % half-widths; "diff" is the paired difference to the study's reference.
+FORMATS = {
+    "text": lambda r, f: str(r[f]),
+    "table": lambda r, f: r.get(f) or "learned",  # a token table: a pre-defined one's name, else the model's own
+    "count": lambda r, f: fmt.count(r.get(f)),
+    "pct": lambda r, f: fmt.pct(r.get(f)),
+    "acc": lambda r, f: fmt.pct_ci(r.get(f), r.get(f"{f}_ci95")),
+    "diff": lambda r, f: fmt.points(r.get(f"{f}_diff"), r.get(f"{f}_diff_ci95")),
+    "num": lambda r, f: fmt.num(r.get(f)),
+    "num_g": lambda r, f: fmt.num(r.get(f), "g"),
+    "si": lambda r, f: fmt.si(r.get(f)),
+    "mib": lambda r, f: fmt.mib(r.get(f)),
+    "kib": lambda r, f: fmt.kib(r.get(f)),
+    "note": lambda r, f: _note(r),
 }
 
 
 def results_table(d):
-    """(every field of every row, the formatted columns)."""
+    """(every field of every row, the formatted columns of the study's spec)."""
     raw = pd.DataFrame([{k: v for k, v in r.items() if k != "series" and not isinstance(v, (dict, list))}
                         for r in d["rows"]])  # per-parameter counts and the like stay in summary.json
-    shown = pd.DataFrame([{h: f(r) for h, f in COLUMNS[d["study"]]} for r in d["rows"]])
+    shown = pd.DataFrame([{header: FORMATS[kind](r, field) for header, field, kind in STUDIES[d["study"]].columns}
+                          for r in d["rows"]])
     return raw, shown
 
 

@@ -36,7 +36,7 @@ def test_frozen_parameters_stay_frozen(tmp_path, mlp):
 
 def test_factored_model_rebuilt_from_sidecar(tmp_path, mlp):
     model = factorize(mlp, {"hidden.0": 3, "hidden.1": 5}, targets=["hidden"]).eval()
-    checkpoint.save(tmp_path / "k", model, structure={"lowrank": {"kind": "two_linear",
+    checkpoint.save(tmp_path / "k", model, structure={"lowrank": {"layer": "two_linear",
                                                                   "ranks": factored_ranks(model)}})
     loaded, _ = checkpoint.load(tmp_path / "k")
     x = torch.rand(4, 1, 8, 8)

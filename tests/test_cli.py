@@ -8,22 +8,28 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_download import mirror, server  # noqa: F401 (fixtures: the download sources on a local HTTP server)
 
 import torch
 from fixtures.build import VOCAB, build_data_root
 from lowrank_bench import cli
-from training import checkpoint, config, data, download, embeddings
-from training.studies import svd
+from training import checkpoint, config, data, download, embeddings, outcomes
+from training.studies import STUDIES, svd
+from training.train import evaluate
 
 TINY = """
 seeds = [0, 1]
 [data]
-val_fraction = 0.2
+stop_fraction = 0.2
+hoda_decide = 8
+fashion_decide = 8
+imdb_decide = 2
 [svd]
 model = { hidden = [24, 16] }
 ranks = [2, 4]
+methods = ["svd"]
 baseline = { epochs = 2, batch_size = 8 }
 retrain = { epochs = 1, batch_size = 8 }
 bench = { batch_sizes = [1, 4], rounds = 1 }
@@ -34,6 +40,7 @@ bench = { batch_sizes = [1, 4], rounds = 1 }
 [attention]
 model = { d_model = 16, n_heads = 2, d_ff = 32 }
 ranks = [2, 16]
+methods = ["svd"]
 train = { epochs = 1, batch_size = 4 }
 bench = { batch_sizes = [1, 2], rounds = 1 }
 """
@@ -80,12 +87,25 @@ def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
             model, sidecar = checkpoint.load(out / "tiny" / r["checkpoint"])  # every checkpoint rebuilds
             assert sidecar["profile"] == "tiny"
             assert r["method"] == "pretrained" or (sidecar["method"], sidecar["rank"]) == (r["method"], r["rank"])
+        splits = STUDIES[study].load_data(config.load_profile("tiny"), root)
+        for r in summary["seed_rows"]:  # per-example outcomes: as the checkpoint computes them on the same split
+            got = outcomes.load_outcomes(out / "tiny", r["outcomes"])
+            model, _ = checkpoint.load(out / "tiny" / r["checkpoint"])
+            for part, x, y in (("val", splits.x_decide, splits.y_decide), ("test", splits.x_test, splits.y_test)):
+                assert np.array_equal(getattr(got, part), (evaluate(model, x, y)[2] == y).numpy()), r["outcomes"]
+            assert got.val.mean() == pytest.approx(r["val_acc"]) and got.test.mean() == pytest.approx(r["test_acc"])
+            # one split for every seed and variant of the study, so all of them pair up example by example
+            assert (got.val_split, got.test_split) == (splits.split_id("decide"), splits.split_id("test"))
+        assert outcomes.stack([outcomes.load_outcomes(out / "tiny", r["outcomes"]) for r in summary["seed_rows"]],
+                              "test").shape == (len(summary["seed_rows"]), len(splits.y_test))
     svd_summary = json.loads((out / "tiny" / "svd" / "summary.json").read_text())
     assert {r["rank"] for r in svd_summary["layers"]} == {2, 4}
     chosen = svd_summary["chosen"]
-    said = f"chosen k = {chosen['rank']}:" if chosen else "no k within 0.5 validation points"
+    said = f"chosen k (svd) = {chosen['rank']}:" if chosen else "no k (svd) within 0.5 validation points"
     assert said in stdout  # the study says which k it chose, or that none qualified
-    assert all(r["val_acc"] >= r["val_acc_truncated"] for r in svd_summary["rows"][1:])  # retraining never ends lower
+    for r in svd_summary["seed_rows"][1:]:  # retraining never ends below its start on the stop part, which chose it
+        history = checkpoint.load(out / "tiny" / r["checkpoint"])[1]["history"]
+        assert r["stop_acc"] == max(h["stop_acc"] for h in history) >= history[0]["stop_acc"]
     lora = json.loads((out / "tiny" / "lora" / "summary.json").read_text())
     r1 = next(r for r in lora["rows"] if (r["method"], r["rank"]) == ("lora", 1))
     full = next(r for r in lora["rows"] if r["method"] == "full")
@@ -94,7 +114,7 @@ def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
     k16 = next(r for r in attention["rows"] if (r["rank"], r["init"], r["embedding"]) == (16, "random", None))
     assert k16["qkv_params"] == 3 * (16 * 32 + 16 + 16)  # k(d+d) + k + d per projection at k = d
     assert attention["chosen_by_embedding"].keys() == {"minilm"}  # its own chosen k per init, or None
-    assert (out / "tiny" / "attention" / "seed0" / "minilm-trained-k2.json").is_file()
+    assert (out / "tiny" / "attention" / "seed0" / "minilm-trained-svd-k2.json").is_file()
     table = embeddings.load(root, len(VOCAB))
     model, _ = checkpoint.load(out / "tiny" / "attention" / "seed0" / "minilm-dense")
     assert model.wte.weight.shape == table.shape and model.wte.weight.requires_grad  # fine-tuned: the default
@@ -148,7 +168,8 @@ def test_lora_alone_trains_the_dense_baselines_it_starts_from(root, tiny_profile
                           "--out", out)
     assert rc == 0, err
     assert "14 jobs (0 already done)" in stdout  # 6 LoRA rows and svd's dense, per seed
-    assert sorted(p.name for p in (out / "tiny" / "svd").rglob("*.safetensors")) == ["dense.safetensors"] * 2
+    assert sorted(p.name for p in (out / "tiny" / "svd").rglob("*.safetensors")) == sorted(
+        ["dense.outcomes.safetensors", "dense.safetensors"] * 2)
     assert (out / "tiny" / "lora" / "summary.json").exists() and not (out / "tiny" / "svd" / "summary.json").exists()
 
 

@@ -15,7 +15,8 @@ from report import collect as collect_mod
 from report.collect import collect
 from report.figures import _latency_panels, pareto_front
 from report.tables import ceiling_table, to_markdown
-from training.stats import summarize
+from core.spec import reference_key
+from training.stats import over_seeds
 
 BENCH = Path(__file__).resolve().parent.parent / "fixtures" / "bench_sample.json"
 STUDIES = ("svd", "lora", "attention")
@@ -28,8 +29,8 @@ def _history(epochs, final_acc):
     out = []
     for e in range(1, epochs + 1):
         acc = final_acc - 0.3 / e ** 2
-        out.append({"epoch": e, "train_loss": 1.5 / e, "train_acc": acc + 0.01, "val_loss": 1.6 / e,
-                    "val_acc": acc, "test_loss": 1.62 / e, "test_acc": acc - 0.002, "seconds": 1.5})
+        out.append({"epoch": e, "train_loss": 1.5 / e, "train_acc": acc + 0.01, "stop_loss": 1.6 / e,
+                    "stop_acc": acc, "test_loss": 1.62 / e, "test_acc": acc - 0.002, "seconds": 1.5})
     return out
 
 
@@ -46,7 +47,7 @@ def _row(study, method, rank, test_acc, params, trainable, flops, init=None, emb
             "test_acc": test_acc, "params_total": params, "params_trainable": trainable, "flops": flops,
             "epoch_seconds": 0.8 + (params / 2e6), "train_seconds": 2.4 + params / 1e6,
             "peak_mem_bytes": 40 * 2 ** 20 + 12 * trainable,
-            "checkpoint": f"{study}/{variant_id(method, rank, init, embedding)}", **extra}
+            "checkpoint": f"{study}/{variant_id(study, method, rank, init, embedding)}", **extra}
 
 
 def svd_summary():
@@ -111,7 +112,6 @@ def attention_summary():
 SUMMARIES = {"svd": svd_summary, "lora": lora_summary, "attention": attention_summary}
 
 
-REFERENCE = {"svd": ("dense", None, None), "lora": ("full", None, None), "attention": ("dense", None, None)}
 SEED_OFFSETS = {0: +0.002, 1: -0.002}  # two seeds around each row's accuracy, so the means are the numbers above
 
 
@@ -128,7 +128,7 @@ def write_results(results_dir, studies=STUDIES, bench=True):
                                   "test_acc": row["test_acc"] + offset,
                                   "checkpoint": row["checkpoint"].replace("/", f"/seed{seed}/", 1)})
         # each token table's rows against its own dense model, as the attention study pairs them
-        rows = [summarize([r for r in seed_rows if r.get("embedding") == e], (*REFERENCE[study], e))
+        rows = [over_seeds([r for r in seed_rows if r.get("embedding") == e], reference_key(study, e))
                 for e in dict.fromkeys(r.get("embedding") for r in seed_rows)]
         summary |= {"study": study, "profile": results_dir.name, "device": "cpu", "device_name": "AMD EPYC 9R14",
                     "tolerance_points": 0.5, "seed_rows": seed_rows, "rows": [r for part in rows for r in part]}
@@ -179,10 +179,10 @@ def test_every_study_gets_its_tables_and_figures(collected):
 
 def test_results_tables_mark_the_chosen_rank_and_keep_raw_values(collected):
     md = read(collected["tables"]["svd_results"]["md"])
-    line = next(l for l in md.splitlines() if l.startswith("| k128 "))
+    line = next(l for l in md.splitlines() if l.startswith("| svd-k128 "))
     assert "chosen" in line and "98.65" in line and "465,418" in line and "31.10" not in line
     assert "| 98.10 |" in md  # k128's truncated accuracy
-    assert "chosen" not in next(l for l in md.splitlines() if l.startswith("| k32 "))
+    assert "chosen" not in next(l for l in md.splitlines() if l.startswith("| svd-k32 "))
     csv = read(collected["tables"]["svd_results"]["csv"])
     assert "0.9865" in csv and "465418" in csv  # raw fractions and counts, not the formatted text
     tex = read(collected["tables"]["lora_results"]["tex"])
@@ -190,12 +190,12 @@ def test_results_tables_mark_the_chosen_rank_and_keep_raw_values(collected):
     lora_md = read(collected["tables"]["lora_results"]["md"])
     assert "chosen" in next(l for l in lora_md.splitlines() if l.startswith("| r4 "))
     attn_md = read(collected["tables"]["attention_results"]["md"])
-    assert "chosen" in next(l for l in attn_md.splitlines() if l.startswith("| trained-k16 | learned |"))
+    assert "chosen" in next(l for l in attn_md.splitlines() if l.startswith("| trained-svd-k16 | learned |"))
     minilm = [l for l in attn_md.splitlines() if l.startswith("| minilm-")]  # MiniLM's table: its own rows
     assert [l.split(" | ")[:2] for l in minilm] == [["| minilm-dense", "minilm"]] + [
-        [f"| minilm-{i}-k{k}", "minilm"] for k in (4, 16, 64) for i in ("random", "trained")]
+        [f"| minilm-{i}-svd-k{k}", "minilm"] for k in (4, 16, 64) for i in ("random", "trained")]
     assert not any("chosen" in l for l in minilm) and "| +0.00 " not in minilm[0]
-    k16 = next(l for l in minilm if l.startswith("| minilm-random-k16 "))
+    k16 = next(l for l in minilm if l.startswith("| minilm-random-svd-k16 "))
     assert "-1.10" in k16  # paired with MiniLM's own dense model (79.00 - 80.10), not the learned one
 
 
@@ -209,7 +209,7 @@ def test_latency_table_gives_median_and_iqr_per_batch_size_in_ms(collected):
     med, iqr = 1e3 * dense_256["stats"]["median"], 1e3 * dense_256["stats"]["iqr"]
     assert f"{med:.3g} [{iqr:.2g}]" in line
     attention = [l.split("|")[1].strip() for l in read(collected["tables"]["attention_latency"]["md"]).splitlines()[2:]]
-    assert attention == ["dense", "k4", "k16", "k64"]  # timed once per k: both inits share the architecture
+    assert attention == ["dense", "svd-k4", "svd-k16", "svd-k64"]  # timed once per k: both inits share the architecture
     lora = read(collected["tables"]["lora_latency"]["md"])
     assert any(l.startswith("| r4 | merged ") for l in lora.splitlines())
     assert any(l.startswith("| r4 | unmerged ") for l in lora.splitlines())
@@ -223,8 +223,8 @@ def test_layers_costing_more_than_dense_are_flagged(tmp_path):
     (results / "svd" / "summary.json").write_text(json.dumps(summary))
     c = collect(results, [])
     rows = read(c["tables"]["svd_results"]["md"]).splitlines()
-    assert "costs > dense" in next(l for l in rows if l.startswith("| k128 "))
-    assert "costs > dense" not in next(l for l in rows if l.startswith("| k32 "))
+    assert "costs > dense" in next(l for l in rows if l.startswith("| svd-k128 "))
+    assert "costs > dense" not in next(l for l in rows if l.startswith("| svd-k32 "))
     assert read(c["tables"]["svd_layers"]["md"]).count("costs > dense") == 1
 
 

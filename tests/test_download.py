@@ -52,8 +52,8 @@ def test_download_fills_an_empty_root(server, mirror, tmp_path):
                        torch.from_numpy(load_file(mirror / embeddings.FILE)[embeddings.KEY]))
     assert (root / "hoda" / "Train 60000.cdb") in got and (root / "imdb" / "train.parquet") in got
     assert data.missing(root) == [] and not list(root.rglob("*.tmp"))
-    assert len(data.load_hoda(root).y_test) == 30  # train comes from the downloaded Train 60000.cdb
-    s = data.load_imdb(root, max_len=8)  # the hub-style tokenizer folder loads through its config.json
+    assert len(data.load_hoda(root, decide_size=3).y_test) == 30  # train comes from the downloaded Train 60000.cdb
+    s = data.load_imdb(root, max_len=8, decide_size=1)  # the hub-style tokenizer folder loads through its config.json
     assert s.vocab_size == len(build.VOCAB) and s.x_test.shape == (6, 8)
     assert download(root, base_urls=urls(server)) == []  # nothing missing, nothing fetched
 

@@ -10,7 +10,7 @@ from fixtures import build
 from core.io import UserError
 from core.variants import KEY_FIELDS, key, variant_id
 from training import config, embeddings, jobs
-from training.studies import attention
+from training.studies import attention, variants
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +73,10 @@ def test_the_wheel_is_found_without_importing_it(tmp_path, monkeypatch):
 
 def test_the_variant_has_its_own_key_field_and_ids():
     assert KEY_FIELDS == ("study", "method", "rank", "init", "embedding")
-    assert variant_id("dense") == "dense" and variant_id("svd", 16, "random") == "random-k16"  # as before
-    assert variant_id("dense", embedding="minilm") == "minilm-dense"
-    assert variant_id("svd", 16, "random", "minilm") == "minilm-random-k16"
+    assert variant_id("attention", "dense") == "dense"
+    assert variant_id("attention", "svd", 16, "random") == "random-svd-k16"
+    assert variant_id("attention", "dense", embedding="minilm") == "minilm-dense"
+    assert variant_id("attention", "svd", 16, "random", "minilm") == "minilm-random-svd-k16"
     assert key({"study": "attention", "method": "dense", "rank": None, "init": None}) == (
         "attention", "dense", None, None, None)  # a row from before the field: the learned table
 
@@ -85,7 +86,7 @@ def test_every_embedding_runs_dense_and_every_rank_and_init_from_its_own_dense()
     plan = jobs.plan(profile, ["attention"], "cpu")
     names = {j.name for j in plan if j.seed == 0}
     ranks = profile.attention.ranks
-    learned = {"dense", *(f"{i}-k{k}" for i in ("random", "trained") for k in ranks)}
+    learned = {"dense", *(f"{i}-svd-k{k}" for i in ("random", "trained") for k in ranks)}
     assert names == {f"attention/seed0/{n}" for n in learned | {f"minilm-{n}" for n in learned}}
     by_id = {j.id: j for j in plan}
     for j in plan:
@@ -110,6 +111,7 @@ def test_embeddings_are_checked_when_the_profile_loads(value):
 
 def test_only_the_minilm_jobs_name_a_pre_defined_table():
     profile = config.load_profile("smoke", "cpu")
-    jobs = list(attention.jobs(profile))
-    assert jobs[0][0] == attention.DENSE and "embedding" not in jobs[0][1]
-    assert all(("embedding" in settings) == (key_[4] == "minilm") for key_, settings, _ in jobs)
+    keys = variants("attention", profile)
+    assert keys[0] == ("attention", "dense", None, None, None) and "embedding" not in attention.job(keys[0], profile)[0]
+    assert {k[4] for k in keys} == {None, "minilm"}
+    assert all(("embedding" in attention.job(k, profile)[0]) == (k[4] == "minilm") for k in keys)

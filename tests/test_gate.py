@@ -1,9 +1,11 @@
 """The regression gate on synthetic pytest-benchmark JSON pairs, plus one real pytest-benchmark run (pytester)
 proving the synthetic shape is the real one."""
+import copy
 import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from report import gate
@@ -29,7 +31,8 @@ def stats(median):
 
 
 def suite(time_scale=1.0, machine=None, rename=(), **extra):
-    """A 10-benchmark svd suite (5 k × 2 batch sizes); `extra` overrides extra_info on every benchmark."""
+    """A 10-benchmark svd suite (5 k × 2 batch sizes); `extra` overrides extra_info on every benchmark. No
+    per-round times: the gate judges such files on the stored statistic (the point rule)."""
     benchmarks = []
     for k in KS:
         for batch in BATCHES:
@@ -52,6 +55,18 @@ def suite(time_scale=1.0, machine=None, rename=(), **extra):
             "commit_info": {"id": "abc123", "time": None, "author_time": None, "dirty": False,
                             "project": "lowrank-bench", "branch": "main"},
             "benchmarks": benchmarks, "datetime": "2026-01-01T00:00:00+00:00", "version": "5.3.1"}
+
+
+def with_rounds(bench, runs=((1.0, 0.03),), rounds=10, seed=0):
+    """`bench` with per-round times: for each (scale, spread) in `runs` one run of `rounds` times, log-normal
+    around scale × the benchmark's median with that relative spread (several runs: pooled, with run_rounds)."""
+    rng = np.random.default_rng(seed)
+    for b in bench["benchmarks"]:
+        b["stats"]["data"] = [float(t) for scale, spread in runs
+                              for t in b["stats"]["median"] * scale * rng.lognormal(0, spread, rounds)]
+        if len(runs) > 1:
+            b["extra_info"]["run_rounds"] = [rounds] * len(runs)
+    return bench
 
 
 def dump(path, obj):
@@ -95,6 +110,96 @@ def test_slowdown_tolerance_and_stat_are_honoured(tmp_path):
     head["benchmarks"][3]["stats"]["min"] *= 2  # only min moved: median passes, min fails
     assert run_gate(tmp_path, suite(), head) == 0
     assert run_gate(tmp_path, suite(), head, "--stat", "min") == 1
+
+
+def test_without_per_round_times_the_summary_names_the_point_rule(tmp_path, capsys):
+    assert run_gate(tmp_path, suite(), suite(time_scale=1.05)) == 0
+    assert "10 benchmark(s) without per-round times judged on the point value alone" in capsys.readouterr().out
+    assert run_gate(tmp_path, with_rounds(suite()), with_rounds(suite(), seed=1)) == 0
+    assert "point value" not in capsys.readouterr().out
+
+
+# ---- time decided by an interval over rounds and runs --------------------------------------------------------
+
+def test_steady_rounds_identical_code_passes(tmp_path, capsys):
+    assert run_gate(tmp_path, with_rounds(suite()), with_rounds(suite(), seed=1)) == 0
+    out = capsys.readouterr().out
+    assert verdicts(out, "time.median") == ["ok"] * 10
+    assert re.search(r"test_infer\[dense-1\] +time\.median .* [+-]\d+\.\d% \[-\d+\.\d%, \+\d+\.\d%\] +ok$", out, re.M)
+    assert "0 undecided (not failing)" in out
+
+
+def test_a_25_percent_slowdown_of_every_round_fails(tmp_path, capsys):
+    base = with_rounds(suite())
+    head = with_rounds(suite(), runs=((1.25, 0.03),), seed=1)
+    assert run_gate(tmp_path, base, head) == 1
+    out = capsys.readouterr().out
+    assert verdicts(out, "time.median") == ["FAIL"] * 10
+    assert run_gate(tmp_path, base, head, "--max-slowdown", "40%") == 0
+    head["machine_info"] = MACHINE | {"threads": 16}
+    assert run_gate(tmp_path, base, head, "--allow-different-machine") == 0
+    assert verdicts(capsys.readouterr().out, "time.median")[-10:] == ["info"] * 10
+
+
+def test_noisy_rounds_make_a_slowdown_beyond_the_limit_undecided_not_failed(tmp_path, capsys):
+    """Rounds spread by 30 %: a 20 % shift of the median is beyond +15 % but inside the noise."""
+    base = with_rounds(suite(), runs=((1.0, 0.3),))
+    head = with_rounds(suite(), runs=((1.2, 0.3),), seed=1)
+    assert run_gate(tmp_path, base, head) == 0
+    out = capsys.readouterr().out
+    assert verdicts(out, "time.median").count("undecided") >= 5 and "FAIL" not in verdicts(out, "time.median")
+    n = verdicts(out, "time.median").count("undecided")
+    assert f"{n} undecided (not failing)" in out and out.strip().splitlines()[-1].startswith("gate: ok")
+    # the point rule on the same medians would have failed every benchmark
+    assert run_gate(tmp_path, suite(), suite(time_scale=1.2)) == 1
+
+
+def test_the_statistic_is_computed_from_the_rounds(tmp_path, capsys):
+    base = with_rounds(suite())
+    head = copy.deepcopy(base)
+    for b in head["benchmarks"]:  # the slower half of the rounds twice as slow, the stored stats left alone
+        data = sorted(b["stats"]["data"])
+        b["stats"]["data"] = data[:5] + [2 * t for t in data[5:]]
+    assert run_gate(tmp_path, base, head, "--stat", "min") == 0
+    assert run_gate(tmp_path, base, head, "--stat", "q1") == 0
+    capsys.readouterr()
+    assert run_gate(tmp_path, base, head, "--stat", "max") == 1
+    assert verdicts(capsys.readouterr().out, "time.max") == ["FAIL"] * 10
+
+
+def test_a_pool_whose_runs_disagree_is_undecided_and_one_whose_runs_agree_fails(tmp_path, capsys):
+    """Three runs per side: the interval resamples runs, so a run that ran 60 % slow widens it."""
+    base = with_rounds(suite(), runs=((1.0, 0.03), (1.6, 0.03), (1.0, 0.03)))
+    head = with_rounds(suite(), runs=((1.25, 0.03), (1.25, 0.03), (2.0, 0.03)), seed=1)
+    assert run_gate(tmp_path, base, head) == 0
+    assert set(verdicts(capsys.readouterr().out, "time.median")) == {"undecided"}
+    steady = with_rounds(suite(), runs=((1.0, 0.03),) * 3)
+    slower = with_rounds(suite(), runs=((1.25, 0.03),) * 3, seed=1)
+    assert run_gate(tmp_path, steady, slower) == 1
+
+
+def test_normalize_scales_the_rounds_too(tmp_path):
+    base = with_rounds(suite())
+    drifted = with_rounds(suite(), runs=((1.3, 0.03),), seed=1)
+    assert run_gate(tmp_path, base, drifted) == 1
+    assert run_gate(tmp_path, base, drifted, "--normalize") == 0
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("data", [1e-3, -1e-3], "positive per-round times"),
+    ("data", [1e-3, float("nan")], "positive per-round times"),
+    ("data", [], "positive per-round times"),
+    ("data", "fast", "positive per-round times"),
+    ("run_rounds", [5, 4], "does not split its 10 per-round times"),
+    ("run_rounds", [10, 0], "does not split"),
+])
+def test_broken_round_data_is_an_invalid_file(tmp_path, capsys, field, value, message):
+    broken = with_rounds(suite())
+    where = broken["benchmarks"][2]["stats" if field == "data" else "extra_info"]
+    where[field] = value
+    assert run_gate(tmp_path, with_rounds(suite()), broken) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "head.json" in err and "test_infer[k1-1]" in err and message in err
 
 
 def test_normalize_cancels_machine_drift_but_not_a_relative_regression(tmp_path, capsys):
@@ -378,6 +483,7 @@ def test_real_pytest_benchmark_output_is_accepted(pytester, tmp_path):
     fake = suite()["benchmarks"][0]
     assert set(real) == set(fake)
     assert set(real["stats"]) - {"data"} == set(fake["stats"])
+    assert len(real["stats"]["data"]) == 3  # --benchmark-json keeps every round: the gate's interval needs them
     assert rows(bench)[1]["params"] == {"k": "k2"} and rows(bench)[1]["rounds"] == 3
     assert gate.main([str(out), str(out)]) == 0
 

@@ -36,7 +36,7 @@ def lora_mlp():
 
 def svd_transformer():
     config = TransformerConfig(vocab_size=50, max_len=12, d_model=32, n_heads=4, d_ff=64, dropout=0.0)
-    model = factorize(Transformer(config), 4, ["q_proj", "k_proj", "v_proj"], layer="svd")
+    model = factorize(Transformer(config), 4, ["q_proj", "k_proj", "v_proj"], layer="usv")
     ids = torch.randint(1, 50, (8, 12))
     ids[:, 9:] = config.pad_id  # padding, masked in attention and pooling
     return model, ids

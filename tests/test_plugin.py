@@ -136,7 +136,7 @@ def test_compare_collect_and_gate_read_it(venv, readme_run):
     assert {p.name for p in (out / "figures").iterdir()} == {f"mlp_{f}.{e}" for f in ("latency", "accuracy")
                                                               for e in ("png", "pdf")}
     gate = run(["lowrank-bench", "gate", "out.json", "out.json"], user, env)
-    assert "FAIL" not in gate.stdout and "test_mlp[16-fp32-eager]" in gate.stdout
+    assert "gate: ok, 0 of " in gate.stdout and "test_mlp[16-fp32-eager]" in gate.stdout
 
 
 def test_plugin_does_nothing_to_a_session_without_its_fixture(venv):
@@ -231,4 +231,5 @@ def test_public_api_loads_torch_only_when_used():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = run([sys.executable, "-c", code], REPO, env).stdout.split()
     assert out == ["['LoRAConfig',", "'METHODS',", "'Measurement',", "'add_lora',", "'calibrate',", "'factorize',",
-                   "'measure',", "'merge_lora']", "models.methods", "training.measure"]
+                   "'measure',", "'merge_lora',", "'paired_difference',", "'verdict']", "models.methods",
+                   "training.measure"]

@@ -19,6 +19,7 @@ def scaled(bench, factor, only=None):
         if only in (None, b["fullname"]):
             for field in ("min", "max", "mean", "median", "q1", "q3", "stddev", "iqr", "total"):
                 b["stats"][field] *= factor
+            b["stats"]["data"] = [t * factor for t in b["stats"]["data"]]
     return bench
 
 
@@ -37,6 +38,14 @@ def test_each_stat_is_the_median_over_runs(sample):
         assert b["stats"]["max"] == pytest.approx(3.0 * base["stats"]["max"])
         assert b["stats"]["rounds"] == 3 * base["stats"]["rounds"]
         assert b["extra_info"]["run_medians"] == pytest.approx([f * base["stats"]["median"] for f in (1, 3, 1.1)])
+
+
+def test_every_round_is_kept_with_the_run_it_came_from(sample):
+    pooled = pool_runs([scaled(sample, 1.0), scaled(sample, 3.0)], ["a", "b"])
+    for base, b in zip(sample["benchmarks"], pooled["benchmarks"]):
+        rounds = base["stats"]["data"]
+        assert b["stats"]["data"] == pytest.approx(rounds + [3 * t for t in rounds])
+        assert b["extra_info"]["run_rounds"] == [len(rounds), len(rounds)]
 
 
 def test_one_disturbed_process_does_not_move_the_result(sample):

@@ -70,9 +70,9 @@ def test_numbers_in_the_pdf_come_from_the_results(built):
         svd.replace("\n", " ")
     assert "r = 4" in sections(text, SECTIONS)["LoRA"]
     attention = sections(text, SECTIONS)["Low-rank attention"].replace("\n", " ")
-    assert "trained-k16" in attention and "a speed-up of" in attention  # chosen row found among the k benchmarks
+    assert "trained-svd-k16" in attention and "a speed-up of" in attention  # chosen row found among the k benchmarks
     assert "With the pre-defined word-piece table of all-MiniLM-L6-v2 (frozen, projected" in attention
-    assert "minilm-random-k16" in attention  # the variant's rows are in the results table
+    assert "minilm-random-svd-k16" in attention  # the variant's rows are in the results table
     assert "\\newcommand{\\SvdChosenRank}{128}" in (out / "numbers.tex").read_text()
     # Listings quote the real source at the lines where the class starts.
     first = int(re.search(r"\\newcommand\{\\LowRankLinearFirst\}\{(\d+)\}", (out / "numbers.tex").read_text())[1])
@@ -152,16 +152,20 @@ def test_locate_finds_a_class_or_one_method():
     assert latex.locate(source, "A", "forward") == (6, 7)
     assert latex.locate(source, "A", "after") is None  # a top-level def is not the class's method
     assert latex.locate(source, "Attention") is None
+    assert latex.locate(source, "after") == (14, 15)  # a top-level function
 
 
-def test_excerpts_come_from_the_real_sources_and_tolerate_missing_files(tmp_path):
+def test_excerpts_come_from_the_real_sources_and_a_missing_symbol_fails_loudly(tmp_path, monkeypatch):
     found = latex.write_excerpts(tmp_path / "a")
+    assert found.keys() == latex.EXCERPTS.keys()
     name, first, last = found["LowRankLinear"]
     copy = (tmp_path / "a" / "code" / name).read_text().splitlines()
     assert copy[first - 1].startswith("class LowRankLinear") and first < last
     assert all(ord(c) < 128 for line in copy for c in line)  # pdflatex's listings need ASCII
     assert len(copy) == len((latex.ROOT / "models" / "lowrank.py").read_text().splitlines())
-    assert latex.write_excerpts(tmp_path / "b", root=tmp_path) == {}  # no models/ at all: nothing, no error
+    monkeypatch.setitem(latex.EXCERPTS, "Gone", "models.lowrank:RenamedLinear")
+    with pytest.raises(LookupError, match="models.lowrank:RenamedLinear"):
+        latex.write_excerpts(tmp_path / "b")
 
 
 def test_numbers_tex_has_a_macro_per_number_and_a_flag_per_study(tmp_path):

@@ -4,9 +4,10 @@ import pytest
 from bench.speedups import add_speedups
 
 
-def bench(kind, k, batch_size, fastest):
-    return {"stats": {"min": fastest, "median": 2 * fastest}, "extra_info": {"study": "svd", "kind": kind, "rank": k,
-                                                        "batch_size": batch_size}}
+def bench(kind, k, batch_size, fastest, method=None):
+    return {"stats": {"min": fastest, "median": 2 * fastest},
+            "extra_info": {"study": "svd", "kind": kind, "method": method or ("dense" if k is None else "svd"),
+                           "rank": k, "batch_size": batch_size}}
 
 
 def test_speedups_and_ceiling():
@@ -19,6 +20,16 @@ def test_speedups_and_ceiling():
     assert e["ceiling_efficiency"] == pytest.approx(2.5 / 4.0)
     assert "speedup_vs_dense" not in rows[0]["extra_info"]  # dense is the reference
     assert "speedup_vs_dense" not in rows[2]["extra_info"]  # no dense run at batch 1: nothing to compare
+
+
+def test_methods_that_share_a_rank_are_each_their_own_model():
+    rows = [bench("infer", None, 256, 10.0), bench("infer", 8, 256, 4.0), bench("infer", 8, 256, 5.0, "whiten"),
+            bench("gemm_dense", None, 256, 6.0), bench("gemm_factored", 8, 256, 1.5),
+            bench("gemm_factored", 8, 256, 2.0, "whiten")]
+    add_speedups(rows)
+    assert rows[1]["extra_info"]["speedup_vs_dense"] == pytest.approx(2.5)
+    assert rows[2]["extra_info"]["speedup_vs_dense"] == pytest.approx(2.0)
+    assert rows[2]["extra_info"]["ceiling_speedup"] == pytest.approx(3.0)
 
 
 def test_other_studies_untouched():

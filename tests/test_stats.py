@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from training.stats import interval, summarize
+from training.stats import interval, over_seeds
 
 
 def test_interval_is_student_t_against_a_table():
@@ -23,7 +23,7 @@ def test_summary_pairs_differences_by_seed():
     rows = [row("dense", None, 0, 0.95, 0.94), row("dense", None, 1, 0.85, 0.84), row("dense", None, 2, 0.90, 0.89),
             row("svd", 4, 0, 0.94, 0.93, params=10), row("svd", 4, 1, 0.84, 0.83, params=10),
             row("svd", 4, 2, 0.89, 0.88, params=10)]
-    dense, k4 = summarize(rows, reference=("dense", None, None))
+    dense, k4 = over_seeds(rows, reference=("svd", "dense", None, None, None))
     assert (dense["method"], dense["n_seeds"], dense["seeds"]) == ("dense", 3, [0, 1, 2]) and "seed" not in dense
     assert dense["val_acc"] == pytest.approx(0.90) and dense["val_acc_diff"] is None
     assert k4["val_acc"] == pytest.approx(0.89) and k4["params_total"] == 10 and k4["rank"] == 4
@@ -32,5 +32,6 @@ def test_summary_pairs_differences_by_seed():
 
 
 def test_one_seed_has_no_interval():
-    dense, k4 = summarize([row("dense", None, 0, 0.9, 0.9), row("svd", 4, 0, 0.8, 0.8)], ("dense", None, None))
+    dense, k4 = over_seeds([row("dense", None, 0, 0.9, 0.9), row("svd", 4, 0, 0.8, 0.8)],
+                           ("svd", "dense", None, None, None))
     assert k4["val_acc_diff"] == pytest.approx(-0.1) and k4["val_acc_diff_ci95"] is None

@@ -41,10 +41,15 @@ def ids(tiny, *overrides):
 
 def test_a_setting_changes_the_ids_of_exactly_the_jobs_it_affects_and_their_children(tiny):
     base = ids(tiny)
-    assert len(base) == 2 * (3 + 6 + 2 * 5) and len(set(base.values())) == len(base)  # 2 seeds; ids are unique
+    # 2 seeds of: dense and 2 ranks; 6 LoRA rows; per token table dense and 2 starts × 2 ranks
+    assert len(base) == 2 * (3 + 6 + 2 * 5) and len(set(base.values())) == len(base)  # ids are unique
     assert ids(tiny) == base  # stable
     changed = lambda *o: {name for name, i in ids(tiny, *o).items() if base.get(name) != i}
-    assert changed("svd.retrain.lr=0.5") == {f"svd/seed{s}/k{k}" for s in (0, 1) for k in (2, 4)}
+    assert changed("svd.retrain.lr=0.5") == {f"svd/seed{s}/svd-k{k}" for s in (0, 1) for k in (2, 4)}
+    assert changed("svd.calibration_samples=7") == set()  # only a calibrated method reads it
+    both = 'svd.methods=["svd", "whiten"]'
+    calibrated = {name for name, i in ids(tiny, both, "svd.calibration_samples=7").items() if ids(tiny, both)[name] != i}
+    assert calibrated == {f"svd/seed{s}/whiten-k{k}" for s in (0, 1) for k in (2, 4)}
     # the dense baseline: itself, its ranks and every LoRA job (they start from it), not attention
     assert changed("svd.baseline.epochs=3") == {n for n in base if n.startswith(("svd/", "lora/"))}
     assert changed("attention.train.lr=0.5") == {n for n in base if n.startswith("attention/")}
@@ -55,7 +60,8 @@ def test_a_setting_changes_the_ids_of_exactly_the_jobs_it_affects_and_their_chil
 def test_jobs_1_jobs_3_and_ray_give_the_same_checkpoints(root, tiny, tmp_path, capsys):
     # Wide enough that the GEMM and SVD kernels' blocking, which depends on the thread count, changes the bits: with
     # cores // N threads per job instead of one, k64 differed between --jobs 1 and --jobs 3 on 2 cores.
-    wide = ["--set", "svd.model.hidden=[512, 256]", "--set", "svd.ranks=[2, 64]"]
+    wide = ["--set", "svd.model.hidden=[512, 256]", "--set", "svd.ranks=[2, 64]",
+            "--set", 'svd.methods=["svd", "whiten"]']
     runs = {"1": ["--jobs", "1", *wide], "3": ["--jobs", "3", *wide]}
     try:
         import ray  # noqa: F401
@@ -67,13 +73,14 @@ def test_jobs_1_jobs_3_and_ray_give_the_same_checkpoints(root, tiny, tmp_path, c
         rc, _, err = train(capsys, tiny, root, tmp_path / name, *extra)
         assert rc == 0, err
         got[name] = weights(tmp_path / name / "tiny")
-    assert len(got["1"]) == 6  # dense, k2, k4 for two seeds
+    assert len(got["1"]) == 10  # dense and svd, whiten at k2, k64, for two seeds
     for name in runs:
         assert got[name] == got["1"], name
     summary = json.loads((tmp_path / "1" / "tiny" / "svd" / "summary.json").read_text())
-    assert [(r["rank"], r["seed"]) for r in summary["seed_rows"]] == [(None, 0), (2, 0), (64, 0), (None, 1),
-                                                                         (2, 1), (64, 1)]
-    assert [(r["rank"], r["n_seeds"]) for r in summary["rows"]] == [(None, 2), (2, 2), (64, 2)]
+    variants = [("dense", None), ("svd", 2), ("svd", 64), ("whiten", 2), ("whiten", 64)]
+    assert [(r["method"], r["rank"], r["seed"]) for r in summary["seed_rows"]] == [(*v, s) for s in (0, 1)
+                                                                                   for v in variants]
+    assert [(r["method"], r["rank"], r["n_seeds"]) for r in summary["rows"]] == [(*v, 2) for v in variants]
 
 
 def test_killed_sweep_resumes_with_the_missing_jobs_only_and_ends_the_same(root, tiny, tmp_path, capsys):
@@ -114,10 +121,10 @@ def test_a_failing_job_is_named_with_its_log_and_the_others_finish(root, tiny, t
     out = tmp_path / "results"
     rc, stdout, err = train(capsys, tiny, root, out)
     assert rc == 2
-    assert "FAILED svd/seed1/k4: RuntimeError: boom in k4" in err
-    log = out / "tiny" / "logs" / "svd" / "seed1" / "k4.log"
+    assert "FAILED svd/seed1/svd-k4: RuntimeError: boom in k4" in err
+    log = out / "tiny" / "logs" / "svd" / "seed1" / "svd-k4.log"
     assert str(log) in err and "boom in k4" in log.read_text()
-    assert "1 job(s) failed: svd/seed1/k4" in err
+    assert "1 job(s) failed: svd/seed1/svd-k4" in err
     assert len(weights(out / "tiny")) == 5  # every other job finished
     assert not (out / "tiny" / "svd" / "summary.json").exists()  # no summary from an incomplete study
     monkeypatch.setattr(svd, "run_job", real)

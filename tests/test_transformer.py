@@ -90,7 +90,7 @@ def test_qkv_params_match_formula(k):
     model = Transformer(small())
     L = model.config.n_layers
     assert model.qkv_params() == 3 * L * (D * D + D)
-    factored = factorize(model, k, QKV_TARGETS, layer="svd")
+    factored = factorize(model, k, QKV_TARGETS, layer="usv")
     assert factored.qkv_params() == 3 * L * (k * (D + D) + k + D)
     # Only q/k/v changed, so the total moves by exactly the q/k/v difference.
     assert param_counts(factored)["params_total"] - param_counts(model)["params_total"] == \
@@ -102,13 +102,13 @@ def test_qkv_params_match_formula(k):
 def test_full_rank_svd_equals_dense(pooling):
     torch.manual_seed(0)
     model = Transformer(small(pooling=pooling)).eval()
-    factored = factorize(model, D, QKV_TARGETS, layer="svd").eval()
+    factored = factorize(model, D, QKV_TARGETS, layer="usv").eval()
     n_svd = sum(isinstance(m, SVDLinear) for m in factored.modules())
     assert n_svd == 3 * model.config.n_layers
     ids = padded_batch([10, 6, 3], 10)
     with torch.no_grad():
         dense, low = model(ids), factored(ids)
-        truncated = factorize(model, 2, QKV_TARGETS, layer="svd").eval()(ids)
+        truncated = factorize(model, 2, QKV_TARGETS, layer="usv").eval()(ids)
     assert torch.allclose(dense, low, atol=1e-5), (dense - low).abs().max()
     assert not torch.allclose(dense, truncated, atol=1e-5)  # the comparison can tell a changed attention apart
 
@@ -151,7 +151,7 @@ def test_token_dropout_is_padding_in_training_and_nothing_in_evaluation():
 @pytest.mark.parametrize("k", [0, D + 1])
 def test_rank_out_of_range_raises(k):
     with pytest.raises(ValueError, match="rank"):
-        factorize(Transformer(small()), k, QKV_TARGETS, layer="svd")
+        factorize(Transformer(small()), k, QKV_TARGETS, layer="usv")
 
 
 @pytest.mark.parametrize("bad, field", [
@@ -205,7 +205,7 @@ def test_positions_are_added():
 
 def test_gradients_reach_factors():
     torch.manual_seed(0)
-    factored = factorize(Transformer(small()), 3, QKV_TARGETS, layer="svd").train()
+    factored = factorize(Transformer(small()), 3, QKV_TARGETS, layer="usv").train()
     loss = nn.functional.cross_entropy(factored(padded_batch([8, 5, 2, 6], 8)), torch.tensor([0, 1, 1, 0]))
     loss.backward()
     layers = [(n, m) for n, m in factored.named_modules() if isinstance(m, SVDLinear)]

@@ -32,7 +32,7 @@ def _apply_structure(model, structure):
     """Re-apply the structural changes recorded by `save` (their weights are then loaded over them)."""
     if "lowrank" in structure:
         s = structure["lowrank"]
-        model = factorize(model, s["ranks"], targets=list(s["ranks"]), layer=s["kind"])
+        model = factorize(model, s["ranks"], targets=list(s["ranks"]), layer=s["layer"])
     if "lora" in structure:
         model = add_lora(model, LoRAConfig(**structure["lora"]))
     return model

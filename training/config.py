@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from core.spec import DTYPES, MODES
+from models.methods import METHODS
 from models.mlp import MLPConfig
 from models.transformer import TransformerConfig
 
@@ -32,7 +33,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_frac: float = 0.05  # linear warm-up share of all steps, then cosine decay to zero
     grad_clip: float = 1.0
-    patience: int = 5  # epochs without a better validation accuracy before stopping early
+    patience: int = 5  # epochs without a better accuracy on validation's stop part before stopping early
     label_smoothing: float = 0.0
     augment: str = "none"  # image batches: "affine" (digits), "flip_crop" (clothing) or "none"; training/train.py
     # Knowledge distillation, where a study passes a teacher (SVD retraining passes the dense model): the loss is
@@ -58,27 +59,48 @@ class TrainConfig:
 
 @dataclass
 class DataConfig:
-    val_fraction: float = 0.1
+    # Validation is two disjoint parts of a training split (training/data.py). The stop part, `stop_fraction` of the
+    # examples drawn for training, drives early stopping and the epoch-0 comparison. The decide part, `<set>_decide`
+    # examples, is evaluated once on each kept model: it is `val_acc` and what decisions use, and nothing chose the
+    # weights on it. It comes from training examples the profile does not draw where there are that many
+    # (evaluation cost only), else out of the drawn ones. Sizes: README, "Validation big enough to decide".
+    stop_fraction: float = 0.1
     hoda_train: int | None = None  # stratified subset sizes; None = the whole split
     hoda_test: int | None = None
+    hoda_decide: int = 6000  # out of the 60,000 training images where they all train (quick, full)
     hoda_extra: bool = False  # add RemainingSamples.cdb (22,352 images) to training
     fashion_train: int | None = None
     fashion_test: int | None = None
+    fashion_decide: int = 6000
     imdb_train: int | None = None
     imdb_test: int | None = None
-    # The subsets and the validation hold-out are drawn with this seed, never the training seed: every seed then
-    # sees the same split, so two variants' results pair up by seed.
+    imdb_decide: int = 2500  # out of the 25,000 training reviews where they all train (full)
+    # The subsets and both validation parts are drawn with this seed, never the training seed: every seed then
+    # sees the same split, so two variants' results pair up by seed and by example.
     split_seed: int = 0
 
     def __post_init__(self):
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0 < self.stop_fraction < 1:
+            raise ValueError(f"stop_fraction must be in (0, 1), got {self.stop_fraction}")
         for f in dataclasses.fields(self):
-            if f.type == int | None and getattr(self, f.name) is not None and getattr(self, f.name) < 1:
-                raise ValueError(f"{f.name} must be >= 1 or left out (the whole split), got {getattr(self, f.name)}")
+            value = getattr(self, f.name)
+            if f.name.endswith(("_train", "_test", "_decide")) and value is not None and value < 1:
+                whole = " or left out (the whole split)" if f.type == int | None else ""
+                raise ValueError(f"{f.name} must be >= 1{whole}, got {value}")
+
+    def split_args(self, dataset):
+        """The keyword arguments of `training.data.load_<dataset>` that draw its parts."""
+        return {"stop_fraction": self.stop_fraction, "decide_size": getattr(self, f"{dataset}_decide"),
+                "seed": self.split_seed, "train_subset": getattr(self, f"{dataset}_train"),
+                "test_subset": getattr(self, f"{dataset}_test")}
+
+    def settings(self, dataset):
+        """The keys that decide a job's data on `dataset`, for its job id: the shared ones and the set's own."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name in ("stop_fraction", "split_seed") or f.name.startswith(f"{dataset}_")}
 
 
-def check_ranks(ranks, name="ranks"):
+def check_grid(ranks, name="ranks"):
     """A rank grid: a non-empty list of distinct integers >= 1 (whether each fits its layer is checked later)."""
     if not isinstance(ranks, list) or not ranks:
         raise ValueError(f"{name} must be a non-empty list of integers, got {ranks!r}")
@@ -99,7 +121,7 @@ class BenchConfig:
     modes: list[str] | None = None  # from eager, compiled
 
     def __post_init__(self):
-        check_ranks(self.batch_sizes, "batch_sizes")  # the same rule: distinct integers >= 1
+        check_grid(self.batch_sizes, "batch_sizes")  # the same rule: distinct integers >= 1
         if self.rounds < 1 or self.min_time <= 0:
             raise ValueError(f"rounds must be >= 1 and min_time > 0, got {self.rounds}, {self.min_time}")
         for name, allowed in (("dtypes", DTYPES), ("modes", MODES)):
@@ -118,14 +140,30 @@ class StudyConfig:
     bench: BenchConfig = field(default_factory=BenchConfig)
 
     def __post_init__(self):
-        check_ranks(self.ranks)
+        check_grid(self.ranks)
 
 
 @dataclass
-class SVDStudyConfig(StudyConfig):
+class DecompositionStudyConfig(StudyConfig):
+    """A study whose low-rank models come from a decomposition method of models/methods.py's registry: every
+    method runs at every rank, side by side."""
+    methods: list[str] = field(default_factory=lambda: ["svd", "whiten"])
+    # What a calibrated method (whiten) sees of the training split: examples drawn with the job's seed, fed in
+    # batches of calibration_batch_size. 2,048 inputs per layer give a well-conditioned 1024×1024 Gram matrix.
+    calibration_samples: int = 2048
+    calibration_batch_size: int = 256
+
+    def __post_init__(self):
+        super().__post_init__()
+        if set(self.methods) - set(METHODS) or len(set(self.methods)) < len(self.methods):
+            raise ValueError(f"methods must list distinct values from {', '.join(METHODS)}, got {self.methods}")
+
+
+@dataclass
+class SVDStudyConfig(DecompositionStudyConfig):
     ranks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
     model: MLPConfig = field(default_factory=MLPConfig)
-    augment_ablation: bool = True  # train the baseline with and without augmentation, keep the better on val
+    augment_ablation: bool = True  # baseline with and without augmentation, the better on the stop part kept
     baseline: TrainConfig = field(default_factory=lambda: TrainConfig(augment="affine"))
     # Retraining starts next to an optimum (exactly on it at full rank), and epoch 0 (the truncated start) is a
     # candidate, so a rank it cannot help keeps its start. No warm-up; a cosine from 3e-4. Measured on quick Hoda (CPU),
@@ -143,7 +181,7 @@ class LoRAStudyConfig(StudyConfig):
 
 
 @dataclass
-class AttentionStudyConfig(StudyConfig):
+class AttentionStudyConfig(DecompositionStudyConfig):
     ranks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
     targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj"])  # + out_proj, fc1, fc2
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(batch_sizes=[1, 32]))

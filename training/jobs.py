@@ -29,8 +29,7 @@ from pathlib import Path
 import torch
 
 from core.io import UserError, atomic_write, read_json, write_json
-from core.variants import full_key
-from training.studies import STUDIES
+from training.studies import MODULES, variants
 from training.studies.common import checkpoint_name
 
 
@@ -66,13 +65,13 @@ def plan(profile, studies, device):
     """Every job of `studies` and the jobs they start from (other studies' too), parents before children."""
     device_type = torch.device(device).type
     for study in studies:  # a rank that cannot fit fails here, before anything trains
-        STUDIES[study].check(profile)
+        MODULES[study].check(profile)
     graph, by_key = {}, {}
-    for study in STUDIES:  # dependency order: lora starts from svd's dense
+    for study, module in MODULES.items():  # dependency order: lora starts from svd's dense
         for seed in profile.seeds:
-            for key, settings, parent_keys in STUDIES[study].jobs(profile):
-                key = full_key(key)  # svd and lora name four fields, attention five
-                parents = tuple(by_key[(full_key(k), seed)].id for k in parent_keys)
+            for key in variants(study, profile):
+                settings, parent_keys = module.job(key, profile)
+                parents = tuple(by_key[(k, seed)].id for k in parent_keys)
                 job = Job(*key[:4], seed, parents, job_id(key, seed, settings, parents, device_type), key[4])
                 graph[job.id] = by_key[(key, seed)] = job
     wanted, stack = set(), [j.id for j in graph.values() if j.study in studies]
@@ -101,7 +100,7 @@ def execute(job, profile, root, device, inputs, threads=None):
             (work / name).parent.mkdir(parents=True, exist_ok=True)
             (work / name).write_bytes(data)
         try:
-            row, extra = STUDIES[job.study].run_job(job, profile, root=root, work=work, device=device)
+            row, extra = MODULES[job.study].run_job(job, profile, root=root, work=work, device=device)
             files = {p.relative_to(work).as_posix(): p.read_bytes() for p in sorted(work.rglob("*"))
                      if p.is_file() and p.relative_to(work).as_posix() not in inputs}
             result |= {"row": row, "extra": extra, "files": files}
@@ -217,7 +216,7 @@ def sweep(profile, studies, *, out, root, device, executor, force=False):
         if any(j.id in failed for j in mine):
             continue
         extras = {}
-        for j in mine:  # keyed as the studies name their jobs: four fields where the embedding is None
-            extras.setdefault(j.key if j.embedding else j.key[:4], []).append(results[j.id]["extra"])
-        STUDIES[study].summarize(profile, out, device, [results[j.id]["row"] for j in mine], extras)
+        for j in mine:
+            extras.setdefault(j.key, []).append(results[j.id]["extra"])
+        MODULES[study].summarize(profile, out, device, [results[j.id]["row"] for j in mine], extras)
     return [graph[i].name for i in failed]

@@ -12,9 +12,10 @@ import statistics
 
 from scipy import stats as scipy_stats
 
-from core.variants import KEY_FIELDS, full_key
+from core.variants import KEY_FIELDS
 
-METRICS = ("val_acc", "test_acc")  # what gets a mean, a spread, an interval and a paired difference
+# What gets a mean, a spread, an interval and a paired difference (a row without the field: None throughout).
+METRICS = ("val_acc", "test_acc", "acc_truncated")
 CONFIDENCE = 0.95
 
 
@@ -35,19 +36,19 @@ def _variant_key(row):
     return tuple(row.get(f) for f in KEY_FIELDS)
 
 
-def summarize(seed_rows, reference):
+def over_seeds(seed_rows, reference):
     """One row per variant (first-seen order) from the per-seed rows of a study.
 
     Each holds the key fields, `n_seeds`, `seeds`, every numeric field's mean over seeds where the seeds differ (so
     `val_acc` and `test_acc` are means; a parameter count stays the integer it is), `<metric>_std` and `<metric>_ci95` for the METRICS, and `<metric>_diff` with `<metric>_diff_ci95`:
-    the difference to the variant whose (method, rank, init[, embedding]) is `reference`, paired by seed (None for
+    the difference to the variant whose key (study, method, rank, init, embedding) is `reference`, paired by seed (None for
     the reference itself and where fewer than two seeds pair up for an interval). Non-numeric fields come from the first seed.
     """
     groups = {}
     for row in seed_rows:
         groups.setdefault(_variant_key(row), []).append(row)
-    reference = full_key(("study", *reference))[1:]  # (method, rank, init): a reference without an embedding
-    ref_rows = next((rows for key, rows in groups.items() if key[1:] == reference), [])
+    reference = tuple(reference)
+    ref_rows = groups.get(reference, [])
     ref_by_seed = {r["seed"]: r for r in ref_rows}
     variants = []
     for key, rows in groups.items():
@@ -60,7 +61,7 @@ def summarize(seed_rows, reference):
         for metric in METRICS:
             mean, std, ci95 = interval([r.get(metric) for r in rows])
             variant |= {metric: mean, f"{metric}_std": std, f"{metric}_ci95": ci95}
-            is_reference = key[1:] == reference
+            is_reference = key == reference
             diffs = [r[metric] - ref_by_seed[r["seed"]][metric] for r in rows
                      if not is_reference and r["seed"] in ref_by_seed and r.get(metric) is not None
                      and ref_by_seed[r["seed"]].get(metric) is not None]

@@ -15,53 +15,42 @@ import dataclasses
 
 import torch
 
-from models.methods import check_ranks, factored_ranks, factorize
+from core.spec import reference_key
+from core.variants import variant_id
+from models.methods import METHODS, check_ranks, factored_ranks
 from models.transformer import Transformer
 from training import checkpoint, embeddings
 from training.data import load_imdb
 from training.measure import named_param_counts
-from core.variants import variant_id
-from training.stats import summarize as over_seeds
-from training.studies.common import (checkpoint_name, choose_smallest, chosen_key, median_latency_ms, print_table,
-                                     row, save_run, write_summary)
+from training.stats import over_seeds
+from training.studies.common import (checkpoint_name, choose_smallest, chosen_key, factorize_job, median_latency_ms,
+                                     print_table, row, save_run, write_summary)
 from training.train import train
 
 
 def load_data(profile, root):
-    d = profile.data
-    return load_imdb(root, max_len=profile.attention.model.max_len, val_fraction=d.val_fraction, seed=d.split_seed,
-                     train_subset=d.imdb_train, test_subset=d.imdb_test)
+    return load_imdb(root, max_len=profile.attention.model.max_len, **profile.data.split_args("imdb"))
 
 
 def model_config(profile, splits):
     return dataclasses.replace(profile.attention.model, vocab_size=splits.vocab_size, pad_id=splits.pad_id)
 
 
-EMBEDDING = {"learned": None, embeddings.NAME: embeddings.NAME}  # config name -> the key field `embedding`
-
-
-def dense_key(embedding=None):
-    return "attention", "dense", None, None, embedding
-
-
-DENSE = dense_key()
-
-
-def jobs(profile):
-    """(key, settings that decide its result, parent keys) of every job of one seed, parents first."""
-    cfg, d = profile.attention, profile.data
-    shared = {"data": {"val_fraction": d.val_fraction, "split_seed": d.split_seed, "imdb_train": d.imdb_train,
-                       "imdb_test": d.imdb_test}, "model": dataclasses.asdict(cfg.model),
-              "train": dataclasses.asdict(cfg.train)}
-    for name in cfg.embeddings:
-        embedding = EMBEDDING[name]
-        dense = shared if embedding is None else {**shared, "embedding": {"name": embedding,
-                                                                          "frozen": cfg.embedding_frozen}}
-        yield dense_key(embedding), dense, []
-        for init in cfg.inits:
-            for k in cfg.ranks:
-                yield (("attention", "svd", k, init, embedding), {**dense, "targets": cfg.targets},
-                       [dense_key(embedding)] if init == "trained" else [])
+def job(key, profile):
+    """(the settings that decide variant `key`'s result, the keys of the variants it starts from): a trained start
+    starts from the dense model with the same token table."""
+    cfg = profile.attention
+    _, method, rank, init, embedding = key
+    settings = {"data": profile.data.settings("imdb"), "model": dataclasses.asdict(cfg.model),
+                "train": dataclasses.asdict(cfg.train)}
+    if embedding is not None:
+        settings["embedding"] = {"name": embedding, "frozen": cfg.embedding_frozen}
+    if rank is None:
+        return settings, []
+    settings["targets"] = cfg.targets
+    if METHODS[method].calibrated:
+        settings["calibration"] = {"samples": cfg.calibration_samples, "batch_size": cfg.calibration_batch_size}
+    return settings, [reference_key("attention", embedding)] if init == "trained" else []
 
 
 def check(profile):
@@ -86,18 +75,19 @@ def run_job(job, profile, *, root, work, device):
         with torch.no_grad():
             model.wte.weight.copy_(table)
     structure = {}
-    if job.method == "svd":
+    cost = {}
+    if job.rank is not None:
         if job.init == "trained":
-            model, _ = checkpoint.load(work / checkpoint_name(dense_key(job.embedding), job.seed),
-                                       expect_arch="Transformer")
-        model = factorize(model, job.rank, targets=cfg.targets, layer="svd")
-        structure = {"structure": {"lowrank": {"kind": "svd", "ranks": factored_ranks(model)}}}
+            model, _ = checkpoint.load(work / checkpoint_name(reference_key("attention", job.embedding), job.seed),
+                                       expect_arch="Transformer", device=device)
+        model, cost = factorize_job(model, job, cfg, splits.x_train, "usv", device)
+        structure = {"structure": {"lowrank": {"layer": "usv", "ranks": factored_ranks(model)}}}
     metrics = train(model, splits, cfg.train, device=device, seed=job.seed,
-                    desc=f"imdb {variant_id(job.method, job.rank, job.init, job.embedding)}")
+                    desc=f"imdb {variant_id(*job.key)}")
     rel = save_run(work, job, model, metrics, profile, "imdb", splits.classes, **structure)
     r = row(job, model, metrics, sample, rel, qkv_params=model.qkv_params(), named_params=named_param_counts(model),
-            latency_ms=median_latency_ms(model, latency_x))
-    print(f"{variant_id(job.method, job.rank, job.init, job.embedding)}: {r['params_total']:,} parameters, "
+            latency_ms=median_latency_ms(model, latency_x), **cost)
+    print(f"{variant_id(*job.key)}: {r['params_total']:,} parameters, "
           f"{r['qkv_params']:,} in q/k/v, {r['epoch_seconds']:.1f}s/epoch, {r['train_seconds']:.1f}s total, "
           f"test {r['test_acc']:.4f}")
     for name, n in r["named_params"].items():
@@ -110,8 +100,9 @@ def summarize(profile, out, device, seed_rows, extras):
     rows paired with its own dense baseline."""
     cfg = profile.attention
     rows, chosen = [], {}
-    for embedding in (EMBEDDING[name] for name in cfg.embeddings):
-        mine = over_seeds([r for r in seed_rows if r.get("embedding") == embedding], dense_key(embedding)[1:])
+    for embedding in (None if name == "learned" else name for name in cfg.embeddings):
+        mine = over_seeds([r for r in seed_rows if r.get("embedding") == embedding],
+                          reference_key("attention", embedding))
         dense = mine[0]
         chosen[embedding] = {init: choose_smallest([r for r in mine if r["init"] == init], dense["val_acc"],
                                                    cfg.tolerance_points) for init in cfg.inits}

@@ -6,9 +6,11 @@ from pathlib import Path
 import cpuinfo
 import torch
 
+from models.methods import METHODS, calibrate, factorize
+
 from core.io import write_json
-from core.variants import full_key, variant_id
-from training import checkpoint
+from core.variants import row_id, variant_id
+from training import checkpoint, outcomes
 from training.measure import forward_flops, param_counts
 
 
@@ -20,16 +22,34 @@ def device_name(device):
 
 
 def row(job, model, metrics, sample, checkpoint_name, **extra):
-    """One per-seed summary row: the variant's key fields and seed, then accuracies, sizes, FLOPs per sample,
-    seconds and memory."""
+    """One per-seed summary row: the variant's key fields and seed, then accuracies (`val_acc`: the decide part's,
+    `stop_acc`: the best on the stop part, None where nothing trained), sizes, FLOPs per sample, seconds and
+    memory; `outcomes` names the job's per-example outcomes (training/outcomes.py `load_outcomes`)."""
     return {"study": job.study, "method": job.method, "rank": job.rank, "init": job.init,
             "embedding": job.embedding, "seed": job.seed,
-            "val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"],
+            "val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"], "stop_acc": metrics.get("stop_acc"),
+            "outcomes": job.name,
             **param_counts(model), "flops": forward_flops(model.eval(), sample),
             "epoch_seconds": metrics.get("epoch_seconds"), "train_seconds": metrics.get("train_seconds"),
             "peak_mem_bytes": metrics.get("peak_mem_bytes"), "train_state_bytes": metrics.get("train_state_bytes"),
             "train_dtype": metrics.get("train_dtype"),  # the training step's autocast dtype; None: not trained here
             "checkpoint": checkpoint_name, **extra}
+
+
+def factorize_job(model, job, cfg, x_train, layer, device):
+    """`model` factored at the job's rank by the job's method, and what that cost: `factorize_seconds` (the SVDs)
+    and, for a calibrated method, `calibration_seconds` (its inputs' Gram matrices from `cfg.calibration_samples`
+    training examples, drawn with the job's seed, run through `model` on `device`)."""
+    cost, calibration = {"calibration_seconds": None}, None
+    if METHODS[job.method].calibrated:
+        t0 = time.perf_counter()
+        pick = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(job.seed))
+        batches = (b.to(device) for b in x_train[pick[:cfg.calibration_samples]].split(cfg.calibration_batch_size))
+        calibration = calibrate(model, cfg.targets, batches)
+        cost["calibration_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model = factorize(model, job.rank, cfg.targets, method=job.method, layer=layer, calibration=calibration)
+    return model, cost | {"factorize_seconds": time.perf_counter() - t0}
 
 
 def choose_smallest(rows, reference_val_acc, tolerance_points):
@@ -39,17 +59,18 @@ def choose_smallest(rows, reference_val_acc, tolerance_points):
 
 
 def checkpoint_name(key, seed):
-    """Where the checkpoint of variant `key` (study, method, rank, init[, embedding]) and `seed` lives, relative to
+    """Where the checkpoint of variant `key` (study, method, rank, init, embedding) and `seed` lives, relative to
     the results folder: `<study>/seed<s>/<variant id>`."""
-    study, method, rank, init, embedding = full_key(key)
-    return f"{study}/seed{seed}/{variant_id(method, rank, init, embedding)}"
+    return f"{key[0]}/seed{seed}/{variant_id(*key)}"
 
 
 def save_run(out, job, model, metrics, profile, dataset, classes, **save_args):
-    """Checkpoint `model` with its job's key fields, seed, id and training history; returns the checkpoint name
-    relative to `out`. `save_args` go to `checkpoint.save` (structure, base)."""
+    """Checkpoint `model` with its job's key fields, seed, id and training history, and write its per-example
+    outcomes beside it; returns the checkpoint name relative to `out`. `save_args` go to `checkpoint.save`
+    (structure, base)."""
     rel = checkpoint_name(job.key, job.seed)
-    meta = {k: v for k, v in metrics.items() if k not in ("history", "confusion")}
+    outcomes.save(out, job.name, metrics["outcomes"])
+    meta = {k: v for k, v in metrics.items() if k not in ("history", "confusion", "outcomes")}
     checkpoint.save(Path(out) / rel, model, **save_args, study=job.study, method=job.method, rank=job.rank,
                     init=job.init, embedding=job.embedding, dataset=dataset, profile=profile.name, seed=job.seed,
                     job_id=job.id,
@@ -89,7 +110,7 @@ def write_summary(out, study, profile, device, rows, seed_rows, chosen, toleranc
 
 def print_table(rows, columns):
     """A plain fixed-width table on stdout, each row led by its readable id."""
-    rows = [{"name": variant_id(r["method"], r["rank"], r["init"], r.get("embedding")), **r} for r in rows]
+    rows = [{"name": row_id(r), **r} for r in rows]
     columns = ["name", *columns]
     widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
     print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
