@@ -226,7 +226,7 @@ def check_like_with_like(base_by, head_by, base_path, head_path):
 
 
 def gate_ab(base_path, head_path, args) -> int:
-    base, head = load_bench(base_path), load_bench(head_path)
+    base, head = load_gated(base_path), load_gated(head_path)
     base_by, head_by = by_fullname(base), by_fullname(head)
     if not base_by:
         raise UserError(f"{base_path}: holds no benchmarks; nothing to gate against")

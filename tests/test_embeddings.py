@@ -88,7 +88,8 @@ def test_every_embedding_runs_dense_and_every_rank_and_init_from_its_own_dense(r
     plan = jobs.plan(profile, ["attention"], "cpu", root)
     names = {j.name for j in plan if j.seed == 0}
     ranks = profile.attention.ranks
-    learned = {"dense", *(f"{i}-svd-k{k}" for i in ("random", "trained") for k in ranks)}
+    learned = {"dense", *(f"{i}-svd-k{k}" for i in ("random", "trained") for k in ranks),
+               *(f"trained-whiten-k{k}" for k in ranks)}  # a calibrated method starts from the trained model only
     assert names == {f"attention/seed0/{n}" for n in learned | {f"minilm-{n}" for n in learned}}
     by_id = {j.id: j for j in plan}
     for j in plan:

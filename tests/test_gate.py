@@ -186,10 +186,10 @@ def test_normalize_scales_the_rounds_too(tmp_path):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("data", [1e-3, -1e-3], "positive per-round times"),
-    ("data", [1e-3, float("nan")], "positive per-round times"),
-    ("data", [], "positive per-round times"),
-    ("data", "fast", "positive per-round times"),
+    ("data", [1e-3, -1e-3], "stats.data"),
+    ("data", [1e-3, float("nan")], "stats.data"),
+    ("data", [], "stats.data"),
+    ("data", "fast", "stats.data"),
     ("run_rounds", [5, 4], "does not split its 10 per-round times"),
     ("run_rounds", [10, 0], "does not split"),
 ])

@@ -77,7 +77,7 @@ def test_a_parent_job_file_naming_a_file_outside_writes_nothing_there(root, tiny
 def test_a_job_file_of_the_wrong_shape_is_said_in_one_line_and_the_job_runs_again(root, tiny, trained, tmp_path,
                                                                                    capsys, field, value, said):
     out = shutil.copytree(trained, tmp_path / "results")
-    k4 = planned(tiny, root)["svd/seed1/k4"]
+    k4 = planned(tiny, root)["svd/seed1/svd-k4"]
     kept = json.loads(job_file(out, k4).read_text())
     *parents, leaf = field.split(".")
     node = kept
@@ -110,12 +110,12 @@ def test_names_must_stay_inside_their_folder(tmp_path):
 def test_a_worker_result_naming_another_file_is_refused_before_anything_is_written(root, tiny, tmp_path):
     """What a worker (on Ray, another machine) hands back is checked before the driver writes any of it."""
     out = tmp_path / "results"
-    k2 = planned(tiny, root)["svd/seed0/k2"]
+    k2 = planned(tiny, root)["svd/seed0/svd-k2"]
     row = {"study": "svd", "method": "svd", "rank": 2, "init": None, "embedding": None, "seed": 0, "val_acc": 0.5,
-           "test_acc": 0.5, "checkpoint": k2.name, "train_dtype": "fp32"}
+           "test_acc": 0.5, "checkpoint": k2.name, "outcomes": k2.name, "train_dtype": "fp32"}
     good = {"row": row, "extra": {}, "files": {f"{k2.name}.json": b"{}"}, "seconds": 1.0, "log": ""}
     assert jobs.record(out, k2, good)["files"] == {f"{k2.name}.json": hashlib.sha256(b"{}").hexdigest()}
-    for name in ["svd/seed0/k4.json", "svd/seed0/k2.json/../../../x", "../../x"]:
+    for name in ["svd/seed0/svd-k4.json", "svd/seed0/svd-k2.json/../../../x", "../../x"]:
         with pytest.raises(UserError):
             jobs.record(out, k2, {**good, "files": {name: b"x"}})
     with pytest.raises(UserError, match="row.seed must be 0"):

@@ -180,7 +180,7 @@ def test_tiny(lowrank):
 def run_tiny(pytester, arguments, *options):
     pytester.makepyfile(TINY.replace("{arguments}", arguments))
     out = pytester.path / "out.json"
-    result = pytester.runpytest("-p", "lowrank_bench.plugin", "-p", "no:cacheprovider", f"--benchmark-json={out}",
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--benchmark-json={out}",
                                 "--benchmark-min-rounds=1", "--benchmark-max-time=0", *options)
     return result, (load_bench(out) if out.exists() and out.stat().st_size else None)
 
@@ -218,7 +218,7 @@ def test_bad_arguments_fail_the_test_with_the_reason(pytester, arguments, messag
 
 def test_a_built_in_study_name_is_refused(pytester):
     pytester.makepyfile(TINY.replace('study="tiny", ', 'study="svd", ').replace("{arguments}", "rank=None"))
-    result = pytester.runpytest("-p", "lowrank_bench.plugin", "-p", "no:cacheprovider", "--benchmark-disable")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--benchmark-disable")
     result.assert_outcomes(failed=1)
     result.stdout.re_match_lines([".*study 'svd' is a built-in study's name; give yours another.*"])
 

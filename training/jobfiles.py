@@ -16,7 +16,8 @@ from pathlib import Path
 from core.io import UserError
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
-SUFFIX = re.compile(r"\.[a-z]{1,16}")  # a checkpoint's `.safetensors` and `.json`
+# a checkpoint's `.safetensors` and `.json`, its per-example outcomes' `.outcomes.safetensors`
+SUFFIX = re.compile(r"(\.[a-z]{1,16}){1,2}")
 WORD = re.compile(r"[A-Za-z0-9_.+-]{0,64}")  # the strings a job writes: layer names, augmentations, dtypes
 TRAIN_DTYPES = (None, "bf16", "fp32")
 
@@ -40,7 +41,8 @@ def inside(folder, name, what) -> Path:
 
 
 def own_file(job, name, what):
-    """Raise UserError unless `name` is one of `job`'s own files: its checkpoint `<job.name>.<suffix>`."""
+    """Raise UserError unless `name` is one of `job`'s own files: `<job.name>.<suffix>` (its checkpoint, its
+    outcomes)."""
     if not (isinstance(name, str) and name.startswith(job.name) and SUFFIX.fullmatch(name[len(job.name):])):
         raise UserError(f"{what}: {name!r} is not one of this job's files ({job.name}.*)")
 
@@ -72,7 +74,8 @@ def _plain(value, what, depth=0):
 
 
 def check_row(row, job, what):
-    """A summary row as a job returns it: the job's key fields, accuracies in [0, 1], its checkpoint's name."""
+    """A summary row as a job returns it: the job's key fields, accuracies in [0, 1], its checkpoint's name and its
+    outcomes' (the job's name)."""
     if not isinstance(row, dict):
         raise UserError(f"{what} must be a table, got {type(row).__name__}")
     for field in ("study", "method", "rank", "init", "embedding", "seed"):
@@ -83,8 +86,10 @@ def check_row(row, job, what):
     if row.get("train_dtype") not in TRAIN_DTYPES:
         raise UserError(f"{what}.train_dtype must be one of {TRAIN_DTYPES}, got {row.get('train_dtype')!r}")
     relative_name(row.get("checkpoint"), f"{what}.checkpoint")
+    if row.get("outcomes") != job.name:  # its per-example outcomes: the job's own file (`own_file`), nothing else
+        raise UserError(f"{what}.outcomes must be {job.name!r} (this job's), got {str(row.get('outcomes'))[:80]!r}")
     for field, value in row.items():
-        if field not in ("study", "method", "init", "embedding", "checkpoint", "train_dtype"):
+        if field not in ("study", "method", "init", "embedding", "checkpoint", "outcomes", "train_dtype"):
             _plain(value, f"{what}.{field}")
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise UserError(f"{what}.{field} must not be negative, got {value!r}")
