@@ -19,16 +19,24 @@
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+# The value of option $1, which must follow it: a missing or empty one is a usage error (exit 2), never an
+# "unbound variable" (exit 1, which reads as a regression).
+value() {
+  if (($# < 2)) || [[ -z $2 ]]; then
+    echo "gate.sh: $1 needs a value (see .ci/gate.sh --help)" >&2
+    exit 2
+  fi
+}
 expect="" baseline="" head="" profile=smoke device=cpu repeat=1 out=results offline=() gate_args=()
 while (($#)); do
   case "$1" in
-    --expect) expect="$2"; shift 2 ;;
-    --baseline) baseline="$2"; shift 2 ;;
-    --head) head="$2"; shift 2 ;;
-    --profile) profile="$2"; shift 2 ;;
-    --device) device="$2"; shift 2 ;;
-    --repeat) repeat="$2"; shift 2 ;;
-    --out) out="$2"; shift 2 ;;
+    --expect) value "$@"; expect="$2"; shift 2 ;;
+    --baseline) value "$@"; baseline="$2"; shift 2 ;;
+    --head) value "$@"; head="$2"; shift 2 ;;
+    --profile) value "$@"; profile="$2"; shift 2 ;;
+    --device) value "$@"; device="$2"; shift 2 ;;
+    --repeat) value "$@"; repeat="$2"; shift 2 ;;
+    --out) value "$@"; out="$2"; shift 2 ;;
     --offline) offline=(--offline); shift ;;
     --) shift; gate_args=("$@"); break ;;
     -h|--help) usage ;;

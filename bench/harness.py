@@ -93,16 +93,17 @@ def profile_of(config):
 
 
 def ensure_trained(env, study, capture):
-    """The study's summary, running its sweep (jobs already done are kept) first when a variant or seed the profile
-    asks for is missing."""
+    """The study's summary, after running its sweep (jobs already done are kept) unless the summary holds exactly
+    the rows of the jobs the profile plans now: a job id covers the settings and data that decide a result, so a
+    changed setting, subset or data file retrains what it affects instead of timing old models under new labels."""
     path = env.out / study / "summary.json"
-    wanted = {(m, r, s) for m, r in timed(study, env.profile) for s in env.profile.seeds}
-    if path.exists() and wanted <= {(r["method"], r["rank"], r.get("seed"))
-                                    for r in read_json(path).get("seed_rows", [])}:
+    planned = [j for j in jobs.plan(env.profile, [study], env.device, env.root) if j.study == study]
+    done = [jobs.stored(env.out, j) for j in planned]
+    if path.exists() and None not in done and read_json(path).get("seed_rows") == [r["row"] for r in done]:
         return read_json(path)
     with capture.global_and_fixture_disabled():  # show the training's progress through pytest's capture
-        print(f"\n[lowrank-bench] no trained {study} results for profile {env.profile.name} in {env.out}: "
-              "training them once now (cached for later runs)")
+        print(f"\n[lowrank-bench] the {study} results in {env.out} are not those of profile {env.profile.name} "
+              "as set now: training what differs (cached for later runs)")
         failed = jobs.sweep(env.profile, [study], out=env.out, root=env.root, device=env.device,
                             executor=executors.InProcess(env.profile, env.root, env.device))
     if failed:

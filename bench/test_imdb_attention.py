@@ -14,11 +14,14 @@ STUDY = "attention"
 
 
 def attention_info(suite, method, rank, x, kind):
-    """(timed model, extra_info but FLOPs): mean test accuracy of every init of this rank, the architecture's sizes."""
+    """(timed model, extra_info but FLOPs): mean test accuracy of every start this rank and method was trained from
+    (None for a start it was not: a calibrated method starts only from the trained model), the architecture's
+    sizes."""
     rows = suite.rows(method, rank)
     model, row, accuracy = suite.model(method, rank, rows[0])
     c = model.config
-    by_init = {f"accuracy_{init}": suite.variant({**row, "init": init})["test_acc"] if rank is not None else None
+    started = {r["init"] for r in rows}
+    by_init = {f"accuracy_{init}": suite.variant({**row, "init": init})["test_acc"] if init in started else None
                for init in ("random", "trained")}
     return model, {**suite.fields(model, row, accuracy, len(x), kind), **by_init,
                    "seq_len": x.shape[1], "d_model": c.d_model, "heads": c.n_heads, "d_ff": c.d_ff,

@@ -5,10 +5,14 @@ lacks what the report needs, fails once with one line naming the file instead of
 The shape is the one `pytest_benchmark_generate_json` writes (plugin.py in pytest-benchmark 5.x):
 {"machine_info", "commit_info", "benchmarks": [{"group", "name", "fullname", "params", "param", "extra_info",
 "options", "stats": {Stats.fields..., "iterations"}}], "datetime", "version"}.
-No pytest import here, like pytest-benchmark's own stats.py, so plain scripts can use it.
+No pytest import here, like pytest-benchmark's own stats.py, so plain scripts can use it. Every value something
+reads is checked against the schema below when the file is loaded (core/schema.py): a benchmark file is input from
+anyone (a CI artifact, a file attached to a pull request).
 """
 from core.io import UserError, read_json
-from core.spec import STUDIES
+from core.schema import (COUNT, FRACTION, NON_NEGATIVE, POSITIVE_INT, boolean, list_of, name, nullable, number,
+                         one_of, record, text, validate)
+from core.spec import DTYPES, INITS, KINDS, MODES, STUDIES
 
 # Stats.fields (pytest_benchmark/stats.py) plus the "iterations" that Metadata.as_dict adds.
 STAT_FIELDS = ("min", "max", "mean", "stddev", "rounds", "median", "iqr", "q1", "q3", "iqr_outliers",
@@ -19,6 +23,7 @@ STAT_FIELDS = ("min", "max", "mean", "stddev", "rounds", "median", "iqr", "q1", 
 MACHINE_FIELDS = {"cpu": ("cpu", "brand_raw"), "gpu": ("gpu_name",), "threads": ("threads",),
                   "torch": ("torch",)}
 _HINT = "write it with `pytest bench --benchmark-json=FILE`"
+_RERUN = "not what the benchmark suite writes: rerun it (lowrank-bench bench)"
 # The extra_info every benchmark carries, the contract between bench/ and the report (a study adds its own, its
 # spec's `extra_info`). `accuracy` is the mean over seeds (with `accuracy_ci95`, `n_seeds`); `accuracy_timed` the
 # timed checkpoint's (`seed_timed`) in the benchmark's own dtype and mode.
@@ -29,6 +34,37 @@ COMMON_EXTRA_INFO = ("study", "kind", "method", "rank", "init", "batch_size", "d
 
 # Older files name torch's dtype and have no mode: they were timed eager, before dtype and mode became axes.
 _OLD_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+_TIME = number(above=0)  # seconds: a time of 0 or less is no measurement
+_STATS = record({"median": _TIME, "min": _TIME, "rounds": POSITIVE_INT},
+                {**{f: _TIME for f in ("max", "mean", "q1", "q3", "ld15iqr", "hd15iqr", "ops", "total")},
+                 "stddev": NON_NEGATIVE, "iqr": NON_NEGATIVE, "iqr_outliers": COUNT, "stddev_outliers": COUNT,
+                 "outliers": text, "iterations": POSITIVE_INT, "data": list_of(_TIME)})
+_ACCURACY = nullable(FRACTION)
+_AMOUNT = nullable(NON_NEGATIVE)
+_RATIO = nullable(number(above=0))
+_EXTRA_INFO = record(optional={
+    # a study and method by name: a user's own (the lowrank plugin) as well as the built-in ones
+    "study": name, "kind": one_of(*KINDS), "method": name,
+    "rank": nullable(POSITIVE_INT), "init": nullable(one_of(*INITS)), "embedding": nullable(name),
+    "batch_size": POSITIVE_INT, "device": name, "dtype": one_of(*DTYPES, *_OLD_DTYPES), "mode": one_of(*MODES),
+    "threads": nullable(POSITIVE_INT), "profile": name, "n_seeds": POSITIVE_INT, "seed_timed": nullable(COUNT),
+    **{f: _ACCURACY for f in ("accuracy", "accuracy_timed", "accuracy_truncated", "val_accuracy",
+                              "val_accuracy_truncated", "accuracy_random", "accuracy_trained")},
+    **{f: _AMOUNT for f in ("accuracy_ci95", "flops", "peak_mem_bytes", "train_step_peak_mem_bytes",
+                            "checkpoint_bytes", "alpha", "cv")},
+    **{f: nullable(COUNT) for f in ("params_total", "params_trainable", "weights_bytes", "adapter_bytes",
+                                    "qkv_params")},
+    **{f: _RATIO for f in ("flop_ratio", "speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")},
+    **{f: POSITIVE_INT for f in ("seq_len", "d_model", "heads", "d_ff")},
+    "merged": nullable(boolean), "costs_more_than_dense": boolean})
+_BENCHMARK = record({"stats": _STATS},
+                    {"extra_info": _EXTRA_INFO, "name": nullable(text), "group": nullable(text),
+                     "param": nullable(text)})
+_FILE = record({"machine_info": record(optional={
+    "node": nullable(text), "cpu": nullable(record(optional={"brand_raw": nullable(text)})),
+    "gpu_name": nullable(text), "threads": nullable(POSITIVE_INT), "torch": nullable(text)})},
+    {"datetime": nullable(text)})
 
 
 def axes(extra_info) -> tuple:
@@ -47,15 +83,15 @@ def load_bench(path) -> dict:
         name = b.get("fullname") if isinstance(b, dict) else None
         if not isinstance(name, str) or not name:
             raise UserError(f"{path}: benchmarks[{i}] has no 'fullname'; not pytest-benchmark JSON, {_HINT}")
+        validate(name, text, path, _RERUN, where=f"benchmarks[{i}].fullname")  # it names the benchmark in messages
         if name in seen:
             raise UserError(f"{path}: benchmark {name} appears twice; the file must come from one pytest run")
         seen.add(name)
         stats = b.get("stats")
-        if not isinstance(stats, dict) or not is_number(stats.get("median")):
+        if not isinstance(stats, dict) or "median" not in stats:
             raise UserError(f"{path}: benchmark {name} has no stats.median; not pytest-benchmark JSON, {_HINT}")
-        if not isinstance(b.get("extra_info", {}), dict):
-            raise UserError(f"{path}: benchmark {name} has an extra_info that is not an object")
-    return bench
+        validate(b, _BENCHMARK, path, _RERUN, where=f"benchmark {name}")
+    return validate(bench, _FILE, path, _RERUN)
 
 
 def require_extra_info(bench, fields, path):

@@ -7,6 +7,7 @@ result intact and never a half-written one.
 import errno
 import json
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,10 +41,30 @@ def require_writable_dir(folder, what):
                         f"another {what}") from None
 
 
+def _kind(mode):
+    """What a file that is not a regular one is, in words."""
+    return "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
+        "a socket" if stat.S_ISSOCK(mode) else "a device"
+
+
+def require_regular_target(path, what=""):
+    """Raise UserError when `path` exists and is not a regular file (after links): a result replaces a file of its
+    own, never a folder, a FIFO or a device such as /dev/null. `what` names the option ("--json")."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # absent (or unreadable: the write itself will say so)
+        return
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{what + ' ' if what else ''}{path} is {_kind(mode)}, not a regular file; a result is "
+                        f"written only to a new or a regular file: give another path")
+
+
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path next to `path`; on success rename it over `path`, on failure delete it."""
+    """Yield a temporary path next to `path`; on success rename it over `path`, on failure delete it. A `path` that
+    exists and is not a regular file is refused, before and after the writer runs."""
     path = Path(path)
+    require_regular_target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -59,6 +80,7 @@ def atomic_path(path):
         os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        require_regular_target(path)
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
@@ -79,8 +101,13 @@ def write_json(path, obj):
 def read_json(path):
     path = Path(path)
     try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):  # a folder, or a FIFO that would block the read forever
+            raise UserError(f"{path} is {_kind(mode)}, not a JSON file; give the file's path")
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not valid JSON ({e}); delete it and re-run the step that writes it") from None

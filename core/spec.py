@@ -87,3 +87,8 @@ def reference_key(study, embedding=None):
     """The key (study, method, rank, init, embedding) of the variant `study`'s rows are paired with; with a
     pre-defined token table, that table's own reference."""
     return study, STUDIES[study].reference, None, None, embedding
+
+# Where attention factors start, and what a benchmark times (extra_info `kind`): a model's forward pass, one training
+# step, the bare matrix products of the dense or factored chain, one attention block.
+INITS = ("random", "trained")
+KINDS = ("infer", "train_step", "gemm_dense", "gemm_factored", "attention_block")

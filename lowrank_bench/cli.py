@@ -3,15 +3,17 @@
 It sits above everything it calls (models, training, bench, report); none of them imports it.
 """
 import argparse
+import signal
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 from bench.pool import pool_runs
 from core import proc
 from core.benchjson import load_bench
-from core.io import UserError, atomic_path, require_writable_dir, write_json
+from core.io import UserError, atomic_path, require_regular_target, require_writable_dir, write_json
 from lowrank_bench.options import add_bench_axes, add_common, as_argv, bench_axes_argv
 from report import collect, gate, latex
 from report.results import default_bench
@@ -38,7 +40,13 @@ DATA_IN = "data sets from --data-root, else $LOWRANK_DATA, else ~/.cache/lowrank
 
 def profile_out(args):
     profile = load_profile(args.profile, args.device, args.overrides)
-    return profile, Path(args.out) / profile.name
+    out = Path(args.out) / profile.name
+    try:  # a path that cannot even be looked up (too long, a loop of links) fails here, not as a traceback later
+        out.exists()
+    except OSError as e:
+        shown = f"{str(args.out)[:60]}... ({len(str(args.out))} characters)" if len(str(args.out)) > 80 else args.out
+        raise UserError(f"--out {shown}: {e.strerror or e}; give another folder") from None
+    return profile, out
 
 
 def fetch_data(args, profile, studies):
@@ -79,8 +87,10 @@ def train_studies(studies, args):
     executor = executors.make(args.executor, args.jobs, profile, root, device, args.ray_address)
     try:
         failed = jobs.sweep(profile, studies, out=out, root=root, device=device, executor=executor, force=args.force)
-    finally:
-        executor.close()
+    except BaseException:  # an error or a signal: end the running jobs rather than wait for them
+        executor.close(abort=True)
+        raise
+    executor.close()
     if failed:
         raise UserError(f"{len(failed)} job(s) failed: {', '.join(failed)}; their logs are in {out / 'logs'}, "
                         "rerun the command to retry only them")
@@ -89,7 +99,7 @@ def train_studies(studies, args):
 
 
 def add_sweep_options(p):
-    p.add_argument("--jobs", metavar="N|auto", default="1",
+    p.add_argument("--jobs", metavar="N|auto", default="auto",
                    help="run jobs in N local worker processes (one thread per job on a CPU, so results do not "
                         "depend on N); auto: 2 on a CPU with 2+ cores, 2 per GPU on CUDA (default %(default)s)")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
@@ -131,8 +141,7 @@ def cmd_bench(args):
         raise UserError(f"--repeat must be at least 1, got {args.repeat}")
     if any(a.startswith("--benchmark-json") for a in args.pytest_args):
         raise UserError("give the output file as `lowrank-bench bench --json PATH`, not --benchmark-json")
-    if Path(target).is_dir():
-        raise UserError(f"--json {target} is a folder; give a file path such as {Path(target) / 'bench.json'}")
+    require_regular_target(target, "--json" if args.json else "")
     require_writable_dir(Path(target).parent, "--json's folder" if args.json else "--out")
     fetch_data(args, profile, list(STUDIES))  # here, not in pytest: the suites (and the training they start) read it
     with atomic_path(target) as tmp:  # pytest-benchmark writes in place; an interrupted run keeps the old file
@@ -155,7 +164,7 @@ def cmd_bench(args):
 
 def cmd_collect(args):
     _, out = profile_out(args)
-    return collect.main(out, args.bench or default_bench(out))
+    return collect.main(out, args.bench or default_bench(out), args.across_profiles)
 
 
 def cmd_report(args):
@@ -173,6 +182,7 @@ def check_run(args):
     profile, out = profile_out(args)
     if not args.no_report:
         latex.require_latexmk("; or pass --no-report to skip the PDF")
+        latex.own_build_dir(args.build_dir, out)
         require_writable_dir(args.build_dir, "--build-dir")
     require_writable_dir(out, "--out")
     fetch_data(args, profile, list(STUDIES))
@@ -186,11 +196,12 @@ def cmd_run(args):
     args.pytest_args, args.json, args.repeat = [], None, 1
     cmd_bench(args)
     _, out = profile_out(args)
-    collect.main(out, [out / "bench.json"])
+    collected = collect.collect(out, [out / "bench.json"])
+    print(collect.describe(collected, out))
     if args.no_report:
         print(f"report: skipped (--no-report), no PDF built; tables and figures are in {out}")
     else:
-        latex.main(out, args.build_dir)
+        latex.main(out, args.build_dir, collected)
     print(f"run --profile {args.profile} finished in {time.perf_counter() - t0:.1f}s")
     return 0
 
@@ -254,9 +265,10 @@ def build_parser():
     collect.add_arguments(p)
 
     p = command("report", cmd_report, "build the LaTeX report into report/build/report.pdf",
-                "what `collect` wrote (collected again when older than the results), report/templates/*.tex; "
-                "needs latexmk",
-                "report/build/ (or --build-dir): the .tex sources, figures and report.pdf",
+                "the results, collected afresh (with the benchmark files of the last `collect`), "
+                "report/templates/*.tex; needs latexmk",
+                "what `collect` writes; report/build/ (or --build-dir, a folder of the report's own): the .tex "
+                "sources, figures and report.pdf",
                 "under a minute for every profile")
     latex.add_arguments(p)
 
@@ -280,8 +292,18 @@ def build_parser():
     return parser
 
 
+def _terminated(signum, frame):
+    """SIGTERM leaves through an exception, as Ctrl-C does, so `finally` blocks run: workers and temporary folders
+    end with the command instead of outliving it."""
+    print("\nSIGTERM: stopped; results already written are intact", file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    handler = None
+    if threading.current_thread() is threading.main_thread():  # only there can a signal handler be set
+        handler = signal.signal(signal.SIGTERM, _terminated)
     try:
         return args.func(args)
     except (UserError, ValueError) as e:
@@ -290,6 +312,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted: results already written are intact", file=sys.stderr)
         return 130
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":

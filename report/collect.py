@@ -5,42 +5,86 @@ results/<profile>/collected.json (everything as one dict, which the LaTeX report
 is skipped, so the output grows with the studies. The first benchmark file is the reference for latency tables and
 figures; with several files, a comparison table per study joins them on `fullname` and gives each file's median
 latency as a ratio to the first's. Reading is `report.results`, tables `report.tables`, figures `report.figures`.
+
+collected.json names files relative to the results folder (a benchmark file outside it by its absolute path), so
+a copied results folder reads its own files; it is also the manifest of what the collector wrote there.
 """
-import json
 from pathlib import Path
 
-from core.io import UserError, write_json
+from core.io import UserError, read_json, write_json
+from core.schema import boolean, dict_of, list_of, name, record, relative_path, text, validate
+from core.spec import STUDIES
 from report import tables as t
 from report.figures import study_figures
-from core.spec import STUDIES
-from report.results import (accuracy_by_axes, load_benches, load_study, primary, speedup_cells,
-                            timed_seeds)
+from report.results import accuracy_by_axes, load_benches, load_study, primary, speedup_cells, timed_seeds
 
 
-def _written_before(results_dir):
-    """The tables and figures the previous collection wrote, as listed in its collected.json (the manifest): only
-    these may be removed, never a file the user put there. None when there is no readable manifest."""
-    try:
-        prior = json.loads((results_dir / "collected.json").read_text())
-        return [results_dir / kind / Path(p).name for kind in ("tables", "figures")
-                for paths in prior[kind].values() for p in paths.values()]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return []
+def _bench_file(v):
+    """A benchmark file as collected.json names it: relative to the results folder, or absolute (outside it)."""
+    if isinstance(v, str) and v.startswith("/") and ".." not in v.split("/"):
+        return text(v)
+    return relative_path(v)
 
 
-def collect(results_dir: Path, bench_files: list[Path]) -> dict:
-    """Read every study present under `results_dir` and the benchmark files; write tables and figures."""
+def _written_file(v):
+    """A table or figure collected.json lists: only its file name is used (so an older, absolute path reads)."""
+    name(Path(text(v)).name)
+    return v
+
+
+_WRITTEN = dict_of(name, dict_of(name, _written_file))
+_COLLECTED = record({"bench_files": list_of(_bench_file), "tables": _WRITTEN, "figures": _WRITTEN},
+                    {"across_profiles": boolean})
+
+
+def read_collected(results_dir):
+    """The last collection's collected.json in `results_dir`, checked; None when there is none."""
+    path = Path(results_dir) / "collected.json"
+    if not path.exists():
+        return None
+    return validate(read_json(path), _COLLECTED, path, "delete it and run `lowrank-bench collect` again")
+
+
+def _written_before(prior, results_dir):
+    """The tables and figures the previous collection wrote (its collected.json is the manifest): only these may be
+    removed, never a file the user put there."""
+    return [results_dir / kind / Path(p).name for kind in ("tables", "figures") if prior
+            for paths in prior[kind].values() for p in paths.values()]
+
+
+def _stored(path, results_dir):
+    """How collected.json names `path`: relative to the results folder when inside it, else absolute."""
+    path, root = Path(path).resolve(), Path(results_dir).resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def check_profiles(machines, profiles, results_dir):
+    """Refuse a benchmark file measured under another profile than the results': its timings would be tabulated
+    beside accuracies they were not measured with."""
+    for m in machines:
+        if m["profile"] is not None and m["profile"] not in profiles:
+            raise UserError(f"{m['file']}: benchmarks of profile {m['profile']}, but the results in {results_dir} are "
+                            f"of profile {', '.join(sorted(profiles))}; give that profile's benchmark file, or pass "
+                            f"--across-profiles to compare across profiles")
+
+
+def collect(results_dir: Path, bench_files: list[Path], across_profiles=False) -> dict:
+    """Read every study present under `results_dir` and the benchmark files; write tables and figures. A benchmark
+    file of another profile is refused unless `across_profiles`."""
     results_dir, bench_files = Path(results_dir), [Path(p) for p in bench_files]
+    prior = read_collected(results_dir)
     studies = {s: d for s in STUDIES if (d := load_study(results_dir, s))}
     if not studies:
         raise UserError(f"{results_dir}: no study results (svd/, lora/ or attention/summary.json); "
                         f"run `lowrank-bench train <study>` for this profile first")
     bench, machines = load_benches(bench_files)
+    if not across_profiles:
+        check_profiles(machines, {d["meta"]["profile"] for d in studies.values()}, results_dir)
     labels = [m["label"] for m in machines]
     reference = [b for b in bench if b["file"] == labels[0]] if labels else []
     one_axis = primary(bench)  # latency tables and figures: one dtype and mode, never a mix
     tables_dir, figures_dir = results_dir / "tables", results_dir / "figures"
-    written_before = _written_before(results_dir)
+    written_before = _written_before(prior, results_dir)
     tables, figures = {}, {}
     if machines:
         tables["machines"] = t.write_table(tables_dir, "machines", *t.machines_table(machines))
@@ -68,9 +112,13 @@ def collect(results_dir: Path, bench_files: list[Path]) -> dict:
     for old in written_before:
         if old.name not in made and old.is_file():  # from an earlier run with a study or benchmark file gone now
             old.unlink()
-    collected = {"results_dir": str(results_dir), "profile": results_dir.name,
-                 "bench_files": [str(p) for p in bench_files], "machines": machines, "studies": studies,
-                 "bench": bench, "tables": tables, "figures": figures}
+    tables, figures = ({key: {ext: _stored(p, results_dir) for ext, p in paths.items()} for key, paths in kind.items()}
+                       for kind in (tables, figures))
+    for m in machines:
+        m["file"] = _stored(m["file"], results_dir)
+    collected = {"profile": results_dir.name, "bench_files": [_stored(p, results_dir) for p in bench_files],
+                 "across_profiles": across_profiles, "machines": machines, "studies": studies, "bench": bench,
+                 "tables": tables, "figures": figures}
     write_json(results_dir / "collected.json", collected)
     return collected
 
@@ -80,15 +128,22 @@ def add_arguments(parser):
     parser.add_argument("bench", nargs="*", type=Path, metavar="BENCH.json",
                         help="pytest-benchmark JSON files (default: OUT/<profile>/bench.json when it exists); "
                              "the first is the reference, the others are compared with it")
+    parser.add_argument("--across-profiles", action="store_true",
+                        help="accept benchmark files measured under another profile than the results' (their "
+                             "extra_info.profile); without it such a file is refused")
 
 
-def main(results_dir, bench_files) -> int:
-    """`lowrank-bench collect`: collect and say what was written."""
-    c = collect(results_dir, bench_files)
+def describe(c, results_dir) -> str:
+    """What collection `c` of `results_dir` wrote, in one line."""
     absent = [s for s in STUDIES if s not in c["studies"]]
-    print(f"collected {', '.join(c['studies'])}" + (f" ({', '.join(absent)} not run)" if absent else "")
-          + f" with {len(c['bench_files'])} benchmark file(s): {len(c['tables'])} tables in {results_dir / 'tables'}, "
-            f"{len(c['figures'])} figures in {results_dir / 'figures'}")
+    return (f"collected {', '.join(c['studies'])}" + (f" ({', '.join(absent)} not run)" if absent else "")
+            + f" with {len(c['bench_files'])} benchmark file(s): {len(c['tables'])} tables in "
+              f"{results_dir / 'tables'}, {len(c['figures'])} figures in {results_dir / 'figures'}")
+
+
+def main(results_dir, bench_files, across_profiles=False) -> int:
+    """`lowrank-bench collect`: collect and say what was written."""
+    print(describe(collect(results_dir, bench_files, across_profiles), results_dir))
     return 0
 
 

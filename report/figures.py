@@ -4,6 +4,11 @@ from core.spec import STUDIES
 from report.results import compared_rows, speedup_cells
 
 
+def _literal(text):
+    """A name from a results file (a layer, a class) as matplotlib prints it: a dollar sign is no math."""
+    return text.replace("$", r"\$")
+
+
 def pareto_front(points):
     """The (label, cost, gain) points no other point beats on both, cheapest first."""
     front, best = [], float("-inf")
@@ -56,7 +61,8 @@ def study_figures(d, bench, figures_dir, all_bench=None):
         memory = _points(ranked, lambda r: r["peak_mem_bytes"])
         figs[f"{study}_cost"] = plots.cost_vs_rank(params, memory, refs, stem("cost"), xlabel)
     if study == "svd" and d["layers"]:
-        figs["svd_layers"] = plots.layer_error(d["layers"], stem("layers"))
+        figs["svd_layers"] = plots.layer_error([{**lay, "layer": _literal(lay["layer"])} for lay in d["layers"]],
+                                               stem("layers"))
     if (panels := forest_panels(d)):
         figs[f"{study}_forest"] = plots.forest(panels, d["meta"]["margin_points"], STUDIES[study].reference_label,
                                                stem("forest"))
@@ -85,7 +91,8 @@ def study_figures(d, bench, figures_dir, all_bench=None):
     histories = {t: r["histories"] for t, r in runs.items() if any(r["histories"])}
     if histories:
         figs[f"{study}_curves"] = plots.curves(histories, stem("curves"))
-    matrices = {t: (r["confusion"], r.get("classes")) for t, r in runs.items() if r.get("confusion")}
+    matrices = {t: (r["confusion"], r.get("classes") and [_literal(c) for c in r["classes"]])
+                for t, r in runs.items() if r.get("confusion")}
     if matrices:
         figs[f"{study}_confusion"] = plots.confusion(matrices, stem("confusion"))
     return figs
@@ -102,8 +109,9 @@ def forest_panels(d):
         groups = {}
         for r in (r for r in compared if r.get("embedding") == table):
             groups.setdefault("unfactored" if r["rank"] is None else r["series"], []).append(
-                (r["label"], r["val_diff"], r["val_diff_lower"], r["val_diff_upper"], r["verdict"], r["sequence"]))
-        panels["" if len(tables) == 1 else f"{table or 'learned'} table"] = list(groups.items())
+                (_literal(r["label"]), r["val_diff"], r["val_diff_lower"], r["val_diff_upper"], r["verdict"],
+                 r["sequence"]))
+        panels["" if len(tables) == 1 else _literal(f"{table or 'learned'} table")] = list(groups.items())
     return panels
 
 

@@ -8,21 +8,29 @@ in report/templates/*.tex, so nothing in the PDF is typed by hand and an absent 
 """
 import ast
 import importlib.util
+import os
 import re
 import shutil
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from core import proc
-from core.io import UserError, atomic_write, read_json
-from report import fmt, prose
-from report.collect import collect
+from core.io import UserError, atomic_write, read_json, write_json
+from core.schema import list_of, record, relative_path, validate
 from core.spec import STUDIES
+from report import fmt, prose
+from report.collect import collect, read_collected
 from report.results import default_bench, primary, same_model, speedup_cells
+from report.tex import Tex, tex
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).parent / "templates"
 BUILD = ROOT / "report" / "build"
+# The build folder's list of what the report wrote there: the only files a build replaces or removes.
+MANIFEST = "report-files.json"
+_MANIFEST = record({"files": list_of(relative_path)})
+# What latexmk and pdflatex write beside report.tex.
+LATEX_OUTPUTS = [f"report.{ext}" for ext in ("aux", "fdb_latexmk", "fls", "log", "out", "pdf", "toc")]
 # Every \\usepackage of templates/report.tex -> the Debian package that provides it (tests/test_report.py checks
 # the map against the template and .ci/run). lmodern is only a recommendation of texlive-base, so
 # `apt-get install --no-install-recommends` leaves it out unless it is named.
@@ -44,12 +52,6 @@ EXCERPTS = {"LowRankBase": "models.lowrank:_LowRank.from_linear", "LowRankLinear
 ASCII = {"×": "x", "≈": "~", "·": "*", "Σ": "S", "σ": "s", "α": "alpha", "√": "sqrt", "ᵀ": "^T", "—": "--",
          "–": "-", "→": "->", "←": "<-", "≤": "<=", "≥": ">=", "‖": "||", "⊙": "*", "²": "^2", "…": "...",
          "’": "'", "“": '"', "”": '"', "∑": "sum", "Δ": "Delta", "∈": "in"}
-
-
-def tex_escape(text):
-    special = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-    return "".join(special.get(c, c) for c in str(text)).encode("ascii", "replace").decode()
 
 
 # ---------------------------------------------------------------- listings
@@ -118,10 +120,10 @@ def study_numbers(d, bench):
     c = chosen or {}
     ranks = sorted({r["rank"] for r in d["rows"] if r["rank"] is not None})
     meta = d["meta"]
-    n = {"Device": tex_escape(meta.get("device", "--")), "DeviceName": tex_escape(meta.get("device_name") or "--"),
+    n = {"Device": meta.get("device", "--"), "DeviceName": meta.get("device_name") or "--",
          "Margin": _num(meta["margin_points"], "g"), "Rows": str(len(d["rows"])),
-         "Ranks": ", ".join(map(str, ranks)) or "--", "Base": tex_escape(base["label"]),
-         "Chosen": tex_escape(c.get("label", "none")), "ChosenRank": str(c.get("rank") or "--"),
+         "Ranks": ", ".join(map(str, ranks)) or "--", "Base": base["label"],
+         "Chosen": c.get("label", "none"), "ChosenRank": str(c.get("rank") or "--"),
          "BaseTestAcc": _pct(base["test_acc"]), "BaseValAcc": _pct(base["val_acc"]),
          "ChosenTestAcc": _pct(c.get("test_acc")), "ChosenValAcc": _pct(c.get("val_acc")),
          "Seeds": str(base.get("n_seeds") or 1), "Rule": prose.decision_rule(d),
@@ -163,7 +165,7 @@ def svd_numbers(d, bench):
     layers = d["layers"]
     return {"ChosenTruncAcc": _pct((d["chosen"] or {}).get("acc_truncated")),
             "RetrainVerdict": prose.svd_retraining(d), "RetrainSchedule": prose.retraining_schedule(d),
-            "Layers": tex_escape(", ".join(dict.fromkeys(lay["layer"] for lay in layers))) or "--",
+            "Layers": ", ".join(dict.fromkeys(lay["layer"] for lay in layers)) or "--",
             "BreakEven": ", ".join(dict.fromkeys(f"{lay['break_even']:.1f}" for lay in layers)) or "--",
             "CostlyRows": str(sum(bool(r.get("costs_more_than_dense")) for r in d["rows"]))}
 
@@ -187,17 +189,20 @@ def lora_numbers(d, bench):
 @own_numbers("attention")
 def attention_numbers(d, bench):
     c, base = d["chosen"] or {}, d["baseline"] or {}
-    return {"ChosenInit": tex_escape(c.get("init") or "--"), "InitVerdict": prose.attention_inits(d),
+    return {"ChosenInit": c.get("init") or "--", "InitVerdict": prose.attention_inits(d),
             "EmbeddingVerdict": prose.attention_embedding(d), "BestVerdict": prose.attention_best(d),
             "BaseQKV": _int(base.get("qkv_params")), "ChosenQKV": _int(c.get("qkv_params")),
             "QKVRatio": _ratio(base.get("qkv_params"), c.get("qkv_params"), ".1f")}
 
 
 def numbers_tex(collected, excerpts):
-    """numbers.tex: \\newcommand per number, \\newif per study that ran, and the listings' line ranges."""
-    macros = {"Profile": tex_escape(collected["profile"]), "BenchFiles": str(len(collected["bench_files"])),
+    """numbers.tex: \\newcommand per number, \\newif per study that ran, and the listings' line ranges. Every
+    macro's value goes through `tex`: escaped, unless the code composed it as LaTeX (report/tex.py)."""
+    macros = {"Profile": collected["profile"], "BenchFiles": str(len(collected["bench_files"])),
               "WhereLowRankPays": prose.where_low_rank_pays(speedup_cells("svd", primary(collected["bench"]))),
-              "BenchFileNames": tex_escape(", ".join(m["label"] for m in collected["machines"])) or "none"}
+              "BenchFileNames": ", ".join(m["label"] for m in collected["machines"]) or "none",
+              # every study's section, in the spec's order: templates named by the spec, not by the user's data
+              "StudySections": Tex("".join(f"\\input{{{PurePosixPath(s.template).stem}}}" for s in STUDIES.values()))}
     flags = {"Comparison": len(collected["bench_files"]) > 1}
     for study in STUDIES:
         p, d = STUDIES[study].macro_prefix, collected["studies"].get(study)
@@ -213,31 +218,57 @@ def numbers_tex(collected, excerpts):
         maps = speedup_cells(study, collected["bench"])
         flags[f"{p}SpeedupMap"] = bool(maps)
         macros[f"{p}SpeedupMap"] = prose.speedup_text(maps) if maps else "--"
-    lines = ["% Written by report/latex.py from the collected results; do not edit."]
-    lines += [f"\\newcommand{{\\{k}}}{{{v}}}" for k, v in macros.items()]
-    for k, on in flags.items():
-        lines.append(f"\\newif\\if{k}" + (f" \\{k}true" if on else ""))
     for stem, (name, first, last) in excerpts.items():
-        lines += [f"\\newcommand{{\\Have{stem}}}{{}}", f"\\newcommand{{\\{stem}File}}{{{name}}}",
-                  f"\\newcommand{{\\{stem}First}}{{{first}}}", f"\\newcommand{{\\{stem}Last}}{{{last}}}"]
+        macros |= {f"Have{stem}": "", f"{stem}File": name, f"{stem}First": first, f"{stem}Last": last}
+    lines = ["% Written by report/latex.py from the collected results; do not edit."]
+    lines += [f"\\newcommand{{\\{k}}}{{{tex(v)}}}" for k, v in macros.items()]
+    lines += [f"\\newif\\if{k}" + (f" \\{k}true" if on else "") for k, on in flags.items()]
     return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- build
 
 def _collected(results_dir, bench_files):
-    """The collector's output: reused when collected.json is newer than every input, else collected again
-    (with the benchmark files named, or those of the last collection, or OUT/<profile>/bench.json)."""
-    path = results_dir / "collected.json"
-    if bench_files is None and path.exists():
-        prior = read_json(path)
-        inputs = [results_dir / s / "summary.json" for s in STUDIES] + [Path(p) for p in prior["bench_files"]]
-        outputs = [Path(p) for kind in ("tables", "figures") for paths in prior[kind].values() for p in paths.values()]
-        mtime = path.stat().st_mtime
-        if all(p.exists() for p in outputs) and all(not p.exists() or p.stat().st_mtime <= mtime for p in inputs):
-            return prior
-        bench_files = [Path(p) for p in prior["bench_files"]]
-    return collect(results_dir, default_bench(results_dir) if bench_files is None else bench_files)
+    """The collector's output, collected afresh: the report's tables come from the results as they are now, each
+    read and checked, never from files already in the results folder. Benchmark files: those named, else those of
+    the last collection (collected.json), else OUT/<profile>/bench.json."""
+    prior = read_collected(results_dir)
+    across_profiles = False
+    if bench_files is None and prior:
+        bench_files, across_profiles = [results_dir / p for p in prior["bench_files"]], prior.get("across_profiles")
+    return collect(results_dir, default_bench(results_dir) if bench_files is None else bench_files,
+                   bool(across_profiles))
+
+
+def own_build_dir(out_dir, results_dir) -> list[str]:
+    """The files an earlier build listed in `out_dir`'s manifest (none for a new or empty folder). A UserError when
+    `out_dir` lies in the results folder or holds anything the report did not write: the build replaces and
+    removes files there, and runs latexmk in it."""
+    out, results = Path(out_dir).resolve(), Path(results_dir).resolve()
+    if out == results or results in out.parents:
+        raise UserError(f"--build-dir {out_dir} is inside the results folder {results_dir}; give a folder of its "
+                        f"own (default {BUILD})")
+    if not out.exists():
+        return []
+    if not out.is_dir():
+        raise UserError(f"--build-dir {out_dir} is not a folder; give a new or empty folder, or an earlier build's")
+    manifest = out / MANIFEST
+    listed = validate(read_json(manifest), _MANIFEST, manifest, f"delete {out_dir} and build again")["files"] \
+        if manifest.exists() and not manifest.is_symlink() else []
+    files, folders = {*listed, MANIFEST}, {str(PurePosixPath(f).parent) for f in listed}
+    for folder, subfolders, names in os.walk(out):
+        for entry in sorted(subfolders) + sorted(names):
+            path = Path(folder) / entry
+            rel = path.relative_to(out).as_posix()
+            ours = path.is_dir() and rel in folders if entry in subfolders else path.is_file() and rel in files
+            if path.is_symlink() or not ours:
+                raise UserError(f"--build-dir {out_dir} holds {rel}, which the report did not write; give a new or "
+                                f"empty folder (or delete that one, if it is an earlier report build)")
+    return listed
+
+
+def _write_manifest(out_dir, files):
+    write_json(out_dir / MANIFEST, {"files": sorted(set(files))})
 
 
 def require_latexmk(alternative="") -> str:
@@ -248,22 +279,41 @@ def require_latexmk(alternative="") -> str:
     return latexmk
 
 
-def build_report(results_dir, out_dir=BUILD, bench_files=None) -> Path:
-    """Write the report's sources into `out_dir` and build `out_dir`/report.pdf with latexmk; return its path."""
+def build_report(results_dir, out_dir=BUILD, bench_files=None, collected=None) -> Path:
+    """Write the report's sources into `out_dir` and build `out_dir`/report.pdf with latexmk; return its path.
+    `collected`: a collection this process just made of `results_dir` (else collected here).
+
+    `out_dir` must be the report's own (`own_build_dir`); its manifest lists what the build wrote there."""
     latexmk = require_latexmk()
     results_dir, out_dir = Path(results_dir), Path(out_dir)
-    collected = _collected(results_dir, bench_files)
-    for sub in ("tables", "figures", "code"):  # an earlier build's files must not stand in for absent ones
-        shutil.rmtree(out_dir / sub, ignore_errors=True)
+    earlier = own_build_dir(out_dir, results_dir)
+    collected = collected or _collected(results_dir, bench_files)
+    for rel in earlier:  # an earlier build's files must not stand in for absent ones
+        if rel.split("/")[0] in ("tables", "figures", "code"):
+            (out_dir / rel).unlink(missing_ok=True)
+    written = []
     for template in TEMPLATES.glob("*.tex"):
         atomic_write(out_dir / template.name, template.read_text())
-    for kind, fmt in (("tables", "tex"), ("figures", "pdf")):
+        written.append(template.name)
+    for kind, ext in (("tables", "tex"), ("figures", "pdf")):
         for paths in collected[kind].values():
-            src = Path(paths[fmt])
+            src = results_dir / paths[ext]
             atomic_write(out_dir / kind / src.name, src.read_bytes())
-    atomic_write(out_dir / "numbers.tex", numbers_tex(collected, write_excerpts(out_dir)))
-    cmd = [latexmk, "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "report.tex"]
-    rc, stdout = proc.run(cmd, cwd=out_dir, capture=True)  # a signal to us ends latexmk and pdflatex too
+            written.append(f"{kind}/{src.name}")
+    excerpts = write_excerpts(out_dir)
+    written += [f"code/{name}" for name, _, _ in excerpts.values()]
+    atomic_write(out_dir / "numbers.tex", numbers_tex(collected, excerpts))
+    written.append("numbers.tex")
+    # Listed before latexmk runs, so that a build stopped halfway leaves a folder the next build still owns.
+    _write_manifest(out_dir, [*written, *(f for f in earlier if (out_dir / f).is_file()), *LATEX_OUTPUTS])
+    # -norc: no latexmkrc, wherever found, decides what runs. openin_any=p: TeX reads no file by an absolute path
+    # or above the build folder, whatever a .tex file asks for.
+    cmd = [latexmk, "-norc", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "report.tex"]
+    try:
+        rc, stdout = proc.run(cmd, cwd=out_dir, capture=True, env=os.environ | {"openin_any": "p"})
+    finally:  # what latexmk and pdflatex wrote is the report's too
+        _write_manifest(out_dir, [p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*")
+                                  if p.is_file() and not p.is_symlink() and p.name != MANIFEST])
     if rc != 0:
         # latexmk's database would answer the next call with "Nothing to do" and repeat this error even after
         # the missing package is installed: forget it, so the next build starts from scratch.
@@ -285,7 +335,7 @@ def off_the_page(log):
     """The first "Overfull \\vbox" of a pdflatex log with the page it lands on ("Overfull \\vbox (257.7pt too
     high) on page 21"), or None. A page whose material is taller than the page prints below its edge, where no
     reader (and no text extraction) sees it, and LaTeX only warns; the page is the next one the log ships."""
-    text = log.read_text(errors="replace")
+    text = log.read_text(errors="replace") if log.exists() else ""
     m = re.search(r"Overfull \\vbox \(([\d.]+)pt too high\)", text)
     if m is None:
         return None
@@ -303,12 +353,13 @@ def page_count(out_dir):
 def add_arguments(parser):
     """The report's own option; --out and --profile come from the CLI's common options."""
     parser.add_argument("--build-dir", metavar="DIR", type=Path, default=BUILD,
-                        help="where the .tex sources, figures and report.pdf go (default report/build)")
+                        help="where the .tex sources, figures and report.pdf go (default report/build): a new or "
+                             "empty folder, or an earlier report build; never inside the results folder")
 
 
-def main(results_dir, build_dir=BUILD) -> int:
+def main(results_dir, build_dir=BUILD, collected=None) -> int:
     """`lowrank-bench report`: build the PDF for the results in `results_dir` and say where it is."""
     t0 = time.perf_counter()
-    pdf = build_report(results_dir, build_dir)
+    pdf = build_report(results_dir, build_dir, collected=collected)
     print(f"report: {pdf} ({page_count(build_dir)} pages) built in {time.perf_counter() - t0:.1f}s")
     return 0

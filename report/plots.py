@@ -270,17 +270,17 @@ def pareto(panels, stem):
 
 
 def curves(histories, stem):
-    """Loss and accuracy per epoch (train, validation, test), one row of two panels per run: the mean over seeds,
-    and the band from the lowest to the highest seed where there are several.
+    """Loss and accuracy per epoch (train, validation's stop part, test), one row of two panels per run: the mean
+    over seeds, and the band from the lowest to the highest seed where there are several.
 
-    `histories`: {title: [one history per seed: [{"epoch", "train_loss", "train_acc", "val_loss", ...}]]}.
+    `histories`: {title: [one history per seed: [{"epoch", "train_loss", "train_acc", "stop_loss", ...}]]}.
     """
     n = len(histories)
     fig, axes = plt.subplots(n, 2, figsize=(WIDTH, 2.5 * n), squeeze=False)
     for (title, seeds), (loss_ax, acc_ax) in zip(histories.items(), axes):
         epochs = sorted({h["epoch"] for hist in seeds for h in hist})
-        for i, split in enumerate(("train", "val", "test")):
-            name = {"val": "validation"}.get(split, split)
+        for i, split in enumerate(("train", "stop", "test")):
+            name = {"stop": "validation (stop part)"}.get(split, split)
             for ax, field, scale in ((loss_ax, f"{split}_loss", 1.0), (acc_ax, f"{split}_acc", 100.0)):
                 # (seeds, epochs), NaN where a seed stopped early or the value is absent (train at epoch 0)
                 values = np.array([[next((scale * h[field] for h in hist if h["epoch"] == e

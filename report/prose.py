@@ -6,20 +6,32 @@ Accuracies in the rows are means over seeds. Whether a model is as good as its r
 carries (`verdict`, from the paired difference `val_diff` and its one-sided 95 % bounds, core/decision.py), and
 which rank a group of ranks settles on is the summary's `choices` (fixed-sequence testing, largest rank first): the
 sentences below only read those out, so none of them can call a model "within" what its bounds do not put within.
-The test split's difference is quoted beside a decision as a confirmation and never decides anything.
+The test split's difference is quoted beside a decision as a confirmation and never decides anything. The sentences
+are LaTeX (`Tex`): numbers come checked by the readers (core/summary.py, core/benchjson.py) and every string from
+data is escaped.
 """
+import functools
 import math
 from types import SimpleNamespace
 
 from core import decision
 from core.spec import STUDIES
-from report import fmt, latex  # latex.tex_escape: every string from a result file
+from report import fmt
 from report.results import group_name
+from report.tex import Tex, escape
 
 SAME_COST = 0.05  # latencies within 5 % of each other are "the same cost": the spread of one benchmark on a noisy VM
 # How a verdict reads after "it is" / "the rule calls it".
 VERDICT_WORDS = {decision.WITHIN: "within $\\delta$", decision.WORSE: "worse (by more than $\\delta$)",
                  decision.UNDECIDED: "undecided"}
+
+
+def _latex(sentence):
+    """Mark what `sentence` returns as LaTeX the code composed (report/tex.py)."""
+    @functools.wraps(sentence)
+    def composed(*args, **kwargs):
+        return Tex(sentence(*args, **kwargs))
+    return composed
 
 
 def _ks(rows, prefix="k"):
@@ -39,6 +51,7 @@ def _bounds(row, split):
     return f"bounds {_signed(row[f'{split}_diff_lower'])} and {_signed(row[f'{split}_diff_upper'])}"
 
 
+@_latex
 def decision_rule(d):
     """The study's margin and reference, and the sentence per rank choice."""
     spec, meta = STUDIES[d["study"]], d["meta"]
@@ -61,6 +74,7 @@ def _more_data(factor):
     return f"; about {times} times the present data would decide it if its difference held"
 
 
+@_latex
 def choice_sentence(d, c, named=True):
     """One group's rank choice: which rank was chosen, why the sequence stopped (worse; undecided, with what would
     decide it; or the grid ran out with every rank within), and the chosen rank's test confirmation."""
@@ -70,7 +84,7 @@ def choice_sentence(d, c, named=True):
     group = {r["rank"]: r for r in d["rows"] if r["rank"] is not None
              and (r["method"], r.get("init"), r.get("embedding")) == (c["method"], c["init"], c["embedding"])}
     ks = lambda ranks: f"${letter} = {', '.join(map(str, ranks))}$"  # noqa: E731
-    text = f"\\emph{{{latex.tex_escape(group_name(study, c['method'], c['init'], c['embedding']))}}}: " if named else ""
+    text = f"\\emph{{{escape(group_name(study, c['method'], c['init'], c['embedding']))}}}: " if named else ""
     text += f"${letter} = {c['rank']}$ is chosen" if c["rank"] is not None else "no rank is chosen" if named \
         else "No rank is chosen"
     passed = [k for k in c["tested"] if k != c["stopped_at"]]
@@ -94,6 +108,7 @@ def choice_sentence(d, c, named=True):
     return text
 
 
+@_latex
 def test_confirmation(row, d):
     """The chosen row's paired difference on test, with its bounds and what the same rule would call it there: a
     confirmation beside the decision, never a decision. Empty when the summary has no test difference."""
@@ -107,6 +122,7 @@ def test_confirmation(row, d):
             f"there calls it {VERDICT_WORDS[said]}.")
 
 
+@_latex
 def chosen_test_diff(d):
     """The overall chosen row's paired test difference to its reference with its bounds."""
     c = d["chosen"] or {}
@@ -116,6 +132,7 @@ def chosen_test_diff(d):
             f"{_bounds(c, 'test')}")
 
 
+@_latex
 def retraining_schedule(d):
     """How retraining was set up, from the summary (what the study ran, not what the defaults say today)."""
     cfg = d["meta"].get("retrain")
@@ -124,15 +141,16 @@ def retraining_schedule(d):
     warmup = "without warm-up" if not cfg["warmup_frac"] else f"after a {100 * cfg['warmup_frac']:g}\\,\\% warm-up"
     chosen = d["meta"].get("augmentation", {}).get("chosen")
     augment = {None: "with the baseline's augmentation setting", "none": "without augmentation, as the baseline"}.get(
-        chosen, f"with the baseline's augmentation ({chosen})")
+        chosen, f"with the baseline's augmentation ({escape(chosen)})")
     distilled = "" if not cfg.get("distill") else (
         f", and distilled from the dense model (loss weight {cfg['distill']:g} on its outputs at temperature "
         f"{cfg['distill_temperature']:g}, the rest on the labels)")
     return (f"Retraining runs up to {cfg['epochs']} epochs from learning rate {cfg['lr']:g}, cosine-decayed {warmup}, "
             f"{augment}{distilled}; the truncated start is evaluated as epoch 0 and kept unless "
-            "an epoch beats it on validation, so retraining cannot end below its start.")
+            "an epoch beats it on validation's stop part, so retraining cannot end below its start there.")
 
 
+@_latex
 def svd_retraining(d):
     """Whether retraining ended above truncation (which ranks are within the margin of dense is the decision's,
     `decision_rule`)."""
@@ -147,6 +165,7 @@ def svd_retraining(d):
     return text + (f"it ended below its start at {_ks(below)}." if below else "it never ended below its start.")
 
 
+@_latex
 def lora_merged(d, bench):
     """What the chosen adapter costs at inference, merged and unmerged, against the full fine-tuned network."""
     chosen = d["chosen"]
@@ -167,6 +186,7 @@ def lora_merged(d, bench):
     return text + (f"; unmerged, {unmerged:.3g}\\,ms." if unmerged is not None else ".")
 
 
+@_latex
 def attention_inits(d):
     """Which starting point of the factors has the higher mean validation accuracy, rank by rank, for each method
     that ran from both (the learned table's models; `attention_embedding` compares the pre-defined one)."""
@@ -178,7 +198,7 @@ def attention_inits(d):
     if not pairs:
         return ""
     one_method = len({method for method, _ in pairs}) == 1
-    name = lambda k: str(k[1]) if one_method else latex.tex_escape(f"{k[0]}-k{k[1]}")  # noqa: E731
+    name = lambda k: str(k[1]) if one_method else escape(f"{k[0]}-k{k[1]}")  # noqa: E731
     trained = [name(k) for k, v in pairs.items() if v["trained"] > v["random"]]
     random = [name(k) for k, v in pairs.items() if v["random"] > v["trained"]]
     parts = []
@@ -191,6 +211,7 @@ def attention_inits(d):
         f" Over all {len(pairs)} ranks the trained start wins {len(trained)} times." if parts else "")
 
 
+@_latex
 def attention_best(d):
     """The learned table's models with the highest mean validation accuracy from each start, every one of them
     where several tie, with their test accuracy."""
@@ -201,7 +222,7 @@ def attention_best(d):
             continue
         top = max(r["val_acc"] for r in rows)
         best = [r for r in rows if math.isclose(r["val_acc"], top, rel_tol=0, abs_tol=1e-12)]
-        names = " and ".join(f"\\texttt{{{latex.tex_escape(r['label'])}}} ({_pt(r['test_acc'])}\\,\\% test)"
+        names = " and ".join(f"\\texttt{{{escape(r['label'])}}} ({_pt(r['test_acc'])}\\,\\% test)"
                              for r in best)
         said.append(f"from {start}, by {names}{', tied' if len(best) > 1 else ''}")
     return "The highest mean validation accuracy is reached " + "; ".join(said) + "." if said else ""
@@ -213,6 +234,7 @@ def _than(a, b, unit="points"):
     return "the same as" if round(gap, 2) == 0 else f"{abs(gap):.2f} {unit} {'higher' if gap > 0 else 'lower'} than"
 
 
+@_latex
 def attention_embedding(d):
     """How the models on MiniLM's pre-defined token table compare with those on the model's own learned table:
     dense against dense, then every (rank, init) pair, on mean validation accuracy (test for the record); its own
@@ -281,11 +303,14 @@ def speedup_sentence(dtype, mode, cells, le="<=", times="x"):
             f"worst {worst:.2f}{times} at rank {k_worst}, batch {b_worst}).")
 
 
+@_latex
 def speedup_text(maps):
     """Every (dtype, mode) of a study's speedup map in sentences, for the report (LaTeX math for <= and x)."""
-    return " ".join(speedup_sentence(dtype, mode, cells, r"$\le$", r"$\times$") for (dtype, mode), cells in maps.items())
+    return " ".join(speedup_sentence(escape(dtype), escape(mode), cells, r"$\le$", r"$\times$")
+                    for (dtype, mode), cells in maps.items())
 
 
+@_latex
 def where_low_rank_pays(svd_maps):
     """The conclusion's sentence: Study 1's speedup map read out, or that nothing was measured."""
     if not svd_maps:

@@ -5,6 +5,7 @@ from core.io import atomic_write
 from core.spec import STUDIES, VERDICT_COLUMNS
 from report import fmt
 from report.results import DECISION_FIELDS, bench_order, compared_rows
+from report.tex import tex
 
 
 def _note(row):
@@ -173,12 +174,13 @@ def to_markdown(df):
 
 
 def write_table(tables_dir, name, raw, shown, longtable_caption=None):
-    """`name`.csv (raw values), .md and .tex (formatted; a booktabs tabular, or a longtable with a caption)."""
+    """`name`.csv (raw values), .md and .tex (formatted; a booktabs tabular, or a longtable with a caption). Every
+    cell and header of the .tex goes through `tex` (report/tex.py); the caption is the caller's LaTeX."""
     atomic_write(tables_dir / f"{name}.csv", raw.to_csv(index=False))
     atomic_write(tables_dir / f"{name}.md", to_markdown(shown))
     column_format = "l" + "r" * (len(shown.columns) - 1)
-    tex = shown.to_latex(index=False, escape=True, column_format=column_format,
-                         longtable=longtable_caption is not None, caption=longtable_caption,
-                         label=f"tab:{name.replace('_', '-')}" if longtable_caption else None)
-    atomic_write(tables_dir / f"{name}.tex", tex)
+    source = shown.map(tex).rename(columns=tex).to_latex(
+        index=False, escape=False, column_format=column_format, longtable=longtable_caption is not None,
+        caption=longtable_caption, label=f"tab:{name.replace('_', '-')}" if longtable_caption else None)
+    atomic_write(tables_dir / f"{name}.tex", source)
     return {ext: str(tables_dir / f"{name}.{ext}") for ext in ("csv", "md", "tex")}

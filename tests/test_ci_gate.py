@@ -43,6 +43,15 @@ def test_gate_passes_fails_and_refuses(slower, tmp_path):
     assert rc == 2 and "exactly one of --expect FILE and --baseline FILE" in err
 
 
+@pytest.mark.parametrize("args", [["--baseline", SAMPLE, "--head"], ["--head", "", "--baseline", SAMPLE],
+                                  ["--expect"]])
+def test_an_option_without_its_value_is_a_usage_error(args):
+    """Exit 2 with one line, never bash's "unbound variable" (exit 1, which reads as a regression)."""
+    rc, out, err = gate_sh(*args)
+    option = next(a for a in args if a in ("--head", "--expect"))
+    assert rc == 2 and out == "" and err == f"gate.sh: {option} needs a value (see .ci/gate.sh --help)\n"
+
+
 def test_expectations_mode(tmp_path):
     expect = tmp_path / "expect.json"
     assert cli.main(["gate", "--write-expect", str(expect), str(SAMPLE)]) == 0

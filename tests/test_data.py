@@ -72,9 +72,10 @@ def test_fit_centres_small_images_and_shrinks_large_ones():
 
 
 def test_load_hoda(root):
-    s = data.load_hoda(root)
+    s = data.load_hoda(root, decide_size=3)
     assert s.name == "hoda" and s.classes == [str(d) for d in range(10)]
-    assert s.x_train.shape == (27, 1, 32, 32) and s.x_val.shape == (3, 1, 32, 32) and s.x_test.shape == (30, 1, 32, 32)
+    assert s.x_train.shape == (24, 1, 32, 32) and s.x_test.shape == (30, 1, 32, 32)  # 30 - 3 stop - 3 decide
+    assert s.x_stop.shape == (3, 1, 32, 32) and s.x_decide.shape == (3, 1, 32, 32)
     assert s.x_train.dtype == torch.float32 and s.y_train.dtype == torch.int64
     assert s.x_train.min() == 0 and s.x_train.max() == 1  # ink 1.0 on a 0.0 background
     assert s.mean == pytest.approx(s.x_train.mean().item()) and s.std == pytest.approx(s.x_train.std().item())
@@ -88,14 +89,15 @@ def test_load_hoda(root):
 
 
 def test_hoda_extra_and_train_cdb_preferred(root, copy):
-    s, plain = data.load_hoda(root, extra=True), data.load_hoda(root)
-    assert len(s.y_train) == len(plain.y_train) + 35 and len(s.y_train) + len(s.y_val) == 30 + 35
+    s, plain = data.load_hoda(root, extra=True, decide_size=3), data.load_hoda(root, decide_size=3)
+    assert len(s.y_train) == len(plain.y_train) + 35 and len(s.y_train) + len(s.y_stop) + len(s.y_decide) == 30 + 35
     # the extra images only train: validation and test are the very same images with and without them
-    assert torch.equal(s.x_val, plain.x_val) and torch.equal(s.y_val, plain.y_val)
-    assert torch.equal(s.x_test, plain.x_test) and torch.equal(s.y_test, plain.y_test)
+    for part in ("stop", "decide", "test"):
+        assert torch.equal(getattr(s, f"x_{part}"), getattr(plain, f"x_{part}")) and torch.equal(
+            getattr(s, f"y_{part}"), getattr(plain, f"y_{part}")) and s.split_id(part) == plain.split_id(part)
     build.write_cdb(copy / "hoda" / "Train 60000.cdb", *build.hoda_images(1, seed=9))  # 10 records beside the .mat
-    s = data.load_hoda(copy, val_fraction=0.0)
-    assert len(s.y_train) == 10 and len(s.y_val) == 0
+    s = data.load_hoda(copy, stop_fraction=0.0, decide_size=3)
+    assert len(s.y_train) == 7 and len(s.y_stop) == 0 and len(s.y_decide) == 3
 
 
 def test_stratified_split_counts():
@@ -107,31 +109,70 @@ def test_stratified_split_counts():
     assert ((counts == np.floor(exact)) | (counts == np.ceil(exact))).all()
 
     y_test = np.repeat(np.arange(4), 10)
-    tr, va, te = data._indices(y, y_test, val_fraction=0.2, seed=1, train_subset=40, test_subset=8)
-    assert len(tr) == 32 and len(va) == 8 and not set(tr) & set(va)
-    assert np.bincount(y[np.concatenate([tr, va])]).tolist() == [20, 12, 6, 2]
+    split = lambda **kw: data._indices(y, y_test, **{"stop_fraction": 0.2, "decide_size": 20, "seed": 1,
+                                                      "train_subset": 40, "test_subset": 8, **kw})
+    tr, st, te = (split()[p] for p in ("train", "stop", "test"))
+    assert len(tr) == 32 and len(st) == 8 and not set(tr) & set(st)
+    assert np.bincount(y[np.concatenate([tr, st])]).tolist() == [20, 12, 6, 2]
     assert np.bincount(y_test[te]).tolist() == [2, 2, 2, 2]
-    again = data._indices(y, y_test, val_fraction=0.2, seed=1, train_subset=40, test_subset=8)
-    assert all(np.array_equal(a, b) for a, b in zip((tr, va, te), again))
-    other = data._indices(y, y_test, val_fraction=0.2, seed=2, train_subset=40, test_subset=8)
-    assert not np.array_equal(tr, other[0])
+    assert all(np.array_equal(split()[p], split(seed=1)[p]) for p in data.PARTS)
+    assert not np.array_equal(tr, split(seed=2)["train"])
     # the test draw has its own stream: train options do not change it
-    assert np.array_equal(te, data._indices(y, y_test, val_fraction=0.5, seed=1, train_subset=None, test_subset=8)[2])
+    assert np.array_equal(te, split(stop_fraction=0.5, train_subset=None)["test"])
     with pytest.raises(ValueError, match="train_subset"):
-        data._indices(y, y_test, val_fraction=0.1, seed=0, train_subset=101, test_subset=None)
-    with pytest.raises(ValueError, match="val_fraction"):
-        data._indices(y, y_test, val_fraction=1.0, seed=0, train_subset=None, test_subset=None)
+        split(train_subset=101)
+    with pytest.raises(ValueError, match="stop_fraction"):
+        split(stop_fraction=1.0)
+
+
+def _disjoint_and_stratified(y, parts, sizes):
+    """The parts share no example, have the sizes asked and each keeps the classes' shares of `y` (to within one
+    example per class)."""
+    names = list(sizes)
+    for i, a in enumerate(names):
+        assert len(parts[a]) == sizes[a] and len(set(parts[a].tolist())) == sizes[a]
+        for b in names[i + 1:]:
+            assert not set(parts[a].tolist()) & set(parts[b].tolist()), (a, b)
+        exact = sizes[a] * np.bincount(y) / len(y)
+        assert (np.abs(np.bincount(y[parts[a]], minlength=len(exact)) - exact) < 1 + 1e-9).all(), a
+
+
+def test_decide_part_from_examples_outside_the_subset():
+    """IMDB quick's sizes: 8,000 of 25,000 reviews train (800 of them the stop part), so the 5,000 decide reviews
+    come from the 17,000 the profile does not draw, and train and stop are exactly what they were without them."""
+    y, y_test = np.repeat([0, 1], 12_500), np.repeat([0, 1], 12_500)
+    split = lambda decide: data._indices(y, y_test, stop_fraction=0.1, decide_size=decide, seed=0, train_subset=8000,
+                                         test_subset=4000)
+    parts = split(5000)
+    _disjoint_and_stratified(y, parts, {"train": 7200, "stop": 800, "decide": 5000})
+    pool = set(parts["train"].tolist()) | set(parts["stop"].tolist())
+    assert len(pool) == 8000 and not pool & set(parts["decide"].tolist())  # nothing decided on was trained on
+    other = split(17_000)  # every unused review: still not a single one that trains
+    assert all(np.array_equal(parts[p], other[p]) for p in ("train", "stop", "test"))
+    assert set(other["decide"].tolist()) == set(range(25_000)) - pool
+
+
+def test_decide_part_out_of_the_drawn_examples_where_none_are_left():
+    """Hoda or Fashion quick: all 60,000 training images are drawn, so the decide part is held out of them."""
+    y, y_test = np.repeat(np.arange(10), 600), np.repeat(np.arange(10), 200)
+    parts = data._indices(y, y_test, stop_fraction=0.1, decide_size=600, seed=0, train_subset=None, test_subset=None)
+    _disjoint_and_stratified(y, parts, {"train": 4800, "stop": 600, "decide": 600})
+    assert sorted(np.concatenate([parts[p] for p in ("train", "stop", "decide")]).tolist()) == list(range(6000))
+    with pytest.raises(ValueError, match=r"hoda: a decide part of 5400 examples does not fit.*lower data.hoda_decide"):
+        data._indices(y, y_test, stop_fraction=0.1, decide_size=5400, seed=0, train_subset=None, test_subset=None,
+                      name="hoda")
 
 
 def test_subsets_on_fixture_are_stratified(root):
-    s = data.load_hoda(root, train_subset=20, test_subset=10, seed=3)
-    assert torch.bincount(torch.cat([s.y_train, s.y_val])).tolist() == [2] * 10
-    assert torch.bincount(s.y_test).tolist() == [1] * 10 and len(s.y_val) == 2
+    s = data.load_hoda(root, train_subset=20, test_subset=10, seed=3, decide_size=10)
+    assert torch.bincount(torch.cat([s.y_train, s.y_stop])).tolist() == [2] * 10 and len(s.y_stop) == 2
+    assert torch.bincount(s.y_decide).tolist() == [1] * 10  # the 10 images outside the subset
+    assert torch.bincount(s.y_test).tolist() == [1] * 10
 
 
 def test_load_fashion_pads_to_32(root):
-    s = data.load_fashion(root)
-    assert s.x_train.shape == (27, 1, 32, 32) and s.x_test.shape == (30, 1, 32, 32) and s.classes[9] == "Ankle boot"
+    s = data.load_fashion(root, decide_size=3)
+    assert s.x_train.shape == (24, 1, 32, 32) and s.x_test.shape == (30, 1, 32, 32) and s.classes[9] == "Ankle boot"
     border = torch.ones(32, 32, dtype=torch.bool)
     border[2:30, 2:30] = False
     assert (s.x_test[:, 0, border] == 0).all()
@@ -144,19 +185,20 @@ def test_fashion_found_in_system_folder(root, copy, monkeypatch, tmp_path):
     system = shutil.move(copy / "fashion-mnist", tmp_path / "system")
     monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", system)
     assert data.missing(copy) == []
-    assert len(data.load_fashion(copy).y_test) == 30
+    assert len(data.load_fashion(copy, decide_size=3).y_test) == 30
 
 
 def test_load_imdb_tokenises_only_the_subset(root, cache):
-    s = data.load_imdb(root, max_len=12, train_subset=4, test_subset=2, val_fraction=0.25)
-    assert s.x_train.shape == (3, 12) and s.x_val.shape == (1, 12) and s.x_test.shape == (2, 12)
+    s = data.load_imdb(root, max_len=12, train_subset=4, test_subset=2, stop_fraction=0.25, decide_size=1)
+    assert s.x_train.shape == (3, 12) and s.x_stop.shape == (1, 12) and s.x_test.shape == (2, 12)
+    assert s.x_decide.shape == (1, 12) and s.index["decide"][0] not in s.index["train"]  # a review that never trains
     assert s.x_train.dtype == torch.int64 and s.classes == ["neg", "pos"]
     assert s.vocab_size == len(build.VOCAB) and s.pad_id == 0
     assert (s.x_train[:, 0] == build.VOCAB.index("[CLS]")).all()
-    assert torch.bincount(torch.cat([s.y_train, s.y_val])).tolist() == [2, 2]
+    assert torch.bincount(torch.cat([s.y_train, s.y_stop])).tolist() == [2, 2]
     (entry,) = cache.glob("imdb-train-*.npz")
-    assert np.load(entry)["ids"].shape == (4, 12)  # 4 reviews tokenised, not all 6
-    full = data.load_imdb(root, max_len=64, val_fraction=0)
+    assert np.load(entry)["ids"].shape == (5, 12)  # 5 reviews tokenised (4 drawn, 1 to decide), not all 6
+    full = data.load_imdb(root, max_len=64, stop_fraction=0, decide_size=1)
     ids = full.x_train[0]
     assert ids[0] == 2 and build.VOCAB.index("[UNK]") in ids.tolist()  # "Zyzzyva" is not in the vocabulary
     sep = ids.tolist().index(build.VOCAB.index("[SEP]"))
@@ -164,7 +206,7 @@ def test_load_imdb_tokenises_only_the_subset(root, cache):
 
 
 def test_cache_hit_returns_identical_arrays(root, copy, cache, monkeypatch):
-    first = data.load_hoda(copy)
+    first = data.load_hoda(copy, decide_size=3)
     assert len(list(cache.glob("hoda-*.npz"))) == 2
 
     def boom(*_):
@@ -172,22 +214,22 @@ def test_cache_hit_returns_identical_arrays(root, copy, cache, monkeypatch):
 
     monkeypatch.setattr(formats, "read_cdb", boom)
     monkeypatch.setattr(formats, "read_hoda_mat", boom)
-    second = data.load_hoda(copy)
-    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+    second = data.load_hoda(copy, decide_size=3)
+    for name in ("x_train", "y_train", "x_stop", "y_stop", "x_decide", "y_decide", "x_test", "y_test"):
         assert torch.equal(getattr(first, name), getattr(second, name))
     test_file = copy / "hoda" / "Test 20000.cdb"
     os.utime(test_file, ns=(0, test_file.stat().st_mtime_ns + 10**9))  # a touched file is the same content
-    data.load_hoda(copy)
+    data.load_hoda(copy, decide_size=3)
     test_file.write_bytes(test_file.read_bytes()[:-1] + b"\x00")  # a changed file is decoded again
     with pytest.raises(AssertionError, match="decoded again"):
-        data.load_hoda(copy)
+        data.load_hoda(copy, decide_size=3)
 
 
 def test_damaged_cache_entry_is_rebuilt(root, cache):
-    data.load_fashion(root)
+    data.load_fashion(root, decide_size=3)
     for entry in cache.glob("fashion-*.npz"):
         entry.write_bytes(b"garbage")
-    assert len(data.load_fashion(root).y_test) == 30
+    assert len(data.load_fashion(root, decide_size=3).y_test) == 30
 
 
 FIXTURE_SIZES = {("hoda", "train"): (30, 3), ("hoda", "test"): (30, 3), ("hoda", "remaining"): (35, None),
@@ -228,31 +270,32 @@ def test_empty_root_lists_every_missing_file(tmp_path):
                           "hoda/RemainingSamples.cdb", "fashion-mnist/t10k-labels-idx1-ubyte.gz", "imdb/test.parquet",
                           "bert-base-uncased/vocab.txt")
     assert msg.count(", ") >= 11
-    raises_one_line(lambda: data.load_hoda(tmp_path / "nowhere"), tmp_path / "nowhere", "does not exist", FETCH)
+    raises_one_line(lambda: data.load_hoda(tmp_path / "nowhere", decide_size=3), tmp_path / "nowhere", "does not exist",
+                    FETCH)
     assert not (tmp_path / "nowhere").exists()
 
 
 def test_truncated_cdb(copy):
     path = copy / "hoda" / "Test 20000.cdb"
     path.write_bytes(path.read_bytes()[:-7])
-    raises_one_line(lambda: data.load_hoda(copy), copy, str(path), "truncated", FETCH)
+    raises_one_line(lambda: data.load_hoda(copy, decide_size=3), copy, str(path), "truncated", FETCH)
 
 
 def test_idx_with_bad_magic_number(copy):
     path = copy / "fashion-mnist" / "train-images-idx3-ubyte.gz"
     build.write_idx_gz(path, np.zeros((30, 28, 28)), magic=0x0000_0903)
-    raises_one_line(lambda: data.load_fashion(copy), copy, str(path), "magic number", FETCH)
+    raises_one_line(lambda: data.load_fashion(copy, decide_size=3), copy, str(path), "magic number", FETCH)
 
 
 def test_parquet_without_label_column(copy):
     path = copy / "imdb" / "train.parquet"
     build.write_imdb_parquet(path, ["good film"] * 6, [0] * 6, columns=("text",))
-    raises_one_line(lambda: data.load_imdb(copy), copy, str(path), "no column 'label'", FETCH)
+    raises_one_line(lambda: data.load_imdb(copy, decide_size=1), copy, str(path), "no column 'label'", FETCH)
 
 
 def test_missing_tokenizer_folder(copy):
     shutil.rmtree(copy / "bert-base-uncased")
-    raises_one_line(lambda: data.load_imdb(copy), copy, "bert-base-uncased/vocab.txt", FETCH)
+    raises_one_line(lambda: data.load_imdb(copy, decide_size=1), copy, "bert-base-uncased/vocab.txt", FETCH)
     raises_one_line(lambda: data.load_tokenizer(copy), copy, str(copy / "bert-base-uncased"), FETCH)
 
 
@@ -276,28 +319,28 @@ def test_unreadable_file_is_one_line(copy, monkeypatch):
             raise PermissionError(13, "Permission denied", str(file))
         return real_open(file, *a, **k)
     monkeypatch.setattr("builtins.open", deny)
-    raises_one_line(lambda: data.load_hoda(copy), copy, str(path), "Permission denied", "chmod a+r")
+    raises_one_line(lambda: data.load_hoda(copy, decide_size=3), copy, str(path), "Permission denied", "chmod a+r")
 
 
 def test_cache_entry_with_other_array_names_is_rebuilt(root, cache):
-    data.load_fashion(root)
+    data.load_fashion(root, decide_size=3)
     for entry in cache.glob("fashion-*.npz"):
         with np.load(entry) as z:
             arrays = {f"renamed_{k}": z[k] for k in z.files}
         with open(entry, "wb") as f:
             np.savez(f, **arrays)
-    assert len(data.load_fashion(root).y_test) == 30
+    assert len(data.load_fashion(root, decide_size=3).y_test) == 30
 
 
 def test_damaged_datasets_cache_is_rebuilt(root, cache):
-    first = data.load_imdb(root, max_len=8)
+    first = data.load_imdb(root, max_len=8, decide_size=1)
     arrows = list((cache / "hf-datasets").rglob("*.arrow"))
     assert arrows
     for p in arrows:
         p.write_bytes(p.read_bytes()[:50])
     for p in cache.glob("imdb-*.npz"):
         p.unlink()
-    assert torch.equal(data.load_imdb(root, max_len=8).x_train, first.x_train)
+    assert torch.equal(data.load_imdb(root, max_len=8, decide_size=1).x_train, first.x_train)
 
 
 def test_empty_vocab_is_one_line(copy):

@@ -81,9 +81,11 @@ def test_the_variant_has_its_own_key_field_and_ids():
         "attention", "dense", None, None, None)  # a row from before the field: the learned table
 
 
-def test_every_embedding_runs_dense_and_every_rank_and_init_from_its_own_dense():
-    profile = config.load_profile("smoke", "cpu")
-    plan = jobs.plan(profile, ["attention"], "cpu")
+def test_every_embedding_runs_dense_and_every_rank_and_init_from_its_own_dense(root):
+    fits = ["data.imdb_train=6", "data.imdb_test=6"]  # smoke's grids on the fixture root's 6 reviews per split
+    load = lambda *overrides: config.load_profile("smoke", "cpu", [*fits, *overrides])
+    profile = load()
+    plan = jobs.plan(profile, ["attention"], "cpu", root)
     names = {j.name for j in plan if j.seed == 0}
     ranks = profile.attention.ranks
     learned = {"dense", *(f"{i}-svd-k{k}" for i in ("random", "trained") for k in ranks)}
@@ -92,13 +94,12 @@ def test_every_embedding_runs_dense_and_every_rank_and_init_from_its_own_dense()
     for j in plan:
         if j.init == "trained":
             assert [(by_id[p].method, by_id[p].embedding) for p in j.parents] == [("dense", j.embedding)]
-    only = config.load_profile("smoke", "cpu", ['attention.embeddings=["learned"]'])
-    kept = {j.name: j.id for j in jobs.plan(only, ["attention"], "cpu")}
+    kept = {j.name: j.id for j in jobs.plan(load('attention.embeddings=["learned"]'), ["attention"], "cpu", root)}
     assert kept == {j.name: j.id for j in plan if j.embedding is None}  # the learned jobs do not see the variant
-    frozen = config.load_profile("smoke", "cpu", ["attention.embedding_frozen=true"])
-    changed = {j.name for j in jobs.plan(frozen, ["attention"], "cpu")} - {j.name for j in plan}
+    frozen = load("attention.embedding_frozen=true")
+    changed = {j.name for j in jobs.plan(frozen, ["attention"], "cpu", root)} - {j.name for j in plan}
     assert not changed
-    ids = {j.name: j.id for j in jobs.plan(frozen, ["attention"], "cpu")}
+    ids = {j.name: j.id for j in jobs.plan(frozen, ["attention"], "cpu", root)}
     assert {n for n, i in ids.items() if {j.name: j.id for j in plan}[n] != i} == {
         j.name for j in plan if j.embedding == "minilm"}
 

@@ -496,3 +496,44 @@ def test_study_contract_names_the_missing_field(tmp_path):
     del bench["benchmarks"][2]["extra_info"]["accuracy_truncated"]
     with pytest.raises(UserError, match=r"1 benchmark\(s\) lack extra_info fields: .*\(accuracy_truncated\)"):
         check_study_extra_info(bench, "bad.json")
+
+
+@pytest.mark.parametrize("where, field, value", [
+    ("stats", "rounds", 0), ("stats", "min", 0.0), ("stats", "median", -1e-3), ("stats", "q1", 0),
+    ("extra_info", "accuracy", True), ("extra_info", "params_total", False), ("stats", "rounds", True),
+    ("extra_info", "accuracy", "0.99"), ("stats", "min", "…"), ("extra_info", "accuracy", 95.0),
+])
+def test_a_head_that_measured_nothing_or_holds_wrong_types_exits_2(tmp_path, capsys, where, field, value):
+    """Zero rounds, a time of 0 or less, a boolean or a string where a number belongs: unusable input (exit 2, one
+    line naming the field), never a pass (exit 0) or a "regression" (exit 1)."""
+    head = suite()
+    for b in head["benchmarks"]:
+        b[where][field] = value
+    assert run_gate(tmp_path, suite(), head) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "head.json" in err and f"{where}.{field}: " in err
+    assert gate.main(["--expect", str(Path(__file__).resolve().parent.parent / "bench/expected/smoke.json"),
+                      dump(tmp_path / "h.json", head)]) == 2
+
+
+def test_a_fullname_with_a_line_break_is_one_line(tmp_path, capsys):
+    head = suite()
+    head["benchmarks"][0]["fullname"] += "\nok"
+    assert run_gate(tmp_path, suite(), head) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_folder_given_as_a_benchmark_file_exits_2(tmp_path, capsys):
+    assert gate.main([dump(tmp_path / "base.json", suite()), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {tmp_path} is a folder, not a JSON file; give the file's path\n"
+
+
+def test_write_expect_never_replaces_a_special_file(tmp_path, capsys):
+    import os
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert gate.main(["--write-expect", str(fifo), dump(tmp_path / "head.json", suite())]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--write-expect {fifo} is a FIFO, not a regular file" in err
+    assert fifo.is_fifo()

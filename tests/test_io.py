@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from core.io import atomic_path, atomic_write, read_json, write_json
+from core.io import UserError, atomic_path, atomic_write, read_json, write_json
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -36,3 +36,17 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(io.UserError, match=r"r\.json: cannot write it \(No space left on device\); free disk space"):
         io.write_json(target, {"new": 2})
     assert target.read_text() == '{\n  "old": 1\n}\n' and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_a_special_file_is_never_replaced(tmp_path):
+    """A FIFO (or a device such as /dev/null, or a link to one) in place of a result: refused, left as it is."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "link").symlink_to(fifo)
+    for target in (fifo, tmp_path / "link", tmp_path):
+        with pytest.raises(UserError, match="is a (FIFO|folder), not a regular file; a result is written only"):
+            write_json(target, {"v": 1})
+    assert fifo.is_fifo() and (tmp_path / "link").is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == \
+        ["fifo", "link"]
+    with pytest.raises(UserError, match=f"^{fifo} is a FIFO, not a JSON file"):  # read, it would block for ever
+        read_json(fifo)

@@ -1,4 +1,5 @@
-"""The training loop: it learns, keeps the best-validation weights, and never lets the test split decide."""
+"""The training loop: it learns, keeps the weights of the best epoch on validation's stop part, and never lets the
+decide part or the test split choose anything."""
 import dataclasses
 from types import SimpleNamespace
 
@@ -10,6 +11,7 @@ from models.methods import factorize
 from models.mlp import MLP, MLPConfig
 from training.config import TrainConfig
 from core.io import read_json
+from training.data import Splits
 from training.train import augment_images, confusion_matrix, distillation_loss, evaluate, train
 
 
@@ -21,12 +23,14 @@ def blobs(n, seed):
     return x, y
 
 
-def splits(test_labels_shuffled=False):
-    (xt, yt), (xv, yv), (xs, ys) = blobs(300, 0), blobs(90, 1), blobs(90, 2)
-    if test_labels_shuffled:
-        ys = ys[torch.randperm(len(ys))]
-    return SimpleNamespace(x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs, y_test=ys,
-                           classes=["a", "b", "c"])
+def splits(shuffled=()):
+    """Blobs in four parts; the labels of the parts named in `shuffled` are permuted (noise a model cannot fit)."""
+    parts = {"train": blobs(300, 0), "stop": blobs(90, 1), "decide": blobs(90, 3), "test": blobs(90, 2)}
+    for name in shuffled:
+        x, y = parts[name]
+        parts[name] = x, y[torch.randperm(len(y), generator=torch.Generator().manual_seed(5))]
+    index = {name: np.arange(len(y)) for name, (_, y) in parts.items()}
+    return Splits("blobs", *(t for part in parts.values() for t in part), ["a", "b", "c"], index)
 
 
 def fresh_model():
@@ -42,43 +46,58 @@ def test_learns_and_records_every_epoch():
     m = train(model, splits(), CFG, device="cpu", seed=0)
     assert m["test_acc"] > 0.9 and m["val_acc"] > 0.9
     assert [h["epoch"] for h in m["history"]] == list(range(len(m["history"])))  # epoch 0: the start
-    assert set(m["history"][1]) >= {"train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds"}
+    assert set(m["history"][1]) >= {"train_loss", "train_acc", "stop_loss", "stop_acc", "test_loss", "test_acc",
+                                    "seconds"}
     assert sum(map(sum, m["confusion"])) == 90 and m["peak_mem_bytes"] > 0
     assert m["params_trainable"] == m["params_total"] == 16 * 16 + 16 + 3 * 16 + 3
 
 
-def test_test_split_never_decides():
+@pytest.mark.parametrize("part", ["test", "decide"])
+def test_neither_test_nor_decide_part_chooses_anything(part):
     a, b = fresh_model(), fresh_model()
     ma = train(a, splits(), CFG, device="cpu", seed=0)
-    mb = train(b, splits(test_labels_shuffled=True), CFG, device="cpu", seed=0)
+    mb = train(b, splits(shuffled=[part]), CFG, device="cpu", seed=0)
     assert ma["best_epoch"] == mb["best_epoch"] and len(ma["history"]) == len(mb["history"])
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-def test_keeps_best_validation_weights_and_stops_early():
+def test_keeps_best_stop_part_weights_and_stops_early():
     model = fresh_model()
-    cfg = dataclasses.replace(CFG, epochs=30, lr=0.5, patience=1)  # too high a rate: validation soon stalls
+    cfg = dataclasses.replace(CFG, epochs=30, lr=0.5, patience=1)  # too high a rate: the stop part soon stalls
     m = train(model, splits(), cfg, device="cpu", seed=0)
-    best = max(h["val_acc"] for h in m["history"])
-    assert m["val_acc"] == best and len(m["history"]) < 30
-    assert m["history"][m["best_epoch"]]["val_acc"] == best
+    best = max(h["stop_acc"] for h in m["history"])
+    assert m["stop_acc"] == best and len(m["history"]) < 30
+    assert m["history"][m["best_epoch"]]["stop_acc"] == best
+
+
+def test_val_acc_is_the_decide_part_of_the_kept_weights_not_the_early_stopping_best():
+    """With the decide part's labels shuffled the kept model is as good as ever on the stop part and at chance on the
+    decide part: `val_acc` must say the latter, example by example, and never the stopping best."""
+    data = splits(shuffled=["decide"])
+    model = fresh_model()
+    m = train(model, data, CFG, device="cpu", seed=0)
+    _, acc, preds = evaluate(model, data.x_decide, data.y_decide)
+    assert m["val_acc"] == acc and m["stop_acc"] > 0.9 and m["val_acc"] < 0.6
+    assert np.array_equal(m["outcomes"]["val"], (preds == data.y_decide).numpy())
+    assert np.array_equal(m["outcomes"]["test"], (evaluate(model, data.x_test, data.y_test)[2] == data.y_test).numpy())
+    assert (m["outcomes"]["val_split"], m["outcomes"]["test_split"]) == (data.split_id("decide"), data.split_id("test"))
 
 
 def test_fine_tuning_never_ends_below_its_start():
     """A retrain of an exact (full-rank) factorisation, at a rate that wrecks it, keeps the start: epoch 0."""
     data = splits()
     g = torch.Generator().manual_seed(3)
-    for name in ("x_train", "x_val", "x_test"):  # noisy blobs: the start is good, not perfect, and can get worse
+    for name in ("x_train", "x_stop", "x_test"):  # noisy blobs: the start is good, not perfect, and can get worse
         setattr(data, name, getattr(data, name) + torch.randn(getattr(data, name).shape, generator=g))
     dense = fresh_model()
     train(dense, data, CFG, device="cpu", seed=0)
     exact = factorize(dense, 16, targets=["hidden.0"])  # full rank: the same function as dense
     start = {k: v.clone() for k, v in exact.state_dict().items()}
-    start_val = evaluate(exact, data.x_val, data.y_val)[1]
+    start_stop = evaluate(exact, data.x_stop, data.y_stop)[1]
     m = train(exact, data, dataclasses.replace(CFG, epochs=3, lr=1.0, patience=3), device="cpu", seed=0)
-    assert m["history"][0]["epoch"] == 0 and m["history"][0]["val_acc"] == start_val  # epoch 0 is the start
-    assert max(h["val_acc"] for h in m["history"][1:]) < start_val  # every epoch is worse ...
-    assert m["best_epoch"] == 0 and m["val_acc"] == start_val  # ... so the start is kept
+    assert m["history"][0]["epoch"] == 0 and m["history"][0]["stop_acc"] == start_stop  # epoch 0 is the start
+    assert max(h["stop_acc"] for h in m["history"][1:]) < start_stop  # every epoch is worse ...
+    assert m["best_epoch"] == 0 and m["stop_acc"] == start_stop  # ... so the start is kept
     assert all(torch.equal(v, start[k]) for k, v in exact.state_dict().items())
 
 
@@ -139,7 +158,7 @@ def test_distillation_pulls_the_student_towards_the_teacher():
         cfg = dataclasses.replace(CFG, distill=distill, patience=CFG.epochs)
         train(student, noise, cfg, device="cpu", seed=0, teacher=teacher)
         with torch.no_grad():
-            return (student.eval()(noise.x_val).argmax(1) == teacher.eval()(noise.x_val).argmax(1)).float().mean()
+            return (student.eval()(noise.x_stop).argmax(1) == teacher.eval()(noise.x_stop).argmax(1)).float().mean()
 
     assert agreement(1.0) > 0.95 and agreement(0.0) < 0.8
 
@@ -171,3 +190,17 @@ def test_training_dtype_is_recorded_in_the_row_and_the_sidecar(tmp_path):
     bf16 = {**m, "train_dtype": "bf16"}  # as a CUDA run returns it
     rel = save_run(tmp_path, dense, model, bf16, Profile(), "hoda", ["a", "b", "c"])
     assert read_json(paths(tmp_path / rel)[1])["train_dtype"] == "bf16"
+
+
+def test_the_baselines_augmentation_is_chosen_on_the_stop_part(monkeypatch):
+    """Study 1 trains its baseline with and without augmentation and keeps one: by the stop part, never by the
+    decide part that then judges it (here the two disagree)."""
+    from training.config import Profile
+    from training.studies import svd
+    scores = {"none": {"stop_acc": 0.90, "val_acc": 0.50, "test_acc": 0.50},
+              "affine": {"stop_acc": 0.80, "val_acc": 0.99, "test_acc": 0.99}}
+    monkeypatch.setattr(svd, "train", lambda model, splits, cfg, **kw: dict(scores[cfg.augment]))
+    profile = Profile()
+    profile.svd.model = MLPConfig(in_features=16, hidden=[8], n_classes=3)
+    _, metrics, augment, ablation = svd.train_baseline(profile, SimpleNamespace(mean=0.0, std=1.0), "cpu", 0)
+    assert augment == "none" and metrics == scores["none"] and ablation["affine"]["val_acc"] == 0.99

@@ -8,6 +8,7 @@ has one name everywhere (`attention.model.max_len` is also the tokenizer's lengt
 """
 import dataclasses
 import math
+import re
 import tomllib
 import types
 import typing
@@ -22,6 +23,10 @@ from models.mlp import MLPConfig
 from models.transformer import TransformerConfig
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
+# A profile's name is the folder OUT/<name>/ its results go to, so it is a plain folder name: never `..`, a hidden
+# folder, a path or something a shell or LaTeX would read differently.
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+KEY_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 AUGMENTATIONS = ("none", "affine", "flip_crop")
 
 
@@ -33,7 +38,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_frac: float = 0.05  # linear warm-up share of all steps, then cosine decay to zero
     grad_clip: float = 1.0
-    patience: int = 5  # epochs without a better validation accuracy before stopping early
+    patience: int = 5  # epochs without a better accuracy on validation's stop part before stopping early
     label_smoothing: float = 0.0
     augment: str = "none"  # image batches: "affine" (digits), "flip_crop" (clothing) or "none"; training/train.py
     # Knowledge distillation, where a study passes a teacher (SVD retraining passes the dense model): the loss is
@@ -59,24 +64,45 @@ class TrainConfig:
 
 @dataclass
 class DataConfig:
-    val_fraction: float = 0.1
+    # Validation is two disjoint parts of a training split (training/data.py). The stop part, `stop_fraction` of the
+    # examples drawn for training, drives early stopping and the epoch-0 comparison. The decide part, `<set>_decide`
+    # examples, is evaluated once on each kept model: it is `val_acc` and what decisions use, and nothing chose the
+    # weights on it. It comes from training examples the profile does not draw where there are that many
+    # (evaluation cost only), else out of the drawn ones. Sizes: README, "Validation big enough to decide".
+    stop_fraction: float = 0.1
     hoda_train: int | None = None  # stratified subset sizes; None = the whole split
     hoda_test: int | None = None
+    hoda_decide: int = 6000  # out of the 60,000 training images where they all train (quick, full)
     hoda_extra: bool = False  # add RemainingSamples.cdb (22,352 images) to training
     fashion_train: int | None = None
     fashion_test: int | None = None
+    fashion_decide: int = 6000
     imdb_train: int | None = None
     imdb_test: int | None = None
-    # The subsets and the validation hold-out are drawn with this seed, never the training seed: every seed then
-    # sees the same split, so two variants' results pair up by seed.
+    imdb_decide: int = 2500  # out of the 25,000 training reviews where they all train (full)
+    # The subsets and both validation parts are drawn with this seed, never the training seed: every seed then
+    # sees the same split, so two variants' results pair up by seed and by example.
     split_seed: int = 0
 
     def __post_init__(self):
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0 < self.stop_fraction < 1:
+            raise ValueError(f"stop_fraction must be in (0, 1), got {self.stop_fraction}")
         for f in dataclasses.fields(self):
-            if f.type == int | None and getattr(self, f.name) is not None and getattr(self, f.name) < 1:
-                raise ValueError(f"{f.name} must be >= 1 or left out (the whole split), got {getattr(self, f.name)}")
+            value = getattr(self, f.name)
+            if f.name.endswith(("_train", "_test", "_decide")) and value is not None and value < 1:
+                whole = " or left out (the whole split)" if f.type == int | None else ""
+                raise ValueError(f"{f.name} must be >= 1{whole}, got {value}")
+
+    def split_args(self, dataset):
+        """The keyword arguments of `training.data.load_<dataset>` that draw its parts."""
+        return {"stop_fraction": self.stop_fraction, "decide_size": getattr(self, f"{dataset}_decide"),
+                "seed": self.split_seed, "train_subset": getattr(self, f"{dataset}_train"),
+                "test_subset": getattr(self, f"{dataset}_test")}
+
+    def settings(self, dataset):
+        """The keys that decide a job's data on `dataset`, for its job id: the shared ones and the set's own."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name in ("stop_fraction", "split_seed") or f.name.startswith(f"{dataset}_")}
 
 
 def check_grid(ranks, name="ranks"):
@@ -115,7 +141,10 @@ class StudyConfig:
     its benchmark settings."""
     ranks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128])
     targets: list[str] = field(default_factory=lambda: ["hidden"])  # the 10-class head is too small to pay
-    tolerance_points: float = 0.5  # chosen rank: the smallest within this many validation points of the reference
+    # δ of the decision rule (core/decision.py), in accuracy points: a variant is "within" its reference when the
+    # lower bound of their paired difference on the decide part of validation is above -δ; the chosen rank is the
+    # last of the grid, tested from the largest down, that is within.
+    margin_points: float = 0.5
     bench: BenchConfig = field(default_factory=BenchConfig)
 
     def __post_init__(self):
@@ -142,7 +171,7 @@ class DecompositionStudyConfig(StudyConfig):
 class SVDStudyConfig(DecompositionStudyConfig):
     ranks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
     model: MLPConfig = field(default_factory=MLPConfig)
-    augment_ablation: bool = True  # train the baseline with and without augmentation, keep the better on val
+    augment_ablation: bool = True  # baseline with and without augmentation, the better on the stop part kept
     baseline: TrainConfig = field(default_factory=lambda: TrainConfig(augment="affine"))
     # Retraining starts next to an optimum (exactly on it at full rank), and epoch 0 (the truncated start) is a
     # candidate, so a rank it cannot help keeps its start. No warm-up; a cosine from 3e-4. Measured on quick Hoda (CPU),
@@ -274,13 +303,22 @@ def available_profiles():
     return sorted(p.stem for p in PROFILES_DIR.glob("*.toml")) + ["auto"]
 
 
+def check_profile_name(name, where):
+    """Raise ValueError unless `name` fits PROFILE_NAME; `where` says what it came from."""
+    if not PROFILE_NAME.fullmatch(name):
+        raise ValueError(f"{where}: the profile name {name!r} is not a plain folder name (results go to "
+                         f"OUT/<name>/); use up to 100 letters, digits, '.', '_' or '-', not starting with a dot")
+
+
 def profile_path(name, device="auto"):
     """The TOML file of a built-in profile name (`auto` resolved for `device`) or of a user's `PATH.toml`."""
     if name.endswith(".toml"):
         path = Path(name).expanduser()
         if not path.is_file():
             raise ValueError(f"profile file {path} does not exist")
+        check_profile_name(path.stem, f"profile file {path}")
         return path
+    check_profile_name(name, "--profile")
     if name == "auto":
         name = "full" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "quick"
     path = PROFILES_DIR / f"{name}.toml"
@@ -290,17 +328,25 @@ def profile_path(name, device="auto"):
 
 
 def parse_overrides(assignments):
-    """["svd.ranks=[4,8]", "seeds=[1]"] -> {"svd": {"ranks": [4, 8]}, "seeds": [1]}; values are TOML values."""
+    """["svd.ranks=[4,8]", "seeds=[1]"] -> {"svd": {"ranks": [4, 8]}, "seeds": [1]}; values are TOML values.
+
+    Each `--set` is exactly one key and one value: a value that is more than one TOML value (a newline and a second
+    assignment) is refused, not cut to its first line, and so is `name`, which the profile's file name decides."""
     tree = {}
     for text in assignments:
         key, sep, value = text.partition("=")
         parts = key.strip().split(".")
-        if not sep or not all(parts):
+        if not sep or not all(KEY_PART.fullmatch(p) for p in parts):
             raise ValueError(f"--set {text!r}: expected KEY=VALUE, e.g. svd.ranks=[4,8,16]")
+        if parts == ["name"]:
+            raise ValueError(f"--set {text!r}: the profile's name is not a setting (it is the profile file's name)")
         try:
-            parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+            doc = tomllib.loads(f"v = {value.strip()}")
         except tomllib.TOMLDecodeError:
             raise ValueError(f"--set {text!r}: {value.strip()!r} is not a TOML value (strings need quotes)") from None
+        if list(doc) != ["v"]:
+            raise ValueError(f"--set {text!r}: one --set takes one KEY=VALUE; give each key its own --set")
+        parsed = doc["v"]
         node = tree
         for part in parts[:-1]:
             node = node.setdefault(part, {})
@@ -323,6 +369,8 @@ def load_profile(name, device="auto", overrides=()):
         tree = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not valid TOML ({e}); fix the file") from None
+    if "name" in tree:
+        raise ValueError(f"{path}: `name` is not a setting; a profile's name is its file name ({path.stem})")
     _deep_update(tree, parse_overrides(overrides))
     where = f"{path}{' with --set' if overrides else ''}"
     return _merge(Profile, Profile(name=path.stem), {**tree, "name": path.stem}, where)

@@ -4,8 +4,10 @@ Where the files are: `--data-root` > `$LOWRANK_DATA` > `default_root()` (a per-u
 fetch what a profile needs), laid out as in `../shared/data/README.md`. The loaders only read the root, never write
 it (it is read-only in CI); decoded arrays go to `cache_dir()` instead, keyed by the source files' names and
 contents (SHA-256), because decoding Hoda's 100k run-length records in Python takes a while and
-tokenising 25k reviews longer. Splits are seeded and stratified: a subset is drawn first, then validation is held
-out of it; the test set is only ever subset, never used for a decision.
+tokenising 25k reviews longer. Splits are seeded and stratified: a subset is drawn first and the stop part
+(early stopping) is held out of it; the decide part (the accuracy decisions are taken on) comes from the training
+examples outside the subset, or out of the subset where those are too few; the test set is only ever subset, never
+used for a decision.
 """
 import hashlib
 import json
@@ -90,20 +92,41 @@ def needed(profile, studies) -> list[str]:
     return list(names)
 
 
+PARTS = ("train", "stop", "decide", "test")
+
+
 @dataclass
 class Splits:
+    """A data set's four parts. Validation is two disjoint parts of the training split: `stop` drives early stopping
+    and the epoch-0 comparison, `decide` is evaluated once on the kept model and is what decisions use, so nothing
+    that chose the weights also judges them. `test` confirms and never decides."""
     name: str  # "hoda" | "fashion" | "imdb"
     x_train: torch.Tensor  # images: float32 (N, 1, 32, 32) in [0, 1]; text: int64 (N, max_len) token ids
     y_train: torch.Tensor  # int64
-    x_val: torch.Tensor
-    y_val: torch.Tensor
+    x_stop: torch.Tensor
+    y_stop: torch.Tensor
+    x_decide: torch.Tensor
+    y_decide: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
     classes: list[str]
-    mean: float | None = None  # images: pixel mean/std of x_train only, so nothing leaks from val/test
+    # PARTS -> the parts' rows in their source split (train, stop, decide: the training file; test: the test file),
+    # in the order of the tensors; Hoda's extra training images are not rows of the training file and not listed.
+    index: dict[str, np.ndarray]
+    mean: float | None = None  # images: pixel mean/std of x_train only, so nothing leaks from validation or test
     std: float | None = None
     vocab_size: int | None = None  # text only
     pad_id: int | None = None
+
+    def split_id(self, part):
+        return split_id(self.name, part, self.index[part])
+
+
+def split_id(name, part, rows):
+    """`hoda/decide/6000/<16 hex>`: the data set, the part, its size and a hash of its rows in order. Two runs have
+    the same id exactly when they evaluated the same examples in the same order, whatever their training seed."""
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    return f"{name}/{part}/{len(rows)}/{hashlib.sha256(rows.tobytes()).hexdigest()[:16]}"
 
 
 # ---------------------------------------------------------------------------------------------------- files
@@ -156,6 +179,17 @@ def content_hash(path: Path) -> str:
             from None
 
 
+def fingerprints(root, names) -> dict[str, str]:
+    """One SHA-256 per data set of `names` over the contents of the files it reads under `root` (file names
+    relative to the root, so a moved root keeps its fingerprints): what a job id includes, so other data means
+    other jobs. DataError when a file is missing."""
+    root = Path(root)
+    require(root, names)
+    return {name: hashlib.sha256(json.dumps([(rel if isinstance(rel, str) else find(root, rel).name,
+                                              content_hash(find(root, rel))) for rel in REQUIRED[name]]
+                                            ).encode()).hexdigest() for name in names}
+
+
 def _cached(kind: str, sources: list[Path], params: dict, build, keys=("x", "y")) -> dict[str, np.ndarray]:
     """build()'s arrays (named `keys`), stored once in cache_dir() as an .npz named by a hash of the sources' names
     and contents and `params`: a changed, replaced or damaged file gets a new entry instead of a stale one."""
@@ -186,35 +220,84 @@ def _stratified(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.concatenate(picked or [np.zeros(0, int)]))
 
 
-def _indices(y_train, y_test, *, val_fraction, seed, train_subset, test_subset):
-    """Seeded, stratified (train, val, test) indices. `train_subset` samples are drawn from train first and the
-    validation hold-out comes out of them; the test draw has its own stream, so it ignores the train options."""
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-    for name, n, total in (("train_subset", train_subset, len(y_train)), ("test_subset", test_subset, len(y_test))):
+def _indices(y_train, y_test, *, stop_fraction, decide_size, seed, train_subset, test_subset, name="data"):
+    """Seeded, stratified row indices {"train", "stop", "decide", "test"} (PARTS) of the source splits.
+
+    `train_subset` examples are drawn from train first and the stop part, `stop_fraction` of them, is held out of
+    them. The `decide_size` examples of the decide part come from the training examples outside the subset when
+    there are that many (evaluation cost only: the subset trains exactly as without it), else they are held out
+    of the subset too. Each draw has its own stream, so the test draw ignores the train options and the decide
+    draw leaves the subset and stop part as they were.
+    """
+    if not 0 <= stop_fraction < 1:
+        raise ValueError(f"stop_fraction must be in [0, 1), got {stop_fraction!r}")
+    for what, n, total in (("train_subset", train_subset, len(y_train)), ("test_subset", test_subset, len(y_test))):
         if n is not None and not (isinstance(n, int) and 1 <= n <= total):
-            raise ValueError(f"{name} must be an int in [1, {total}] or None, got {n!r}")
+            raise ValueError(f"{what} must be an int in [1, {total}] or None, got {n!r}")
     rng = np.random.default_rng([seed, 0])
     pool = _stratified(y_train, train_subset or len(y_train), rng)
-    is_val = np.zeros(len(pool), bool)
-    is_val[_stratified(y_train[pool], round(val_fraction * len(pool)), rng)] = True
+    is_stop = np.zeros(len(pool), bool)
+    is_stop[_stratified(y_train[pool], round(stop_fraction * len(pool)), rng)] = True
+    train, stop = pool[~is_stop], pool[is_stop]
+    unused = np.setdiff1d(np.arange(len(y_train)), pool)
+    size_ok = isinstance(decide_size, int) and decide_size >= 1
+    from_unused = size_ok and decide_size <= len(unused)
+    if not from_unused and not (size_ok and decide_size < len(train)):
+        raise ValueError(f"{name}: a decide part of {decide_size!r} examples does not fit: {len(unused)} training "
+                         f"examples lie outside the subset and {len(train)} train inside it; lower "
+                         f"data.{name}_decide")
+    source = unused if from_unused else train
+    is_decide = np.zeros(len(source), bool)
+    is_decide[_stratified(y_train[source], decide_size, np.random.default_rng([seed, 2]))] = True
+    decide = source[is_decide]
+    if not from_unused:
+        train = train[~is_decide]
     test = _stratified(y_test, test_subset or len(y_test), np.random.default_rng([seed, 1]))
-    return pool[~is_val], pool[is_val], test
+    return {"train": train, "stop": stop, "decide": decide, "test": test}
 
 
 def _image_splits(name, classes, train, test, extra_train=None, **split_args) -> Splits:
-    """Validation is held out of `train`; `extra_train` (arrays) only ever trains, so adding it leaves validation
-    and test exactly as they were and the two runs compare on the same images."""
+    """Validation (stop and decide parts) comes out of `train`; `extra_train` (arrays) only ever trains, so adding
+    it leaves validation and test exactly as they were and the two runs compare on the same images."""
     (x_tr, y_tr), (x_te, y_te) = train, test
-    tr, va, te = _indices(y_tr, y_te, **split_args)
+    index = _indices(y_tr, y_te, name=name, **split_args)
     img = lambda x: torch.from_numpy(x).unsqueeze(1).float().div_(255)  # (N, 1, 32, 32) in [0, 1]
     lab = lambda y: torch.from_numpy(y.astype(np.int64))
-    x_train, y_train = x_tr[tr], y_tr[tr]
+    x_train, y_train = x_tr[index["train"]], y_tr[index["train"]]
     if extra_train is not None:
         x_train, y_train = np.concatenate([x_train, extra_train[0]]), np.concatenate([y_train, extra_train[1]])
     x_train = img(x_train)
-    return Splits(name, x_train, lab(y_train), img(x_tr[va]), lab(y_tr[va]), img(x_te[te]), lab(y_te[te]),
-                  classes, mean=x_train.mean().item(), std=x_train.std().item())
+    held = {part: (img(x_tr[index[part]]), lab(y_tr[index[part]])) for part in ("stop", "decide")}
+    return Splits(name, x_train, lab(y_train), *held["stop"], *held["decide"], img(x_te[index["test"]]),
+                  lab(y_te[index["test"]]), classes, index, mean=x_train.mean().item(), std=x_train.std().item())
+
+
+# The subsets a profile draws, per data set: the profile keys and the files whose sizes bound them.
+SUBSETS = {"hoda": (("hoda_train", HODA_TRAIN), ("hoda_test", HODA_TEST)),
+           "fashion": (("fashion_train", FASHION["train"][1]), ("fashion_test", FASHION["test"][1])),
+           "imdb": (("imdb_train", IMDB["train"]), ("imdb_test", IMDB["test"]))}
+
+
+def check_splits(profile, root, studies) -> None:
+    """Raise ValueError naming the profile key when a split the studies read would be empty or a subset asks for
+    more samples than its file has: the validation hold-out (round(val_fraction × n), as `_indices` draws it) and
+    what is left of training must each keep one sample. Sizes come from the files' headers, before any decoding."""
+    d, root = profile.data, Path(root)
+    for name in dict.fromkeys(n for s in studies for n in STUDY_DATA[s]):
+        require(root, [name])
+        for (key, rel), role in zip(SUBSETS[name], ("train", "test")):
+            path = find(root, rel)
+            total, asked = _read(path, formats.count), getattr(d, key)
+            if asked is not None and asked > total:
+                raise ValueError(f"data.{key} = {asked} asks for more than the {total} samples of {path}")
+            n, held = asked or total, round(d.val_fraction * (asked or total))
+            if role == "train" and not 1 <= held < n:
+                what = f"data.{key} = {n}" if asked else f"the whole training split of {path} ({n} samples)"
+                least = next((m for m in range(2, total + 1) if 1 <= round(d.val_fraction * m) < m), None)
+                fix = f"set data.{key} >= {least} or another" if least else "set another"
+                raise ValueError(f"{what} with data.val_fraction = {d.val_fraction} leaves an empty "
+                                 f"{'validation' if held < 1 else 'training'} split (round({d.val_fraction} x {n}) "
+                                 f"= {held} held out); {fix} data.val_fraction")
 
 
 # ---------------------------------------------------------------------------------------------------- Hoda
@@ -246,15 +329,16 @@ def hoda_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return a["x"], a["y"]
 
 
-def load_hoda(root, *, val_fraction=0.1, seed=0, train_subset=None, test_subset=None, extra=False) -> Splits:
+def load_hoda(root, *, decide_size, stop_fraction=0.1, seed=0, train_subset=None, test_subset=None,
+              extra=False) -> Splits:
     """Hoda digits. Train is `Train 60000.cdb` (what `download` fetches) or else `Data_hoda_full.mat` (same 60,000
     images in the same order); test is `Test 20000.cdb`; `extra=True` adds all of `RemainingSamples.cdb` to the
-    training split (after the validation hold-out and any subset are drawn from the 60,000)."""
+    training split (after validation and any subset are drawn from the 60,000)."""
     root = Path(root)
     require(root, ["hoda", "hoda-extra"] if extra else ["hoda"])
     return _image_splits("hoda", HODA_CLASSES, hoda_arrays(find(root, HODA_TRAIN)), hoda_arrays(root / HODA_TEST),
-                         extra_train=hoda_arrays(root / HODA_EXTRA) if extra else None, val_fraction=val_fraction,
-                         seed=seed, train_subset=train_subset, test_subset=test_subset)
+                         extra_train=hoda_arrays(root / HODA_EXTRA) if extra else None, stop_fraction=stop_fraction,
+                         decide_size=decide_size, seed=seed, train_subset=train_subset, test_subset=test_subset)
 
 
 # ---------------------------------------------------------------------------------------------------- Fashion-MNIST
@@ -278,12 +362,13 @@ def fashion_arrays(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return a["x"], a["y"]
 
 
-def load_fashion(root, *, val_fraction=0.1, seed=0, train_subset=None, test_subset=None) -> Splits:
+def load_fashion(root, *, decide_size, stop_fraction=0.1, seed=0, train_subset=None, test_subset=None) -> Splits:
     """Fashion-MNIST at 32×32, objects bright on black like Hoda's ink, so the Hoda MLP can take it as is."""
     root = Path(root)
     require(root, ["fashion"])
     return _image_splits("fashion", FASHION_CLASSES, fashion_arrays(root, "train"), fashion_arrays(root, "test"),
-                         val_fraction=val_fraction, seed=seed, train_subset=train_subset, test_subset=test_subset)
+                         stop_fraction=stop_fraction, decide_size=decide_size, seed=seed, train_subset=train_subset,
+                         test_subset=test_subset)
 
 
 # ---------------------------------------------------------------------------------------------------- IMDB
@@ -352,16 +437,18 @@ def _token_ids(root: Path, split: str, rows: np.ndarray, tok, max_len: int) -> n
     return _cached(f"imdb-{split}", [root / IMDB[split], *tok_files], params, build, keys=("ids",))["ids"]
 
 
-def load_imdb(root, *, max_len=256, val_fraction=0.1, seed=0, train_subset=None, test_subset=None) -> Splits:
-    """IMDB reviews as BERT uncased ids, truncated and padded to `max_len` (pad id 0). Only the rows the subsets
-    need are tokenised (the smoke profile reads about a thousand reviews, not 50,000)."""
+def load_imdb(root, *, decide_size, max_len=256, stop_fraction=0.1, seed=0, train_subset=None,
+              test_subset=None) -> Splits:
+    """IMDB reviews as BERT uncased ids, truncated and padded to `max_len` (pad id 0). Only the rows the parts
+    need are tokenised (the smoke profile reads a few thousand reviews, not 50,000)."""
     root = Path(root)
     require(root, ["imdb"])
     if not (isinstance(max_len, int) and max_len >= 2):
         raise ValueError(f"max_len must be an int >= 2 (room for [CLS] and [SEP]), got {max_len!r}")
     y_tr, y_te = imdb_labels(root, "train"), imdb_labels(root, "test")
-    tr, va, te = _indices(y_tr, y_te, val_fraction=val_fraction, seed=seed, train_subset=train_subset,
-                          test_subset=test_subset)
+    index = _indices(y_tr, y_te, name="imdb", stop_fraction=stop_fraction, decide_size=decide_size, seed=seed,
+                     train_subset=train_subset, test_subset=test_subset)
+    tr, st, de, te = (index[part] for part in PARTS)
     tok = load_tokenizer(root)
 
     def ids(split, *parts):  # tokenise the union of rows once, then hand each part its rows back in order
@@ -369,10 +456,10 @@ def load_imdb(root, *, max_len=256, val_fraction=0.1, seed=0, train_subset=None,
         got = _token_ids(root, split, rows, tok, max_len)
         return [torch.from_numpy(got[np.searchsorted(rows, p)]) for p in parts]
 
-    (x_train, x_val), (x_test,) = ids("train", tr, va), ids("test", te)
+    (x_train, x_stop, x_decide), (x_test,) = ids("train", tr, st, de), ids("test", te)
     lab = lambda y: torch.from_numpy(y)
-    return Splits("imdb", x_train, lab(y_tr[tr]), x_val, lab(y_tr[va]), x_test, lab(y_te[te]), IMDB_CLASSES,
-                  vocab_size=len(tok), pad_id=tok.pad_token_id)
+    return Splits("imdb", x_train, lab(y_tr[tr]), x_stop, lab(y_tr[st]), x_decide, lab(y_tr[de]), x_test,
+                  lab(y_te[te]), IMDB_CLASSES, index, vocab_size=len(tok), pad_id=tok.pad_token_id)
 
 
 # ---------------------------------------------------------------------------------------------------- check

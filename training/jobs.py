@@ -20,6 +20,8 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -29,6 +31,8 @@ from pathlib import Path
 import torch
 
 from core.io import UserError, atomic_write, read_json, write_json
+from core.spec import STUDIES
+from training import data, embeddings, jobfiles
 from training.studies import MODULES, variants
 from training.studies.common import checkpoint_name
 
@@ -61,18 +65,27 @@ def job_id(key, seed, settings, parent_ids, device_type):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def plan(profile, studies, device):
-    """Every job of `studies` and the jobs they start from (other studies' too), parents before children."""
+def plan(profile, studies, device, root):
+    """Every job of `studies` and the jobs they start from (other studies' too), parents before children.
+
+    A job's settings include the content (SHA-256) of the data files it reads under `root`: another data root
+    with other files means other jobs. The profile's checks run first, so a rank that cannot fit or a split the
+    data cannot hold fails here, before anything trains."""
     device_type = torch.device(device).type
     for study in studies:  # a rank that cannot fit fails here, before anything trains
         MODULES[study].check(profile)
+    involved = _with_parent_studies(studies)
+    data.check_splits(profile, root, involved)
+    prints = data.fingerprints(root, data.needed(profile, involved))  # each data set hashed once
     graph, by_key = {}, {}
-    for study, module in MODULES.items():  # dependency order: lora starts from svd's dense
+    for study in [s for s in MODULES if s in involved]:  # dependency order: lora starts from svd's dense
         for seed in profile.seeds:
             for key in variants(study, profile):
-                settings, parent_keys = module.job(key, profile)
+                settings, parent_keys = MODULES[study].job(key, profile)
+                reads = {n: prints[n] for n in data.needed(profile, [study]) if n != embeddings.NAME or key[4]}
                 parents = tuple(by_key[(k, seed)].id for k in parent_keys)
-                job = Job(*key[:4], seed, parents, job_id(key, seed, settings, parents, device_type), key[4])
+                ident = job_id(key, seed, {**settings, "data_files": reads}, parents, device_type)
+                job = Job(*key[:4], seed, parents, ident, key[4])
                 graph[job.id] = by_key[(key, seed)] = job
     wanted, stack = set(), [j.id for j in graph.values() if j.study in studies]
     while stack:  # the asked studies' jobs and, transitively, their parents
@@ -83,23 +96,37 @@ def plan(profile, studies, device):
     return [j for j in graph.values() if j.id in wanted]
 
 
+def _with_parent_studies(studies):
+    """`studies` and every study whose jobs they start from (lora: svd)."""
+    found, stack = set(), list(studies)
+    while stack:
+        study = stack.pop()
+        if study not in found:
+            found.add(study)
+            stack += [STUDIES[study].starts_from] if STUDIES[study].starts_from else []
+    return found
+
+
 def execute(job, profile, root, device, inputs, threads=None):
     """Run one job: `inputs` are its parents' files ({name relative to OUT/<profile>: bytes}). Returns a dict with
     its row and extras, its new files as bytes, its captured log and, if it raised, the error instead of a row.
 
-    The same function runs in the driver, in a local worker process and as a Ray task."""
+    The same function runs in the driver, in a local worker process and as a Ray task. Its temporary folder is
+    named after this process, so a later job removes the folders of processes that were killed."""
     threads_before = torch.get_num_threads()  # in the driver (--jobs 1) the thread count is set back afterwards
     if threads:
         torch.set_num_threads(threads)
     log, t0 = io.StringIO(), time.perf_counter()
     result = {"id": job.id, "name": job.name, "error": None}
-    with tempfile.TemporaryDirectory(prefix="lowrank-job-") as tmp, \
+    remove_stale_job_folders()
+    with tempfile.TemporaryDirectory(prefix=f"{JOB_FOLDER}{os.getpid()}-") as tmp, \
             contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         work = Path(tmp)
-        for name, data in inputs.items():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            (work / name).write_bytes(data)
         try:
+            for name, data in inputs.items():  # checked here too: on Ray this runs on another machine
+                path = jobfiles.inside(work, name, f"job {job.name}: input")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
             row, extra = MODULES[job.study].run_job(job, profile, root=root, work=work, device=device)
             files = {p.relative_to(work).as_posix(): p.read_bytes() for p in sorted(work.rglob("*"))
                      if p.is_file() and p.relative_to(work).as_posix() not in inputs}
@@ -112,6 +139,32 @@ def execute(job, profile, root, device, inputs, threads=None):
     return result
 
 
+JOB_FOLDER = "lowrank-job-"  # + the pid of the process running the job + a random part
+
+
+def remove_stale_job_folders(pid=None):
+    """Delete this user's job folders in the temporary directory whose process has ended (a SIGKILL leaves them,
+    holding parents' checkpoints), or, given `pid`, that process's own (a worker whose driver died)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{JOB_FOLDER}*-*"):
+        owner = folder.name[len(JOB_FOLDER):].split("-", 1)[0]
+        try:
+            mine = folder.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if mine and owner.isdigit() and (int(owner) == pid if pid else not _alive(int(owner))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def result_path(out, job):
     return Path(out) / "jobs" / f"{job.id}.json"
 
@@ -121,40 +174,50 @@ def log_path(out, job):
 
 
 def stored(out, job):
-    """The job's stored result when it is complete: the result names this id and every file it lists is there
-    with the SHA-256 it recorded. None means the job must run."""
+    """The job's stored result when it is complete: its job file fits the schema (training/jobfiles.py), names
+    this job, and every file it lists is there with the SHA-256 it recorded. None means the job must run; a job file
+    that does not fit is said in one line and replaced when the job has run again."""
     path = result_path(out, job)
     if not path.exists():
         return None
     try:
         result = read_json(path)
-    except UserError:
+        jobfiles.check(result, job, str(path))
+        for name, digest in result["files"].items():
+            f = jobfiles.inside(out, name, f"{path}: files")
+            if not f.is_file() or hashlib.sha256(f.read_bytes()).hexdigest() != digest:
+                return None
+    except UserError as e:
+        print(f"{e}; the job runs again", file=sys.stderr)
         return None
-    if result.get("id") != job.id:
-        return None
-    for name, digest in result.get("files", {}).items():
-        f = Path(out) / name
-        if not f.exists() or hashlib.sha256(f.read_bytes()).hexdigest() != digest:
-            return None
     return result
 
 
-def store(out, job, result):
-    """Write a finished job's files, log and (last, so a kill in between reruns the job) its result."""
+def record(out, job, result):
+    """The job file of a finished job's `result`, after checking it and every file name it hands over: a worker
+    (on Ray, another machine) writes only the job's own files, inside `out`. UserError if anything does not fit."""
+    where = f"job {job.name}'s result"
+    for name in result["files"]:
+        jobfiles.own_file(job, name, f"{where}: files")
+        jobfiles.inside(out, name, f"{where}: files")
+    kept = jobfiles.record(job, result, {n: hashlib.sha256(d).hexdigest() for n, d in result["files"].items()})
+    jobfiles.check(kept, job, where)
+    return kept
+
+
+def store(out, job, result, kept):
+    """Write a finished job's files, log and (last, so a kill in between reruns the job) its job file `kept`."""
     atomic_write(log_path(out, job), result["log"])
-    digests = {}
     for name, data in result["files"].items():
         atomic_write(Path(out) / name, data)
-        digests[name] = hashlib.sha256(data).hexdigest()
-    kept = {"id": job.id, "job": {**dataclasses.asdict(job), "parents": list(job.parents)}, "row": result["row"],
-            "extra": result["extra"], "files": digests, "seconds": result["seconds"]}
     write_json(result_path(out, job), kept)
     return kept
 
 
 def inputs_of(out, job, results):
     """The files a job starts from: every file of each parent's result, as bytes."""
-    return {name: (Path(out) / name).read_bytes() for p in job.parents for name in results[p]["files"]}
+    return {name: jobfiles.inside(out, name, f"job {job.name}: input").read_bytes()
+            for p in job.parents for name in results[p]["files"]}
 
 
 class Progress:
@@ -184,7 +247,7 @@ def sweep(profile, studies, *, out, root, device, executor, force=False):
 
     Returns the names of the failed jobs (and of the jobs that could not start because a parent failed)."""
     out = Path(out)
-    jobs = plan(profile, studies, device)
+    jobs = plan(profile, studies, device, root)
     graph = {j.id: j for j in jobs}
     results = {} if force else {j.id: r for j in jobs if (r := stored(out, j)) is not None}
     print(f"== sweep: {len(jobs)} jobs ({len(results)} already done), {executor.describe()}, results in {out} ==")
@@ -204,12 +267,17 @@ def sweep(profile, studies, *, out, root, device, executor, force=False):
         for handle in executor.wait(list(running)):
             job = graph[running.pop(handle)]
             result = executor.result(handle)
-            if result["error"]:
-                atomic_write(log_path(out, job), result["log"])
-                failed[job.id] = result["error"]
-                progress.stream.write(f"\nFAILED {job.name}: {result['error']} (log: {log_path(out, job)})\n")
-            else:
-                results[job.id] = store(out, job, result)
+            if not result["error"]:
+                try:
+                    kept = record(out, job, result)
+                except UserError as e:  # refused before any of it was written
+                    result["error"] = str(e)
+                else:
+                    results[job.id] = store(out, job, result, kept)
+                    continue
+            atomic_write(log_path(out, job), result["log"])
+            failed[job.id] = result["error"]
+            progress.stream.write(f"\nFAILED {job.name}: {result['error']} (log: {log_path(out, job)})\n")
     progress.close()
     for study in studies:
         mine = [j for j in jobs if j.study == study]

@@ -1,22 +1,27 @@
-"""Statistics over seeds: per variant, the mean, spread and 95 % confidence interval of its accuracies, and the
-difference to the study's reference paired by seed.
+"""Statistics over seeds and examples: per variant, the mean and spread of its accuracies over seeds, and the
+decision against the study's reference.
 
-Every variant is trained once per seed on the same validation split, and each seed's fine-tuning starts from that
-seed's baseline, so two variants' results pair up by seed: the per-seed difference cancels what a seed does to both
-(initialisation, data order, dropout, augmentation) and its interval is the one that says whether a variant is
-really worse than its reference. Intervals are Student t (scipy), half-widths in the metric's own unit (a fraction
-of 1 for accuracies); with one seed there is no interval (None), never a made-up one.
+Every variant is trained once per seed on the same splits, and each seed's fine-tuning starts from that seed's
+baseline, so two variants' results pair up by seed and, through their per-example outcomes (training/outcomes.py),
+by example. The decision is core/decision.py's one rule: the paired difference (variant − reference) on the decide
+part of validation, with one-sided 95 % bounds from a bootstrap over seeds and examples, is "within" the margin δ,
+"worse", or "undecided"; the same difference on test is the confirmation, printed beside it and never used for it.
+The seed-only Student t interval of each mean (`<metric>_ci95`) describes the spread of seeds, nothing more.
 """
 import math
 import statistics
 
 from scipy import stats as scipy_stats
 
+from core.decision import paired_difference, verdict
 from core.variants import KEY_FIELDS
+from training.outcomes import stack
 
 # What gets a mean, a spread, an interval and a paired difference (a row without the field: None throughout).
 METRICS = ("val_acc", "test_acc", "acc_truncated")
 CONFIDENCE = 0.95
+DECISION_FIELDS = ("val_diff", "val_diff_lower", "val_diff_upper", "verdict", "test_diff", "test_diff_lower",
+                   "test_diff_upper")
 
 
 def interval(values):
@@ -36,21 +41,23 @@ def _variant_key(row):
     return tuple(row.get(f) for f in KEY_FIELDS)
 
 
-def over_seeds(seed_rows, reference):
-    """One row per variant (first-seen order) from the per-seed rows of a study.
+def over_seeds(seed_rows, reference, outcomes, margin):
+    """(one row per variant, first-seen order; {variant key: (val, test) PairedDifference}) from a study's per-seed
+    rows.
 
-    Each holds the key fields, `n_seeds`, `seeds`, every numeric field's mean over seeds where the seeds differ (so
-    `val_acc` and `test_acc` are means; a parameter count stays the integer it is), `<metric>_std` and `<metric>_ci95` for the METRICS, and `<metric>_diff` with `<metric>_diff_ci95`:
-    the difference to the variant whose key (study, method, rank, init, embedding) is `reference`, paired by seed (None for
-    the reference itself and where fewer than two seeds pair up for an interval). Non-numeric fields come from the first seed.
+    Each row holds the key fields, `n_seeds`, `seeds`, every numeric field's mean over seeds where the seeds differ
+    (so `val_acc` and `test_acc` are means; a parameter count stays the integer it is), `<metric>_std` and
+    `<metric>_ci95` for the METRICS; and, except for the variant whose key is `reference`, the decision:
+    `val_diff`, `val_diff_lower`, `val_diff_upper`, `verdict` (against `margin`, a fraction) and the confirmation
+    `test_diff`, `test_diff_lower`, `test_diff_upper`, from the seeds both ran. `outcomes(row)` is a per-seed row's
+    `training.outcomes.Outcomes`. Non-numeric fields come from the first seed.
     """
     groups = {}
     for row in seed_rows:
         groups.setdefault(_variant_key(row), []).append(row)
     reference = tuple(reference)
-    ref_rows = groups.get(reference, [])
-    ref_by_seed = {r["seed"]: r for r in ref_rows}
-    variants = []
+    ref_by_seed = {r["seed"]: r for r in groups.get(reference, [])}
+    variants, diffs = [], {}
     for key, rows in groups.items():
         variant = {f: v for f, v in rows[0].items() if f != "seed"}
         for field, value in variant.items():
@@ -61,12 +68,14 @@ def over_seeds(seed_rows, reference):
         for metric in METRICS:
             mean, std, ci95 = interval([r.get(metric) for r in rows])
             variant |= {metric: mean, f"{metric}_std": std, f"{metric}_ci95": ci95}
-            is_reference = key == reference
-            diffs = [r[metric] - ref_by_seed[r["seed"]][metric] for r in rows
-                     if not is_reference and r["seed"] in ref_by_seed and r.get(metric) is not None
-                     and ref_by_seed[r["seed"]].get(metric) is not None]
-            diff, _, diff_ci95 = interval(diffs)
-            variant |= {f"{metric}_diff": diff, f"{metric}_diff_ci95": diff_ci95}
-        variants.append(variant)
-    return variants
-
+        paired = [(outcomes(r), outcomes(ref_by_seed[r["seed"]])) for r in rows if r["seed"] in ref_by_seed]
+        decision = dict.fromkeys(DECISION_FIELDS)
+        if key != reference and paired:
+            val, test = (paired_difference(stack([v for v, _ in paired], part), stack([r for _, r in paired], part))
+                         for part in ("val", "test"))
+            diffs[key] = val, test
+            decision = {"val_diff": val.mean, "val_diff_lower": val.lower, "val_diff_upper": val.upper,
+                        "verdict": verdict(val, margin), "test_diff": test.mean, "test_diff_lower": test.lower,
+                        "test_diff_upper": test.upper}
+        variants.append(variant | decision)
+    return variants, diffs

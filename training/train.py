@@ -2,8 +2,9 @@
 
 The data sets are small enough to live on the device as tensors: batches are drawn by index from a seeded
 permutation and images are augmented on the batch tensor, so a step has no per-sample Python work and no
-host-device copies. Early stopping and the returned weights are chosen on validation accuracy only; the test
-split is evaluated every epoch for the curves and never drives a decision.
+host-device copies. Early stopping and the returned weights are chosen on the stop part of validation only; the
+decide part is evaluated once, on the kept weights, so the accuracy decisions use was never used to choose them.
+The test split is evaluated every epoch for the curves and never drives a decision.
 """
 import copy
 import math
@@ -68,6 +69,20 @@ def confusion_matrix(y, preds, n_classes):
     return torch.bincount(y * n_classes + preds, minlength=n_classes ** 2).view(n_classes, n_classes).tolist()
 
 
+def final_metrics(model, splits, device):
+    """What a kept model is judged by: accuracy and loss on the decide part (`val_*`) and on test, the test
+    confusion matrix, and `outcomes`, which examples of each it gets right (training/outcomes.py)."""
+    metrics, outcomes = {}, {}
+    for name, part in (("val", "decide"), ("test", "test")):
+        x, y = getattr(splits, f"x_{part}").to(device), getattr(splits, f"y_{part}").to(device)
+        loss, acc, preds = evaluate(model, x, y)
+        metrics |= {f"{name}_loss": loss, f"{name}_acc": acc}
+        outcomes |= {name: (preds == y).cpu().numpy(), f"{name}_split": splits.split_id(part)}
+        if part == "test":
+            metrics["confusion"] = confusion_matrix(y, preds, len(splits.classes))
+    return {**metrics, "outcomes": outcomes}
+
+
 def make_optimizer(model, cfg: TrainConfig, total_steps):
     """AdamW over trainable parameters only; matrices decay, biases, norms and singular values do not."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -93,17 +108,18 @@ def autocast_dtype(cfg: TrainConfig, device):
 
 
 def train(model, splits, cfg: TrainConfig, *, device, seed=0, desc="train", teacher=None):
-    """Train `model` in place on `splits` and leave it holding the best-validation weights; with a `teacher` model
-    and `cfg.distill` > 0, also towards the teacher's outputs on the same (augmented) batch.
+    """Train `model` in place on `splits` and leave it holding the weights of the best epoch on the stop part;
+    with a `teacher` model and `cfg.distill` > 0, also towards the teacher's outputs on the same (augmented) batch.
 
-    Returns a dict of metrics: per-epoch history, best epoch, validation and test loss/accuracy, the test
-    confusion matrix, seconds, peak memory of one training step and parameter counts.
+    Returns a dict of metrics: per-epoch history (train, stop part and test), the best epoch and its stop-part
+    loss/accuracy (`stop_*`), `final_metrics` of the kept weights (`val_*` is the decide part), seconds, peak
+    memory of one training step and parameter counts.
     """
     torch.manual_seed(seed)
     device = torch.device(device)
     model.to(device)
     x_train, y_train = splits.x_train.to(device), splits.y_train.to(device)
-    x_val, y_val = splits.x_val.to(device), splits.y_val.to(device)
+    x_stop, y_stop = splits.x_stop.to(device), splits.y_stop.to(device)
     x_test, y_test = splits.x_test.to(device), splits.y_test.to(device)
     is_image = x_train.dim() == 4
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -140,14 +156,14 @@ def train(model, splits, cfg: TrainConfig, *, device, seed=0, desc="train", teac
     start = time.perf_counter()
     # Epoch 0 is the starting model, a candidate like any epoch: fine-tuning from a trained model (an exact
     # factorisation, trained dense weights, a zero LoRA update) can then never end below where it started on
-    # validation. For a from-scratch run it is one evaluation of a random model, which any epoch beats.
+    # the stop part. For a from-scratch run it is one evaluation of a random model, which any epoch beats.
     t0 = time.perf_counter()
-    val_loss, val_acc, _ = evaluate(model, x_val, y_val)
+    stop_loss, stop_acc, _ = evaluate(model, x_stop, y_stop)
     test_loss, test_acc, _ = evaluate(model, x_test, y_test)
-    best = {"epoch": 0, "train_loss": None, "train_acc": None, "val_loss": val_loss, "val_acc": val_acc,
+    best = {"epoch": 0, "train_loss": None, "train_acc": None, "stop_loss": stop_loss, "stop_acc": stop_acc,
             "test_loss": test_loss, "test_acc": test_acc, "seconds": time.perf_counter() - t0}
     history, best_state, stale = [best], copy.deepcopy(model.state_dict()), 0
-    tqdm.write(f"{desc} epoch   0: start | val loss {val_loss:.4f} acc {val_acc:.4f} | "
+    tqdm.write(f"{desc} epoch   0: start | stop loss {stop_loss:.4f} acc {stop_acc:.4f} | "
                f"test loss {test_loss:.4f} acc {test_acc:.4f}")
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -166,28 +182,26 @@ def train(model, splits, cfg: TrainConfig, *, device, seed=0, desc="train", teac
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
         train_loss, train_acc = (totals / len(x_train)).tolist()  # running, with dropout and augmentation
-        val_loss, val_acc, _ = evaluate(model, x_val, y_val)
+        stop_loss, stop_acc, _ = evaluate(model, x_stop, y_stop)
         test_loss, test_acc, _ = evaluate(model, x_test, y_test)
-        record = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
-                  "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc, "seconds": seconds}
+        record = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "stop_loss": stop_loss,
+                  "stop_acc": stop_acc, "test_loss": test_loss, "test_acc": test_acc, "seconds": seconds}
         history.append(record)
         tqdm.write(f"{desc} epoch {epoch:>3}: train loss {train_loss:.4f} acc {train_acc:.4f} | "
-                   f"val loss {val_loss:.4f} acc {val_acc:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} "
+                   f"stop loss {stop_loss:.4f} acc {stop_acc:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} "
                    f"| {seconds:.1f}s")
-        if val_acc > best["val_acc"]:
+        if stop_acc > best["stop_acc"]:
             best, stale = record, 0
             best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
             if stale >= cfg.patience:
-                tqdm.write(f"{desc}: early stop after epoch {epoch}, best validation at epoch {best['epoch']}")
+                tqdm.write(f"{desc}: early stop after epoch {epoch}, best on the stop part at epoch {best['epoch']}")
                 break
     train_seconds = time.perf_counter() - start
     model.load_state_dict(best_state)
-    test_loss, test_acc, preds = evaluate(model, x_test, y_test)
-    return {"history": history, "best_epoch": best["epoch"], "val_acc": best["val_acc"],
-            "val_loss": best["val_loss"], "test_acc": test_acc, "test_loss": test_loss,
-            "confusion": confusion_matrix(y_test, preds, len(splits.classes)),
+    return {"history": history, "best_epoch": best["epoch"], "stop_acc": best["stop_acc"],
+            "stop_loss": best["stop_loss"], **final_metrics(model, splits, device),
             "train_seconds": train_seconds, "epoch_seconds": sum(h["seconds"] for h in history[1:]) / len(history[1:]),
             "peak_mem_bytes": peak_mem, "train_dtype": autocast_dtype(cfg, device),
             # weights + gradients + optimizer state, counted exactly: where LoRA saves

@@ -3,11 +3,13 @@
 What a study is (its data, reference, variants, names) is core/spec.py's entry; this package holds how it trains.
 `variants` is the one enumeration of what a study trains: its jobs and the benchmark parametrization read it.
 """
+import importlib
+
 from core.spec import STUDIES as SPECS
 from models.methods import METHODS
-from training.studies import attention, lora, svd
 
-MODULES = {name: module for name, module in zip(SPECS, (svd, lora, attention))}  # in the spec's order
+# training/studies/<name>.py of every study in the spec, in its order (dependency order)
+MODULES = {name: importlib.import_module(f"training.studies.{name}") for name in SPECS}
 
 
 def methods(study, profile):

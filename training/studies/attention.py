@@ -4,7 +4,7 @@ Two starting points for the factors, with identical data, budget and hyper-param
 - `random` (the original study): the SVD of the randomly initialised dense weights, truncated to rank k, trained
   from there with the rest of the network starting from the same random initialisation as the dense baseline;
 - `trained`: the SVD of the trained dense baseline's weights, then fine-tuned.
-The chosen k is the smallest whose validation accuracy, averaged over seeds, is within `tolerance_points` of the
+The chosen k is the smallest whose validation accuracy, averaged over seeds, is within `margin_points` of the
 dense baseline's mean. Jobs per seed and token table (`embeddings`: the model's own, learned from scratch, and/or
 MiniLM's pre-defined one, training/embeddings.py): the dense run, every random-init k (no parent: the
 initialisation is rebuilt from the seed) and every trained-init k (from that seed's dense checkpoint of the same
@@ -22,16 +22,13 @@ from models.transformer import Transformer
 from training import checkpoint, embeddings
 from training.data import load_imdb
 from training.measure import named_param_counts
-from training.stats import over_seeds
-from training.studies.common import (checkpoint_name, choose_smallest, chosen_key, factorize_job, median_latency_ms,
-                                     print_table, row, save_run, write_summary)
+from training.studies.common import (checkpoint_name, chosen_key, chosen_row, decide, factorize_job,
+                                     median_latency_ms, print_choices, print_table, row, save_run, write_summary)
 from training.train import train
 
 
 def load_data(profile, root):
-    d = profile.data
-    return load_imdb(root, max_len=profile.attention.model.max_len, val_fraction=d.val_fraction, seed=d.split_seed,
-                     train_subset=d.imdb_train, test_subset=d.imdb_test)
+    return load_imdb(root, max_len=profile.attention.model.max_len, **profile.data.split_args("imdb"))
 
 
 def model_config(profile, splits):
@@ -41,10 +38,9 @@ def model_config(profile, splits):
 def job(key, profile):
     """(the settings that decide variant `key`'s result, the keys of the variants it starts from): a trained start
     starts from the dense model with the same token table."""
-    cfg, d = profile.attention, profile.data
+    cfg = profile.attention
     _, method, rank, init, embedding = key
-    settings = {"data": {"val_fraction": d.val_fraction, "split_seed": d.split_seed, "imdb_train": d.imdb_train,
-                         "imdb_test": d.imdb_test}, "model": dataclasses.asdict(cfg.model),
+    settings = {"data": profile.data.settings("imdb"), "model": dataclasses.asdict(cfg.model),
                 "train": dataclasses.asdict(cfg.train)}
     if embedding is not None:
         settings["embedding"] = {"name": embedding, "frozen": cfg.embedding_frozen}
@@ -99,32 +95,23 @@ def run_job(job, profile, *, root, work, device):
 
 
 def summarize(profile, out, device, seed_rows, extras):
-    """Write `summary.json`; the chosen k per token table and init on validation means over seeds, each table's
-    rows paired with its own dense baseline."""
+    """Write `summary.json`: each token table's rows decided against its own dense model, a chosen k per table,
+    start and method, and per table and start the smallest of those (`chosen_by_init` for the model's own table,
+    `chosen_by_embedding` for a pre-defined one); the chosen model is the own table's from a random start (the
+    original study), else from a trained one."""
     cfg = profile.attention
-    rows, chosen = [], {}
+    rows, choices, chosen = [], [], {}
     for embedding in (None if name == "learned" else name for name in cfg.embeddings):
-        mine = over_seeds([r for r in seed_rows if r.get("embedding") == embedding],
-                          reference_key("attention", embedding))
-        dense = mine[0]
-        chosen[embedding] = {init: choose_smallest([r for r in mine if r["init"] == init], dense["val_acc"],
-                                                   cfg.tolerance_points) for init in cfg.inits}
-        rows += mine
-    print_table(rows, ["val_acc", "test_acc", "params_total", "qkv_params", "flops", "epoch_seconds",
-                       "train_seconds", "latency_ms", "peak_mem_bytes"])
-    for embedding, by_init in chosen.items():
-        dense = next(r for r in rows if r["method"] == "dense" and r["embedding"] == embedding)
-        table = f"{embedding} embedding, " if embedding else ""
-        for init, c in by_init.items():
-            if c:
-                print(f"chosen k ({table}{init} init) = {c['rank']}: validation mean {c['val_acc']:.4f} (dense "
-                      f"{dense['val_acc']:.4f}), test {c['test_acc']:.4f} vs dense {dense['test_acc']:.4f}; "
-                      f"q/k/v parameters {c['qkv_params']:,} vs {dense['qkv_params']:,}")
-            else:
-                print(f"no k ({table}{init} init) within {cfg.tolerance_points} validation points of dense")
+        mine, picks = decide(out, [r for r in seed_rows if r.get("embedding") == embedding],
+                             reference_key("attention", embedding), cfg.margin_points)
+        chosen[embedding] = {init: chosen_row(mine, [c for c in picks if c["init"] == init]) for init in cfg.inits}
+        rows, choices = rows + mine, choices + picks
+    print_table(rows, ["val_acc", "test_acc", "val_diff", "val_diff_lower", "verdict", "params_total", "qkv_params",
+                       "flops", "epoch_seconds", "train_seconds", "latency_ms"])
+    print_choices("attention", choices, cfg.margin_points)
     learned = chosen.get(None, {})
     main = learned.get("random") or learned.get("trained")
-    return write_summary(out, "attention", profile, device, rows, seed_rows, main, cfg.tolerance_points,
+    return write_summary(out, "attention", profile, device, rows, seed_rows, main, choices, cfg.margin_points,
                          chosen_by_init={i: chosen_key(c) for i, c in learned.items()},
                          chosen_by_embedding={e: {i: chosen_key(c) for i, c in by_init.items()}
                                               for e, by_init in chosen.items() if e is not None},

@@ -6,12 +6,14 @@ from pathlib import Path
 import cpuinfo
 import torch
 
-from models.methods import METHODS, calibrate, factorize
-
+from core.decision import choose_rank, data_to_decide
 from core.io import write_json
-from core.variants import row_id, variant_id
-from training import checkpoint
+from core.spec import STUDIES
+from core.variants import key, row_id, variant_id
+from models.methods import METHODS, calibrate, factorize
+from training import checkpoint, outcomes
 from training.measure import forward_flops, param_counts
+from training.stats import over_seeds
 
 
 def device_name(device):
@@ -22,11 +24,13 @@ def device_name(device):
 
 
 def row(job, model, metrics, sample, checkpoint_name, **extra):
-    """One per-seed summary row: the variant's key fields and seed, then accuracies, sizes, FLOPs per sample,
-    seconds and memory."""
+    """One per-seed summary row: the variant's key fields and seed, then accuracies (`val_acc`: the decide part's,
+    `stop_acc`: the best on the stop part, None where nothing trained), sizes, FLOPs per sample, seconds and
+    memory; `outcomes` names the job's per-example outcomes (training/outcomes.py `load_outcomes`)."""
     return {"study": job.study, "method": job.method, "rank": job.rank, "init": job.init,
             "embedding": job.embedding, "seed": job.seed,
-            "val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"],
+            "val_acc": metrics["val_acc"], "test_acc": metrics["test_acc"], "stop_acc": metrics.get("stop_acc"),
+            "outcomes": job.name,
             **param_counts(model), "flops": forward_flops(model.eval(), sample),
             "epoch_seconds": metrics.get("epoch_seconds"), "train_seconds": metrics.get("train_seconds"),
             "peak_mem_bytes": metrics.get("peak_mem_bytes"), "train_state_bytes": metrics.get("train_state_bytes"),
@@ -50,10 +54,53 @@ def factorize_job(model, job, cfg, x_train, layer, device):
     return model, cost | {"factorize_seconds": time.perf_counter() - t0}
 
 
-def choose_smallest(rows, reference_val_acc, tolerance_points):
-    """The row of smallest rank whose validation accuracy is within `tolerance_points` of the reference."""
-    ok = [r for r in rows if r["rank"] is not None and r["val_acc"] >= reference_val_acc - tolerance_points / 100]
-    return min(ok, key=lambda r: r["rank"]) if ok else None
+def decide(out, seed_rows, reference, margin_points):
+    """(one row per variant with its decision against `reference`: training/stats.py `over_seeds`; the choices)
+
+    One choice per group of ranks tested together (a method, with its start and token table): core/decision.py's
+    fixed-sequence `choose_rank`, its rank (None: none within), where and why the sequence stopped, and, when it
+    stopped undecided, how many times more data `data_to_decide` says would decide it."""
+    margin = margin_points / 100
+    rows, diffs = over_seeds(seed_rows, reference, lambda r: outcomes.load_outcomes(out, r["outcomes"]), margin)
+    groups = {}
+    for r in rows:
+        if r["rank"] is not None and key(r) in diffs:
+            groups.setdefault((r["method"], r["init"], r["embedding"]), []).append(r)
+    choices = []
+    for (method, init, embedding), members in groups.items():
+        grid = {r["rank"]: diffs[key(r)][0] for r in members}
+        c = choose_rank(list(grid.items()), margin)
+        more = data_to_decide(grid[c.stopped_at], margin) if c.stop_verdict == "undecided" else None
+        choices.append({"method": method, "init": init, "embedding": embedding, "rank": c.rank,
+                        "stopped_at": c.stopped_at, "stop_verdict": c.stop_verdict,
+                        "tested": [rank for rank, _ in c.tested], "more_data": more})
+    return rows, choices
+
+
+def print_choices(study, choices, margin_points):
+    """One line per choice: the chosen rank, or that none was within, and where and why testing stopped."""
+    spec = STUDIES[study]
+    for c in choices:
+        group = ", ".join(str(v) for v in (c["embedding"], c["init"], c["method"]) if v)
+        stop = "" if c["stopped_at"] is None else \
+            f"; stopped at {spec.rank_letter} = {c['stopped_at']}: {c['stop_verdict']}"
+        more = f" (about {c['more_data']:.1f} times the data would decide it)" if c["more_data"] else ""
+        if c["rank"] is None:
+            print(f"no {spec.rank_letter} ({group}) within {margin_points:g} points of {spec.reference_label}"
+                  f"{stop}{more}")
+        else:
+            print(f"chosen {spec.rank_letter} ({group}) = {c['rank']}: the smallest within {margin_points:g} points of "
+                  f"{spec.reference_label}, testing from the largest rank down{stop}{more}")
+
+
+def chosen_row(rows, choices):
+    """The row of the smallest chosen rank among `choices` (the first on a tie), None when none chose one."""
+    picks = [c for c in choices if c["rank"] is not None]
+    if not picks:
+        return None
+    c = min(picks, key=lambda c: c["rank"])
+    return next(r for r in rows if (r["method"], r["rank"], r["init"], r["embedding"]) ==
+                (c["method"], c["rank"], c["init"], c["embedding"]))
 
 
 def checkpoint_name(key, seed):
@@ -63,10 +110,12 @@ def checkpoint_name(key, seed):
 
 
 def save_run(out, job, model, metrics, profile, dataset, classes, **save_args):
-    """Checkpoint `model` with its job's key fields, seed, id and training history; returns the checkpoint name
-    relative to `out`. `save_args` go to `checkpoint.save` (structure, base)."""
+    """Checkpoint `model` with its job's key fields, seed, id and training history, and write its per-example
+    outcomes beside it; returns the checkpoint name relative to `out`. `save_args` go to `checkpoint.save`
+    (structure, base)."""
     rel = checkpoint_name(job.key, job.seed)
-    meta = {k: v for k, v in metrics.items() if k not in ("history", "confusion")}
+    outcomes.save(out, job.name, metrics["outcomes"])
+    meta = {k: v for k, v in metrics.items() if k not in ("history", "confusion", "outcomes")}
     checkpoint.save(Path(out) / rel, model, **save_args, study=job.study, method=job.method, rank=job.rank,
                     init=job.init, embedding=job.embedding, dataset=dataset, profile=profile.name, seed=job.seed,
                     job_id=job.id,
@@ -94,12 +143,12 @@ def chosen_key(chosen_row):
     return {f: chosen_row.get(f) for f in ("method", "rank", "init", "embedding")} if chosen_row else None
 
 
-def write_summary(out, study, profile, device, rows, seed_rows, chosen, tolerance_points, **extra):
-    """`summary.json`: `rows` one per variant (means over seeds, intervals: training/stats.py), `seed_rows` one per
-    (variant, seed), and the chosen variant's key fields."""
+def write_summary(out, study, profile, device, rows, seed_rows, chosen, choices, margin_points, **extra):
+    """`summary.json`: `rows` one per variant (means over seeds and the decision: `decide`), `seed_rows` one per
+    (variant, seed), the `choices` and the chosen variant's key fields."""
     summary = {"study": study, "profile": profile.name, "device": torch.device(device).type,
                "device_name": device_name(device), "seeds": list(profile.seeds), "chosen": chosen_key(chosen),
-               "tolerance_points": tolerance_points, "rows": rows, "seed_rows": seed_rows, **extra}
+               "choices": choices, "margin_points": margin_points, "rows": rows, "seed_rows": seed_rows, **extra}
     write_json(Path(out) / study / "summary.json", summary)
     return summary
 

@@ -18,28 +18,23 @@ from core.variants import variant_id
 from models.lora import LoRAConfig, add_lora, merge_lora
 from models.methods import check_ranks
 from models.mlp import MLP
-from training import checkpoint
+from training import checkpoint, outcomes
 from training.data import load_fashion
-from training.stats import over_seeds
-from training.studies.common import (checkpoint_name, choose_smallest, median_latency_ms, print_table, row,
-                                     save_run, write_summary)
-from training.train import evaluate, train
+from training.studies.common import (checkpoint_name, chosen_row, decide, median_latency_ms, print_choices,
+                                     print_table, row, save_run, write_summary)
+from training.train import final_metrics, train
 
 DENSE = reference_key(STUDIES["lora"].starts_from)  # the pretrained model every variant starts from
 
 
 def load_data(profile, root):
-    d = profile.data
-    return load_fashion(root, val_fraction=d.val_fraction, seed=d.split_seed, train_subset=d.fashion_train,
-                        test_subset=d.fashion_test)
+    return load_fashion(root, **profile.data.split_args("fashion"))
 
 
 def job(key, profile):
     """(the settings that decide variant `key`'s result, the keys of the variants it starts from): every variant
     starts from the svd study's dense model of its seed."""
-    cfg, d = profile.lora, profile.data
-    data = {"val_fraction": d.val_fraction, "split_seed": d.split_seed, "fashion_train": d.fashion_train,
-            "fashion_test": d.fashion_test}
+    cfg, data = profile.lora, profile.data.settings("fashion")
     method = key[1]
     if method == "pretrained":
         return {"data": data}, [DENSE]
@@ -89,9 +84,9 @@ def run_job(job, profile, *, root, work, device):
                    latency_ms=median_latency_ms(model, latency_x), **extra)
 
     if job.method == "pretrained":  # the seed's dense Hoda model as it is, its Hoda head on Fashion images
-        _, val_acc, _ = evaluate(base, splits.x_val.to(device), splits.y_val.to(device))
-        _, test_acc, _ = evaluate(base, splits.x_test.to(device), splits.y_test.to(device))
-        return make_row(base, {"val_acc": val_acc, "test_acc": test_acc}, base_rel, alpha=None), {}
+        metrics = final_metrics(base, splits, device)
+        outcomes.save(work, job.name, metrics["outcomes"])
+        return make_row(base, metrics, base_rel, alpha=None), {}
 
     builds = {"head": lambda: with_new_head(base, n_classes, train_body=False),
               "full": lambda: with_new_head(base, n_classes, train_body=True),
@@ -116,19 +111,13 @@ def run_job(job, profile, *, root, work, device):
 
 
 def summarize(profile, out, device, seed_rows, extras):
-    """Write `summary.json`: the chosen r is the smallest within tolerance of full fine-tuning's validation mean,
-    the reference every row is paired with."""
+    """Write `summary.json`: every row decided against full fine-tuning, the reference, and the chosen r."""
     cfg = profile.lora
-    rows = over_seeds(seed_rows, reference_key("lora"))
-    full = next(r for r in rows if r["method"] == "full")
-    chosen = choose_smallest([r for r in rows if r["method"] == "lora"], full["val_acc"], cfg.tolerance_points)
-    print_table(rows, ["val_acc", "test_acc", "params_trainable", "trainable_pct", "epoch_seconds",
-                       "peak_mem_bytes", "train_state_bytes", "latency_ms", "latency_merged_ms", "checkpoint_bytes"])
-    if chosen:
-        print(f"chosen r = {chosen['rank']}: validation mean {chosen['val_acc']:.4f} (full fine-tuning "
-              f"{full['val_acc']:.4f}), test {chosen['test_acc']:.4f}, full fine-tuning test {full['test_acc']:.4f}, "
-              f"{chosen['trainable_pct']:.2f}% of parameters trainable")
-    else:
-        print(f"no r within {cfg.tolerance_points} validation points of full fine-tuning (means over seeds)")
-    return write_summary(out, "lora", profile, device, rows, seed_rows, chosen, cfg.tolerance_points,
+    rows, choices = decide(out, seed_rows, reference_key("lora"), cfg.margin_points)
+    print_table(rows, ["val_acc", "test_acc", "val_diff", "val_diff_lower", "verdict", "params_trainable",
+                       "trainable_pct", "epoch_seconds", "peak_mem_bytes", "latency_ms", "latency_merged_ms",
+                       "checkpoint_bytes"])
+    print_choices("lora", choices, cfg.margin_points)
+    return write_summary(out, "lora", profile, device, rows, seed_rows, chosen_row(rows, choices), choices,
+                         cfg.margin_points,
                          alpha_rule=f"alpha = {cfg.alpha_per_rank} * r (scaling alpha/r = {cfg.alpha_per_rank})")

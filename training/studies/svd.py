@@ -1,9 +1,9 @@
 """Study 1: a Hoda MLP, its truncated-SVD versions for every k, before and after retraining.
 
 For each k the hidden layers' weights W (m×n) become W1 = U_k (m×k) and W2 = Σ_k V_kᵀ (k×n). Accuracy is taken
-right after truncation and after retraining W1, W2 and the biases with validation-based early stopping. The
-chosen k is the smallest whose retrained validation accuracy, averaged over seeds, is within `tolerance_points` of
-the dense model's mean.
+right after truncation and after retraining W1, W2 and the biases with early stopping on validation's stop part.
+The chosen k is the smallest whose retrained validation (decide part) accuracy, averaged over seeds, is within
+`margin_points` of the dense model's mean.
 
 Jobs (training/jobs.py runs them): per seed, the dense baseline, then one retraining per method and k starting from
 that seed's dense checkpoint.
@@ -19,31 +19,22 @@ from models.mlp import MLP
 from models.select import linear_layers
 from training import checkpoint
 from training.data import load_hoda
-from training.stats import over_seeds
-from training.studies.common import (checkpoint_name, choose_smallest, chosen_key, factorize_job, median_latency_ms,
-                                     print_table, row, save_run, write_summary)
+from training.studies.common import (checkpoint_name, chosen_row, decide, factorize_job, median_latency_ms,
+                                     print_choices, print_table, row, save_run, write_summary)
 from training.train import evaluate, train
 
 DENSE = reference_key("svd")  # the baseline every rank and every LoRA run starts from
 
 
 def load_data(profile, root):
-    d = profile.data
-    return load_hoda(root, val_fraction=d.val_fraction, seed=d.split_seed, train_subset=d.hoda_train,
-                     test_subset=d.hoda_test, extra=d.hoda_extra)
-
-
-def data_config(profile):
-    d = profile.data
-    return {"val_fraction": d.val_fraction, "split_seed": d.split_seed, "hoda_train": d.hoda_train,
-            "hoda_test": d.hoda_test, "hoda_extra": d.hoda_extra}
+    return load_hoda(root, **profile.data.split_args("hoda"), extra=profile.data.hoda_extra)
 
 
 def job(key, profile):
     """(the settings that decide variant `key`'s result, the keys of the variants it starts from)."""
     cfg = profile.svd
     if key == DENSE:
-        return {"data": data_config(profile), "model": dataclasses.asdict(cfg.model),
+        return {"data": profile.data.settings("hoda"), "model": dataclasses.asdict(cfg.model),
                 "baseline": dataclasses.asdict(cfg.baseline), "augment_ablation": cfg.augment_ablation}, []
     settings = {"retrain": dataclasses.asdict(cfg.retrain), "targets": cfg.targets}
     if METHODS[key[1]].calibrated:
@@ -57,8 +48,8 @@ def check(profile):
 
 
 def train_baseline(profile, splits, device, seed):
-    """The dense MLP; trained without augmentation and with the baseline's when the profile asks, kept by
-    validation."""
+    """The dense MLP; trained without augmentation and with the baseline's when the profile asks, the better kept
+    by its accuracy on the stop part (the decide part judges the result, so it chooses nothing)."""
     cfg = profile.svd
     config = dataclasses.replace(cfg.model, mean=splits.mean, std=splits.std)
     candidates = []
@@ -67,9 +58,9 @@ def train_baseline(profile, splits, device, seed):
         model = MLP(config)
         train_cfg = dataclasses.replace(cfg.baseline, augment=augment)
         metrics = train(model, splits, train_cfg, device=device, seed=seed, desc=f"hoda dense augment={augment}")
-        candidates.append((metrics["val_acc"], augment, model, metrics))
-    val_acc, augment, model, metrics = max(candidates, key=lambda c: c[0])
-    ablation = {a: {"val_acc": v, "test_acc": m["test_acc"]} for v, a, _, m in candidates}
+        candidates.append((metrics["stop_acc"], augment, model, metrics))
+    _, augment, model, metrics = max(candidates, key=lambda c: c[0])
+    ablation = {a: {"stop_acc": s, "val_acc": m["val_acc"], "test_acc": m["test_acc"]} for s, a, _, m in candidates}
     return model, metrics, augment, ablation
 
 
@@ -99,7 +90,7 @@ def run_job(job, profile, *, root, work, device):
     targets = linear_layers(dense, cfg.targets)
     model, cost = factorize_job(dense, job, cfg, splits.x_train, "two_linear", device)
     _, acc_truncated, _ = evaluate(model, splits.x_test.to(device), splits.y_test.to(device))
-    _, val_truncated, _ = evaluate(model, splits.x_val.to(device), splits.y_val.to(device))
+    _, val_truncated, _ = evaluate(model, splits.x_decide.to(device), splits.y_decide.to(device))
     metrics = train(model, splits, retrain_cfg, device=device, seed=job.seed, desc=f"hoda k={k}", teacher=dense)
     costs_more = any(k >= break_even_rank(*dense.get_submodule(name).weight.shape) for name in targets)
     rel = save(model, metrics, structure={"lowrank": {"layer": "two_linear", "ranks": factored_ranks(model)}})
@@ -108,26 +99,16 @@ def run_job(job, profile, *, root, work, device):
 
 
 def summarize(profile, out, device, seed_rows, extras):
-    """Write `summary.json` from every job's row (and the dense jobs' extras); the chosen k per method on validation
-    means, and overall the smallest of them (the first method's on a tie)."""
+    """Write `summary.json` from every job's row (and the dense jobs' extras): each method's rows decided against
+    dense, its chosen k, and overall the smallest of them (the first method's on a tie)."""
     cfg = profile.svd
-    rows = over_seeds(seed_rows, DENSE)
-    dense = rows[0]
-    by_method = {m: choose_smallest([r for r in rows if r["method"] == m], dense["val_acc"], cfg.tolerance_points)
-                 for m in cfg.methods}
-    chosen = min((c for c in by_method.values() if c), key=lambda r: r["rank"], default=None)
-    print_table(rows, ["acc_truncated", "val_acc", "test_acc", "params_total", "flops", "latency_ms",
-                       "epoch_seconds", "peak_mem_bytes", "calibration_seconds", "costs_more_than_dense"])
-    for method, c in by_method.items():
-        if c:
-            print(f"chosen k ({method}) = {c['rank']}: validation mean {c['val_acc']:.4f} (dense "
-                  f"{dense['val_acc']:.4f}), test {c['test_acc']:.4f}")
-        else:
-            print(f"no k ({method}) within {cfg.tolerance_points} validation points of dense (means over seeds)")
+    rows, choices = decide(out, seed_rows, DENSE, cfg.margin_points)
+    print_table(rows, ["acc_truncated", "val_acc", "test_acc", "val_diff", "val_diff_lower", "verdict", "params_total",
+                       "flops", "latency_ms", "epoch_seconds", "calibration_seconds", "costs_more_than_dense"])
+    print_choices("svd", choices, cfg.margin_points)
     first = extras[DENSE][0]  # the layers' spectra of the first seed's baseline
-    return write_summary(out, "svd", profile, device, rows, seed_rows, chosen, cfg.tolerance_points,
-                         chosen_by_method={m: chosen_key(c) for m, c in by_method.items()},
-                         methods={m: METHODS[m].label for m in cfg.methods},
+    return write_summary(out, "svd", profile, device, rows, seed_rows, chosen_row(rows, choices), choices,
+                         cfg.margin_points, methods={m: METHODS[m].label for m in cfg.methods},
                          layers=first["layers"], augmentation=first["augmentation"],
                          augmentation_by_seed=[e["augmentation"] for e in extras[DENSE]],
                          retrain=dataclasses.asdict(cfg.retrain), latency_batch_size=first["latency_batch_size"])
