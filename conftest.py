@@ -1,38 +1,18 @@
 """Options shared by the test and benchmark suites, and the torch facts pytest-benchmark records per machine."""
-import os
-import platform
-
-import psutil
-import torch
-
-from lowrank_bench.options import add_bench_axes, add_common
+from lowrank_bench import plugin
+from lowrank_bench.options import add_common
+from training.timing import machine_info as torch_facts
 
 
-def pytest_addoption(parser):
+def pytest_addoption(parser, pluginmanager):
     group = parser.getgroup("lowrank-bench")
     add_common(group.addoption)  # the CLI's --profile, --set, --device, --data-root, --out; missing results are trained
-    add_bench_axes(group.addoption)  # --dtypes, --modes: the inference benchmarks' axes
+    # --dtypes and --modes, the inference benchmarks' axes, are the pytest plugin's (lowrank_bench/plugin.py). An
+    # installed package registers it through its entry point; a checkout run without installing it (or installed
+    # before the entry point existed) registers it here, unless `-p no:lowrank` blocked it.
+    if not pluginmanager.is_registered(plugin) and not pluginmanager.is_blocked("lowrank"):
+        pluginmanager.register(plugin, "lowrank")
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    machine_info["torch"] = torch.__version__
-    machine_info["cuda_version"] = torch.version.cuda
-    machine_info["threads"] = torch.get_num_threads()
-    machine_info["cpu_count"] = os.cpu_count()
-    machine_info["memory_bytes"] = psutil.virtual_memory().total
-    machine_info["processor"] = platform.processor()
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        machine_info["gpu_name"] = props.name
-        machine_info["gpu_memory_bytes"] = props.total_memory
-        machine_info["gpu_sm_count"] = props.multi_processor_count
-        try:
-            import pynvml  # clocks, where the NVML bindings are installed
-            pynvml.nvmlInit()
-            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-            machine_info["gpu_sm_clock_mhz"] = pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM)
-            machine_info["gpu_mem_clock_mhz"] = pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM)
-        except Exception:  # NVML missing or not permitted: clocks are optional facts
-            pass
-    else:
-        machine_info["gpu_name"] = None
+    machine_info.update(torch_facts())

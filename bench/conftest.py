@@ -6,8 +6,6 @@ forms, `batch_size` takes the profile's benchmark batch sizes, and `dtype` and `
 (`harness.axes`: --dtypes/--modes, else the profile's bench.dtypes/modes, else the device's default). Ids read
 `k32-b256-bf16-compiled`: the axes are always named, fp32 eager too, so an id alone says what was timed.
 """
-import os
-
 import pytest
 import torch
 
@@ -16,13 +14,12 @@ from bench.speedups import add_speedups
 from core.benchjson import check_study_extra_info
 from core.variants import variant_id
 from training.studies import timed
+from training.timing import default_threads
 
 
 def pytest_configure(config):
-    # Pin the thread count for the whole session so every benchmark (and its record) uses the same one. The default
-    # leaves one core to the OS and pytest: a parallel region waits for its slowest thread, so with every core busy
-    # each interruption stalls the whole op (on 2 vCPUs the run-to-run spread of medians fell from 46 % to 12 %).
-    torch.set_num_threads(int(os.environ.get("LOWRANK_THREADS", max(1, (os.cpu_count() or 1) - 1))))
+    # Pin the thread count for the whole session so every benchmark (and its record) uses the same one.
+    torch.set_num_threads(default_threads())
 
 
 def pytest_generate_tests(metafunc):

@@ -4,7 +4,7 @@ A suite module names its study (`STUDY = "svd"`) and holds only what differs (it
 own); `bench/conftest.py` parametrizes every test from `training.studies.timed` and hands it a `Suite` that trains
 missing results once, loads each checkpoint once and re-evaluates its test accuracy. Timing stays in pytest-benchmark:
 the timed callable contains only the work and, on CUDA, ends with `torch.cuda.synchronize()` so a round measures
-finished kernels, not their launches.
+finished kernels, not their launches (training/timing.py, which the pytest plugin times with too).
 """
 import copy
 from dataclasses import dataclass
@@ -21,15 +21,11 @@ from training import checkpoint
 from training.config import Profile, load_profile, resolve_device
 from training.data import resolve_root
 from training.measure import forward_flops, param_counts, peak_memory, weights_bytes
+from training import timing
+from training.timing import cast
 from training import executors, jobs
 from training.studies import MODULES, timed
 from training.train import evaluate, make_optimizer
-
-DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-# The axes' defaults per device, where neither --dtypes/--modes nor the profile's bench.dtypes/modes say. A CPU
-# measures fp32 eager: torch.compile costs seconds per model there (17 s for the
-# first, about 1 s each after, on the 2-core CI machine). CUDA measures everything a deployment might run.
-AXES = {"cpu": (["fp32"], ["eager"]), "cuda": (list(DTYPE), ["eager", "compiled"])}
 
 
 def axes(config, study):
@@ -39,15 +35,7 @@ def axes(config, study):
         device = resolve_device(config.getoption("device")).type
     except ValueError:  # --device cuda without CUDA: the env fixture skips every benchmark with the reason
         device = "cuda"
-    dtypes = config.getoption("dtypes") or bench.dtypes or AXES[device][0]
-    if device == "cuda" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-        dtypes = [d for d in dtypes if d != "bf16"]  # pre-Ampere GPUs emulate bf16: not what anyone deploys
-    return dtypes, config.getoption("modes") or bench.modes or AXES[device][1]
-
-
-def cast(x, dtype):
-    """A benchmark input in `dtype`; token ids and masks stay integer."""
-    return x.to(DTYPE[dtype]) if x.is_floating_point() else x
+    return timing.axes(device, config.getoption("dtypes") or bench.dtypes, config.getoption("modes") or bench.modes)
 
 
 @dataclass
@@ -64,28 +52,13 @@ class Env:
                    resolve_root(config.getoption("data_root")))
 
     def compiled(self, fn, mode):
-        """`fn` as timed in `mode`: itself (eager), or torch.compile'd (compiled).
-
-        Small batches on small layers are bound by per-op launch overhead, where a factored model (twice the
-        layers) loses to dense; CUDA graphs ("reduce-overhead") replay the whole forward as one launch, and
-        inductor fuses bias, ReLU and the folded normalisation into the GEMMs' epilogues. fullgraph: a graph break
-        would time a half-eager model under the name "compiled", so it is an error instead. dynamic=False: the
-        graph is specialised to the benchmark's batch size, as a deployment compiles it.
-        """
-        if mode == "eager":
-            return fn
-        # Every model of a suite runs the same forward code, and dynamo recompiles it per model instance up to its
-        # recompile limit (8), then silently runs eager: starting from a clean cache keeps "compiled" compiled.
-        torch.compiler.reset()
-        return torch.compile(fn, mode="reduce-overhead" if self.device.type == "cuda" else None, fullgraph=True,
-                             dynamic=False)
+        """`fn` as timed in `mode` on this device (training.timing.compiled)."""
+        return timing.compiled(fn, mode, self.device)
 
     def for_inference(self, model, dtype="fp32", mode="eager"):
         """(the model in `dtype`, the callable inference is timed through in `mode`). The loaded fp32 model is
         shared by the suite's benchmarks, so another dtype converts a copy."""
-        if dtype != "fp32":
-            model = copy.deepcopy(model).to(DTYPE[dtype])
-        return model, self.compiled(model, mode)
+        return timing.for_inference(model, dtype, mode, self.device)
 
 
 def profile_of(config):
@@ -217,36 +190,3 @@ class Suite:
             loss.backward()
             optimizer.step()
         return step, peak_memory(step, self.env.device, weights_bytes(model))
-
-
-def inference_peak(model, x, device):
-    def infer():
-        with torch.no_grad():
-            model(x)
-    return peak_memory(infer, device, weights_bytes(model))
-
-
-def synchronized(fn, device):
-    """`fn` followed by a device synchronisation, so the timer sees finished work."""
-    if torch.device(device).type != "cuda":
-        return fn
-
-    def call():
-        out = fn()
-        torch.cuda.synchronize(device)
-        return out
-    return call
-
-
-def run_timed(benchmark, fn, device):
-    """Time `fn` (synchronised) with pytest-benchmark's own calibration; record the coefficient of variation too.
-
-    The profile's rounds and minimum round time reach the plugin through the benchmark marker (bench/conftest.py).
-    """
-    call = synchronized(fn, device)
-    call()  # lazy initialisation and compilation stay out of the calibration
-    result = benchmark(call)
-    if benchmark.stats:  # None under --benchmark-disable
-        stats = benchmark.stats.stats
-        benchmark.extra_info["cv"] = stats.stddev / stats.mean if stats.mean else None
-    return result

@@ -9,9 +9,9 @@ import functools
 
 import torch
 
-from bench.harness import cast, inference_peak, run_timed
 from models.lora import lora_layers, lora_state_dict, merge_lora
-from training.measure import tensor_bytes
+from training.measure import inference_peak, tensor_bytes
+from training.timing import cast, run_timed
 
 STUDY = "lora"
 

@@ -6,10 +6,10 @@ deployment would run it.
 """
 import torch
 
-from bench.harness import DTYPE, cast, inference_peak, run_timed
 from models.mlp import fold_normalisation
 from models.select import linear_layers
-from training.measure import peak_memory
+from training.measure import inference_peak, peak_memory
+from training.timing import DTYPE, cast, run_timed
 
 STUDY = "svd"
 

@@ -7,8 +7,8 @@ full-length (`seq_len` = the model's max_len) real reviews from the test split.
 """
 import torch
 
-from bench.harness import inference_peak, run_timed
-from training.measure import forward_flops, peak_memory, weights_bytes
+from training.measure import forward_flops, inference_peak, peak_memory, weights_bytes
+from training.timing import run_timed
 
 STUDY = "attention"
 

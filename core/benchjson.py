@@ -30,6 +30,12 @@ _RERUN = "not what the benchmark suite writes: rerun it (lowrank-bench bench)"
 COMMON_EXTRA_INFO = ("study", "kind", "method", "rank", "init", "batch_size", "device", "dtype", "mode", "threads",
                      "accuracy", "accuracy_ci95", "n_seeds", "seed_timed", "accuracy_timed", "params_total",
                      "params_trainable", "flops", "weights_bytes", "peak_mem_bytes", "flop_ratio")
+# What the pytest plugin's `lowrank` fixture writes besides: its reference's size and cost, which flop_ratio divides by.
+REFERENCE_EXTRA_INFO = ("reference_params_total", "reference_flops")
+
+IDENTITY = ("fullname", "name", "group", "param", "params")  # pytest-benchmark's, beside the stats in `rows`
+# Names a user's own extra_info fields may not take: the fixture's, and the columns `rows` puts beside them.
+RESERVED_EXTRA_INFO = frozenset((*COMMON_EXTRA_INFO, *REFERENCE_EXTRA_INFO, "cv", *IDENTITY, *STAT_FIELDS))
 
 
 # Older files name torch's dtype and have no mode: they were timed eager, before dtype and mode became axes.
@@ -112,10 +118,13 @@ def require_extra_info(bench, fields, path):
 
 
 def check_study_extra_info(bench, path):
-    """require_extra_info with the full per-study contract: the common fields plus the study's own."""
-    for study, spec in STUDIES.items():
+    """require_extra_info with the full per-study contract: the common fields plus the study's own (none for a
+    study of the user's own, benchmarked through the pytest plugin's `lowrank` fixture)."""
+    named = [e["study"] for b in bench["benchmarks"] if isinstance((e := b.get("extra_info", {})).get("study"), str)]
+    own = {**dict.fromkeys(named, ()), **{name: spec.extra_info for name, spec in STUDIES.items()}}
+    for study, fields in own.items():
         mine = {**bench, "benchmarks": [b for b in bench["benchmarks"] if b["extra_info"].get("study") == study]}
-        require_extra_info(mine, COMMON_EXTRA_INFO + spec.extra_info, path)
+        require_extra_info(mine, COMMON_EXTRA_INFO + fields, path)
     require_extra_info(bench, ("study",), path)
 
 
@@ -132,7 +141,7 @@ def rows(bench) -> list[dict]:
     """
     out = []
     for b in bench["benchmarks"]:
-        row = {k: b.get(k) for k in ("fullname", "name", "group", "param", "params")}
+        row = {k: b.get(k) for k in IDENTITY}
         row |= {k: b["stats"].get(k) for k in STAT_FIELDS}
         clash = row.keys() & b.get("extra_info", {}).keys()
         if clash:

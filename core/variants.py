@@ -17,10 +17,11 @@ def variant_id(study, method, rank=None, init=None, embedding=None):
     """`dense`, `full` … for rank None; `svd-k32`, `whiten-k32` where a study's methods share ranks, `r4` where the
     letter says the method; `trained-svd-k32` with init; `minilm-dense`, `minilm-random-svd-k32` with a
     pre-defined embedding."""
-    spec = STUDIES[study]
+    spec = STUDIES.get(study)  # None: a study of the user's own (the `lowrank` fixture's), its methods in its ids
+    letter, method_in_id = (spec.rank_letter, spec.method_in_id) if spec else ("k", True)
     name = method
     if rank is not None:
-        name = f"{method}-{spec.rank_letter}{rank}" if spec.method_in_id else f"{spec.rank_letter}{rank}"
+        name = f"{method}-{letter}{rank}" if method_in_id else f"{letter}{rank}"
     name = name if init is None else f"{init}-{name}"
     return name if embedding is None else f"{embedding}-{name}"
 

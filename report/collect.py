@@ -14,7 +14,7 @@ from pathlib import Path
 from core.io import UserError, read_json, write_json
 from core.schema import boolean, dict_of, list_of, name, record, relative_path, text, validate
 from core.spec import STUDIES
-from report import tables as t
+from report import benchstudy, tables as t
 from report.figures import study_figures
 from report.results import accuracy_by_axes, load_benches, load_study, primary, speedup_cells, timed_seeds
 
@@ -74,11 +74,12 @@ def collect(results_dir: Path, bench_files: list[Path], across_profiles=False) -
     results_dir, bench_files = Path(results_dir), [Path(p) for p in bench_files]
     prior = read_collected(results_dir)
     studies = {s: d for s in STUDIES if (d := load_study(results_dir, s))}
-    if not studies:
+    bench, machines = load_benches(bench_files)
+    own = benchstudy.studies(bench)  # the user's own, benchmarked with the `lowrank` fixture: no results folder
+    if not studies and not own:
         raise UserError(f"{results_dir}: no study results (svd/, lora/ or attention/summary.json); "
                         f"run `lowrank-bench train <study>` for this profile first")
-    bench, machines = load_benches(bench_files)
-    if not across_profiles:
+    if not across_profiles and studies:
         check_profiles(machines, {d["meta"]["profile"] for d in studies.values()}, results_dir)
     labels = [m["label"] for m in machines]
     reference = [b for b in bench if b["file"] == labels[0]] if labels else []
@@ -108,6 +109,10 @@ def collect(results_dir: Path, bench_files: list[Path], across_profiles=False) -
             tables[f"{study}_comparison"] = t.write_table(tables_dir, f"{study}_comparison", *table,
                                                           longtable_caption=f"\\ComparisonCaption{{{study}}}")
         figures |= study_figures(d, one_axis, figures_dir, bench)
+    for study in own:
+        tables[f"{study}_bench"] = t.write_table(tables_dir, f"{study}_bench", *benchstudy.table(study, bench,
+                                                                                                bench_files[0]))
+        figures |= benchstudy.figures(study, one_axis, figures_dir)
     made = {Path(p).name for kind in (tables, figures) for paths in kind.values() for p in paths.values()}
     for old in written_before:
         if old.name not in made and old.is_file():  # from an earlier run with a study or benchmark file gone now
@@ -117,7 +122,8 @@ def collect(results_dir: Path, bench_files: list[Path], across_profiles=False) -
     for m in machines:
         m["file"] = _stored(m["file"], results_dir)
     collected = {"profile": results_dir.name, "bench_files": [_stored(p, results_dir) for p in bench_files],
-                 "across_profiles": across_profiles, "machines": machines, "studies": studies, "bench": bench,
+                 "across_profiles": across_profiles, "machines": machines, "studies": studies,
+                 "bench_studies": own, "bench": bench,
                  "tables": tables, "figures": figures}
     write_json(results_dir / "collected.json", collected)
     return collected
@@ -135,8 +141,9 @@ def add_arguments(parser):
 
 def describe(c, results_dir) -> str:
     """What collection `c` of `results_dir` wrote, in one line."""
-    absent = [s for s in STUDIES if s not in c["studies"]]
-    return (f"collected {', '.join(c['studies'])}" + (f" ({', '.join(absent)} not run)" if absent else "")
+    absent = [s for s in STUDIES if s not in c["studies"]] if c["studies"] else []
+    return (f"collected {', '.join([*c['studies'], *c['bench_studies']])}"
+            + (f" ({', '.join(absent)} not run)" if absent else "")
             + f" with {len(c['bench_files'])} benchmark file(s): {len(c['tables'])} tables in "
               f"{results_dir / 'tables'}, {len(c['figures'])} figures in {results_dir / 'figures'}")
 

@@ -120,7 +120,8 @@ def _latency_panels(study, infer):
     for bs in sorted({b["batch_size"] for b in infer}):
         here = [b for b in infer if b["batch_size"] == bs]
         refs = [b for b in here if b["rank"] is None]
-        ref = next((b for b in refs if b["method"] == STUDIES[study].reference), refs[0] if refs else None)
+        reference = STUDIES[study].reference if study in STUDIES else None  # a user's study: its first unranked
+        ref = next((b for b in refs if b["method"] == reference), refs[0] if refs else None)
         series, predicted = {}, {}
         for b in sorted((b for b in here if b["rank"] is not None), key=lambda b: b["rank"]):
             series.setdefault(b["series"], []).append((b["rank"], b["median_ms"], b["iqr_ms"]))

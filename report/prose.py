@@ -27,7 +27,8 @@ VERDICT_WORDS = {decision.WITHIN: "within $\\delta$", decision.WORSE: "worse (by
 
 
 def _latex(sentence):
-    """Mark what `sentence` returns as LaTeX the code composed (report/tex.py)."""
+    """Mark what `sentence` returns as LaTeX the code composed (report/tex.py): every string from data in it is
+    escaped where it is put in."""
     @functools.wraps(sentence)
     def composed(*args, **kwargs):
         return Tex(sentence(*args, **kwargs))

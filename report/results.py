@@ -16,7 +16,7 @@ from core.variants import key, row_id, variant_id
 
 # The decision (core/decision.py) a compared row carries: its paired difference to its reference (variant -
 # reference, a fraction) with one-sided 95 % bounds and verdict on the validation part that decides, and the same
-# difference on test, which decides nothing; null (or absent) on a reference row.
+# difference on test, which decides nothing; null on a reference row.
 DECISION_FIELDS = ("val_diff", "val_diff_lower", "val_diff_upper", "verdict", "test_diff", "test_diff_lower",
                    "test_diff_upper")
 # What the latency tables and figures read from each benchmark's extra_info.
@@ -39,8 +39,12 @@ def load_study(results_dir, study):
     summary = read_summary(path, study)
     rows = summary["rows"]
     chosen_key = summary.get("chosen") or {}
+    margin = summary["margin_points"] / 100
     for i, row in enumerate(rows):
-        _check_decision(path, i, row, summary["margin_points"] / 100)
+        missing = [f for f in DECISION_FIELDS if f not in row]
+        if missing:
+            raise UserError(f"{path}: rows[{i}] lacks {', '.join(missing)}; re-run `lowrank-bench train {study}`")
+        _check_decision(path, i, row, margin)
         row["label"] = row_id(row)
         row["series"] = _series(study, row)
         row["chosen"] = bool(chosen_key) and all(row.get(f) == v for f, v in chosen_key.items())

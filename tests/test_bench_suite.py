@@ -18,8 +18,9 @@ def collected_ids(*options):
 def test_ids_follow_the_profile_and_its_overrides(tmp_path):
     ids = collected_ids("--profile", "smoke", "--set", "svd.ranks=[2, 8]", "--set", "lora.ranks=[3]")
     svd = [i for i in ids if i.startswith("bench/test_hoda_svd.py::test_infer")]
-    assert svd == [f"bench/test_hoda_svd.py::test_infer[{m}-b{b}-fp32-eager]" for m in ("dense", "svd-k2", "svd-k8")
-                   for b in (1, 256)]  # a CPU's default axes: fp32 eager
+    assert svd == [f"bench/test_hoda_svd.py::test_infer[{m}-b{b}-fp32-eager]"
+                   for m in ("dense", "svd-k2", "svd-k8", "whiten-k2", "whiten-k8")
+                   for b in (1, 256)]  # a CPU's default axes: fp32 eager; every method at every rank
     assert "bench/test_fashion_lora.py::test_infer[r3-merged-b256-fp32-eager]" in ids
     assert "bench/test_fashion_lora.py::test_train_step[head]" in ids
     assert not any("[svd-k4-" in i or "r1-" in i for i in ids if "attention" not in i)
@@ -27,7 +28,8 @@ def test_ids_follow_the_profile_and_its_overrides(tmp_path):
     mine.write_text("[attention]\nranks = [5]\nbench = { batch_sizes = [7] }\n")
     attention = [i for i in collected_ids("--profile", str(mine)) if "test_imdb_attention.py::test_infer" in i]
     assert attention == ["bench/test_imdb_attention.py::test_infer[dense-b7-fp32-eager]",
-                         "bench/test_imdb_attention.py::test_infer[svd-k5-b7-fp32-eager]"]
+                         "bench/test_imdb_attention.py::test_infer[svd-k5-b7-fp32-eager]",
+                         "bench/test_imdb_attention.py::test_infer[whiten-k5-b7-fp32-eager]"]
 
 
 def test_dtypes_and_modes_are_axes_of_every_inference_benchmark(tmp_path):
@@ -36,15 +38,18 @@ def test_dtypes_and_modes_are_axes_of_every_inference_benchmark(tmp_path):
                         "-k", "hoda")
     for test in ("test_infer", "test_gemm"):
         assert sorted(i for i in ids if f"::{test}[" in i) == sorted(
-            f"bench/test_hoda_svd.py::{test}[{m}-b{b}-{d}-{mode}]" for m in ("dense", "svd-k4", "svd-k32", "svd-k128")
+            f"bench/test_hoda_svd.py::{test}[{m}-b{b}-{d}-{mode}]" for m in ("dense", "svd-k4", "svd-k32", "svd-k128",
+                                                                             "whiten-k4", "whiten-k32", "whiten-k128")
             for b in (1, 256) for d in ("fp32", "bf16") for mode in ("eager", "compiled"))
     assert sorted(i for i in ids if "test_train_step" in i) == sorted(
-        f"bench/test_hoda_svd.py::test_train_step[{m}]" for m in ("dense", "svd-k4", "svd-k32", "svd-k128"))
+        f"bench/test_hoda_svd.py::test_train_step[{m}]"
+        for m in ("dense", "svd-k4", "svd-k32", "svd-k128", "whiten-k4", "whiten-k32", "whiten-k128"))
     mine = tmp_path / "mine.toml"  # the profile's own axes, for one study
     mine.write_text('[attention]\nranks = [5]\nbench = { batch_sizes = [7], dtypes = ["bf16"], modes = ["compiled"] }\n')
     block = [i for i in collected_ids("--profile", str(mine)) if "test_attention_block" in i]
     assert block == ["bench/test_imdb_attention.py::test_attention_block[dense-b7-bf16-compiled]",
-                     "bench/test_imdb_attention.py::test_attention_block[svd-k5-b7-bf16-compiled]"]
+                     "bench/test_imdb_attention.py::test_attention_block[svd-k5-b7-bf16-compiled]",
+                     "bench/test_imdb_attention.py::test_attention_block[whiten-k5-b7-bf16-compiled]"]
 
 
 def test_a_bad_axis_value_is_refused_before_anything_runs():

@@ -568,6 +568,7 @@ def _summary_with(tmp_path, change):
      r"'undecided'"),
     (lambda s, r: r[4].update(val_diff_lower=0.001), r"rows\[5\] has verdict 'within' without a difference inside"),
     (lambda s, r: r[4].update(val_diff_lower=None), r"rows\[5\] has verdict 'within' without a difference inside"),
+    (lambda s, r: r[1].pop("test_diff_upper"), r"rows\[4\] lacks test_diff_upper"),
     (lambda s, r: s["choices"][0].update(rank=1), r"choices\[0\] does not match its rows"),
     (lambda s, r: s["choices"][0].update(rank=32), r"choices\[0\] does not match its rows"),
     (lambda s, r: s["choices"][0].update(tested=[1, 4, 16]), r"choices\[0\] does not match its rows"),

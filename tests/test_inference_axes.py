@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.harness import DTYPE, Env, cast
+from bench.harness import Env
 from models.lora import LoRAConfig, add_lora, lora_layers
 from models.methods import factorize
 from models.mlp import MLP, MLPConfig, fold_normalisation
 from models.transformer import Transformer, TransformerConfig
 from training.config import Profile
+from training.timing import DTYPE, cast
 
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}
 

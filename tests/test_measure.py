@@ -6,7 +6,8 @@ import torch.nn as nn
 
 from models.transformer import Transformer
 from training.config import load_profile
-from training.measure import forward_flops, optimizer_state_bytes, param_counts, peak_memory, weights_bytes
+from training.measure import (Measurement, forward_flops, measure, optimizer_state_bytes, param_counts, peak_memory,
+                              weights_bytes)
 
 MIB = 2 ** 20
 
@@ -28,6 +29,32 @@ def test_flops_and_bytes_of_a_linear_layer():
     assert weights_bytes(layer) == 4 * (30 * 20 + 20)
     layer.bias.requires_grad_(False)
     assert param_counts(layer) == {"params_total": 620, "params_trainable": 600}
+
+
+
+class Pair(nn.Module):
+    """Two linear layers, one on each keyword input: the form a Hugging Face model's inputs take."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(30, 20), nn.Linear(10, 20, bias=False)
+
+    def forward(self, left, right):
+        return self.a(left) + self.b(right)
+
+
+def test_measure_takes_positional_and_keyword_inputs():
+    model = Pair()
+    model.b.weight.requires_grad_(False)
+    left, right = torch.randn(7, 30), torch.randn(7, 10)
+    # the counter counts the matrix products (a multiply-add 2), not the bias or the sum
+    expected = Measurement(params_total=620 + 200, params_trainable=620, flops=2 * 7 * (30 * 20 + 10 * 20),
+                           weights_bytes=4 * 820, peak_mem_bytes=0)
+    for inputs in ((left, right), {"left": left, "right": right}):
+        m = measure(model, inputs)
+        assert dataclasses.replace(m, peak_mem_bytes=0) == expected
+        # weights, plus at least the two (7, 20) products alive together before their sum
+        assert m.peak_mem_bytes >= m.weights_bytes + 2 * 4 * 7 * 20
 
 
 def test_attention_flops_are_the_closed_form_on_the_cpu():

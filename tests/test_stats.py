@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from core.decision import paired_difference
+from training.outcomes import Outcomes
 from training.stats import interval, over_seeds
 
 
@@ -14,24 +16,42 @@ def test_interval_is_student_t_against_a_table():
 
 
 def row(method, rank, seed, val, test, init=None, params=100):
-    return {"study": "svd", "method": method, "rank": rank, "init": init, "seed": seed, "val_acc": val,
-            "test_acc": test, "params_total": params, "checkpoint": f"svd/seed{seed}/{method}{rank or ''}"}
+    return {"study": "svd", "method": method, "rank": rank, "init": init, "embedding": None, "seed": seed,
+            "val_acc": val, "test_acc": test, "params_total": params, "outcomes": f"svd/seed{seed}/{method}{rank or ''}"}
 
 
-def test_summary_pairs_differences_by_seed():
-    # Seed 1 is harder for both: unpaired, the k4 interval overlaps dense; paired, k4 is clearly 1 point lower.
-    rows = [row("dense", None, 0, 0.95, 0.94), row("dense", None, 1, 0.85, 0.84), row("dense", None, 2, 0.90, 0.89),
-            row("svd", 4, 0, 0.94, 0.93, params=10), row("svd", 4, 1, 0.84, 0.83, params=10),
-            row("svd", 4, 2, 0.89, 0.88, params=10)]
-    dense, k4 = over_seeds(rows, reference=("svd", "dense", None, None, None))
+def outcomes_of(table):
+    """An `outcomes(row)` over {outcomes name: (val bools, test bools)}, on one split."""
+    return lambda r: Outcomes(*table[r["outcomes"]], "hoda/decide/8/x", "hoda/test/8/y")
+
+
+DENSE = ("svd", "dense", None, None, None)
+
+
+def test_means_over_seeds_and_the_decision_paired_by_seed_and_example():
+    rng = np.random.default_rng(0)
+    right = {f"svd/seed{s}/{m}": (rng.random(400) < p, rng.random(300) < p) for s in (0, 1, 2)
+             for m, p in (("dense", 0.9), ("svd4", 0.8))}
+    rows = [row(m, k, s, right[f"svd/seed{s}/{m}{k or ''}"][0].mean(), right[f"svd/seed{s}/{m}{k or ''}"][1].mean(),
+                params=10 if k else 100) for m, k in (("dense", None), ("svd", 4)) for s in (0, 1, 2)]
+    (dense, k4), diffs = over_seeds(rows, DENSE, outcomes_of(right), margin=0.005)
     assert (dense["method"], dense["n_seeds"], dense["seeds"]) == ("dense", 3, [0, 1, 2]) and "seed" not in dense
-    assert dense["val_acc"] == pytest.approx(0.90) and dense["val_acc_diff"] is None
-    assert k4["val_acc"] == pytest.approx(0.89) and k4["params_total"] == 10 and k4["rank"] == 4
-    assert k4["val_acc_diff"] == pytest.approx(-0.01) and k4["val_acc_diff_ci95"] == pytest.approx(0, abs=1e-9)
-    assert k4["val_acc_ci95"] > 0.1  # the seeds' spread, which the pairing removes
+    assert dense["val_acc"] == pytest.approx(np.mean([right[f"svd/seed{s}/dense"][0].mean() for s in (0, 1, 2)]))
+    assert dense["verdict"] is None and dense["val_diff"] is None and k4["params_total"] == 10
+    oracle = paired_difference(np.stack([right[f"svd/seed{s}/svd4"][0] for s in (0, 1, 2)]),
+                               np.stack([right[f"svd/seed{s}/dense"][0] for s in (0, 1, 2)]))
+    assert (k4["val_diff"], k4["val_diff_lower"], k4["val_diff_upper"]) == (oracle.mean, oracle.lower, oracle.upper)
+    assert k4["verdict"] == "worse" and k4["val_diff_upper"] < -0.005  # 10 points worse, thousands of examples
+    assert k4["test_diff"] == pytest.approx(np.mean([right[f"svd/seed{s}/svd4"][1].mean()
+                                                     - right[f"svd/seed{s}/dense"][1].mean() for s in (0, 1, 2)]))
+    assert diffs[("svd", "svd", 4, None, None)][0] == oracle
 
 
-def test_one_seed_has_no_interval():
-    dense, k4 = over_seeds([row("dense", None, 0, 0.9, 0.9), row("svd", 4, 0, 0.8, 0.8)],
-                           ("svd", "dense", None, None, None))
-    assert k4["val_acc_diff"] == pytest.approx(-0.1) and k4["val_acc_diff_ci95"] is None
+def test_tied_seeds_never_give_a_zero_width_interval():
+    same = np.arange(200) % 10 != 0  # 90 % right
+    other = np.roll(same, 3)  # 90 % right too, on other examples
+    right = {f"svd/seed{s}/{m}": (v, v) for s in (0, 1) for m, v in (("dense", same), ("svd4", other))}
+    rows = [row(m, k, s, 0.9, 0.9) for m, k in (("dense", None), ("svd", 4)) for s in (0, 1)]
+    _, k4 = over_seeds(rows, DENSE, outcomes_of(right), margin=0.005)[0]
+    assert k4["val_diff"] == 0 and k4["val_diff_lower"] < -0.01 < 0.01 < k4["val_diff_upper"]
+    assert k4["verdict"] == "undecided"  # the seeds agree exactly; the examples still say it cannot tell

@@ -186,10 +186,10 @@ def test_another_data_file_means_other_jobs(root, tiny, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("overrides, key", [
-    (["data.hoda_train=4", "data.val_fraction=0.1"], "data.hoda_train = 4 with data.val_fraction = 0.1 leaves an "
-                                                     "empty validation split"),
-    (["data.hoda_train=2", "data.val_fraction=0.9"], "data.hoda_train = 2 with data.val_fraction = 0.9 leaves an "
-                                                     "empty training split"),
+    (["data.hoda_train=4", "data.stop_fraction=0.1"], "data.hoda_train = 4 with data.stop_fraction = 0.1 leaves an "
+                                                      "empty stop split"),
+    (["data.hoda_train=2", "data.stop_fraction=0.9"], "data.hoda_train = 2 with data.stop_fraction = 0.9 leaves an "
+                                                      "empty training split"),
     (["data.hoda_test=1000"], "data.hoda_test = 1000 asks for more than the 40 samples of"),
     (["data.hoda_train=41"], "data.hoda_train = 41 asks for more than the 40 samples of"),
 ])

@@ -226,7 +226,7 @@ def calibration_images(n=300):
     return x
 
 
-@pytest.mark.parametrize("layer, cls", [("two_linear", LowRankLinear), ("svd", SVDLinear)])
+@pytest.mark.parametrize("layer, cls", [("two_linear", LowRankLinear), ("usv", SVDLinear)])
 def test_whiten_at_full_rank_reproduces_the_hoda_mlp(layer, cls):
     torch.manual_seed(0)
     dense = MLP(MLPConfig(mean=0.2, std=0.3)).eval()  # the Hoda architecture: 1024 -> 1024 -> 512 -> 10

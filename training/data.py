@@ -280,24 +280,24 @@ SUBSETS = {"hoda": (("hoda_train", HODA_TRAIN), ("hoda_test", HODA_TEST)),
 
 def check_splits(profile, root, studies) -> None:
     """Raise ValueError naming the profile key when a split the studies read would be empty or a subset asks for
-    more samples than its file has: the validation hold-out (round(val_fraction × n), as `_indices` draws it) and
+    more samples than its file has: the early-stopping hold-out (round(stop_fraction × n), as `_indices` draws it) and
     what is left of training must each keep one sample. Sizes come from the files' headers, before any decoding."""
     d, root = profile.data, Path(root)
-    for name in dict.fromkeys(n for s in studies for n in STUDY_DATA[s]):
+    for name in dict.fromkeys(n for s in studies for n in STUDIES[s].datasets):
         require(root, [name])
         for (key, rel), role in zip(SUBSETS[name], ("train", "test")):
             path = find(root, rel)
             total, asked = _read(path, formats.count), getattr(d, key)
             if asked is not None and asked > total:
                 raise ValueError(f"data.{key} = {asked} asks for more than the {total} samples of {path}")
-            n, held = asked or total, round(d.val_fraction * (asked or total))
+            n, held = asked or total, round(d.stop_fraction * (asked or total))
             if role == "train" and not 1 <= held < n:
                 what = f"data.{key} = {n}" if asked else f"the whole training split of {path} ({n} samples)"
-                least = next((m for m in range(2, total + 1) if 1 <= round(d.val_fraction * m) < m), None)
+                least = next((m for m in range(2, total + 1) if 1 <= round(d.stop_fraction * m) < m), None)
                 fix = f"set data.{key} >= {least} or another" if least else "set another"
-                raise ValueError(f"{what} with data.val_fraction = {d.val_fraction} leaves an empty "
-                                 f"{'validation' if held < 1 else 'training'} split (round({d.val_fraction} x {n}) "
-                                 f"= {held} held out); {fix} data.val_fraction")
+                raise ValueError(f"{what} with data.stop_fraction = {d.stop_fraction} leaves an empty "
+                                 f"{'stop' if held < 1 else 'training'} split (round({d.stop_fraction} x {n}) "
+                                 f"= {held} held out); {fix} data.stop_fraction")
 
 
 # ---------------------------------------------------------------------------------------------------- Hoda

@@ -9,11 +9,22 @@ the profiler records every allocation and free made during the call and their ru
 import os
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
+
+
+def call(model, inputs):
+    """`model` applied to `inputs`: a tuple is its positional arguments, a dict its keyword arguments (a Hugging
+    Face model's input_ids and attention_mask), anything else its one argument."""
+    if isinstance(inputs, tuple):
+        return model(*inputs)
+    if isinstance(inputs, dict):
+        return model(**inputs)
+    return model(inputs)
 
 
 def param_counts(model):
@@ -39,14 +50,15 @@ def optimizer_state_bytes(optimizer):
 
 
 def forward_flops(model, x):
-    """FLOPs of one forward pass on `x`, counted by torch.utils.flop_counter (a multiply-add counts 2).
+    """FLOPs of one forward pass on `x` (as `call` passes it), counted by torch.utils.flop_counter (a multiply-add
+    counts 2).
 
     Attention runs through the math kernel here, whose two batched matmuls the counter sees: on the CPU it has no
     formula for the fused kernel (`_scaled_dot_product_flash_attention_for_cpu` counted 0, 4·T²·d short), on CUDA
     it has, so without this the same model had two FLOP counts. Only counted, never timed.
     """
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        model(x)
+        call(model, x)
     return counter.get_total_flops()
 
 
@@ -87,3 +99,32 @@ def peak_memory(fn, device, resident_bytes=0):
         live += event.self_cpu_memory_usage  # allocations are positive, frees negative
         peak = max(peak, live)
     return resident_bytes + peak
+
+
+def inference_peak(model, inputs, device):
+    """Weights plus the transient peak of one no-grad forward pass of `model` on `inputs` (as `call` passes them)."""
+    def infer():
+        with torch.no_grad():
+            call(model, inputs)
+    return peak_memory(infer, device, weights_bytes(model))
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What `measure` finds about a model on one input batch."""
+    params_total: int  # every parameter
+    params_trainable: int  # those with requires_grad
+    flops: int  # of one forward pass on the whole batch (a multiply-add counts 2)
+    weights_bytes: int  # parameters and buffers, in their own dtypes
+    peak_mem_bytes: int  # the weights plus the transient peak of one no-grad forward pass on the batch
+
+
+def measure(model, example_input, device=None) -> Measurement:
+    """Parameters, forward FLOPs, weight bytes and peak memory of `model` on `example_input` (a tensor, a tuple of
+    positional arguments or a dict of keyword arguments), on `device` (default: where the model's first parameter
+    is). Nothing is timed: pytest's `lowrank` fixture times."""
+    if device is None:
+        device = next(model.parameters()).device
+    counts = param_counts(model)
+    return Measurement(counts["params_total"], counts["params_trainable"], forward_flops(model, example_input),
+                       weights_bytes(model), inference_peak(model, example_input, device))

@@ -1,0 +1,126 @@
+"""What the pytest fixture `lowrank` hands a test: one model benchmarked the way the built-in suites benchmark theirs.
+
+The timing is training/timing.py's, the measurements training/measure.py's, and the extra_info the contract of
+core/benchjson.py (`COMMON_EXTRA_INFO`), so `pytest-benchmark compare`, `lowrank-bench collect` and `lowrank-bench
+gate` read a user's benchmarks exactly like the built-in ones.
+"""
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from core.benchjson import RESERVED_EXTRA_INFO
+from core.spec import STUDIES
+from training.measure import call, forward_flops, measure, param_counts
+from training.timing import cast, for_inference, run_timed
+
+
+
+def _tensors(inputs):
+    """The tensors of `inputs` (a tensor, a tuple of them or a dict of them), in order."""
+    values = inputs if isinstance(inputs, tuple) else inputs.values() if isinstance(inputs, dict) else (inputs,)
+    return [v for v in values if torch.is_tensor(v)]
+
+
+def _number(x):
+    return int(x) if float(x).is_integer() else x
+
+
+class LowRank:
+    """Call it once per test: `lowrank(model, inputs, reference=..., study=..., method=..., rank=...)`.
+
+    Arguments:
+      model      the nn.Module to time, or a function without arguments that builds it; put in eval mode.
+      inputs     one batch: a tensor, a tuple of positional arguments or a dict of keyword arguments (a Hugging
+                 Face model's input_ids and attention_mask); its first dimension is the batch size. The model is
+                 timed on it, on the device it is on (CUDA synchronised).
+      reference  the model `model` is compared against (the dense one; itself when it is the dense one):
+                 `flop_ratio` divides by its FLOPs.
+      study      the name of your study; benchmarks of one study are tabulated together by `lowrank-bench collect`.
+      method     how the model was made: "dense", "svd", "whiten", "lora", or a name of your own.
+      rank       the rank k (an int), or None for a model that is not low rank.
+      accuracy   optional: a number in [0, 1], or a function that takes the model as timed (in this test's dtype
+                 and mode; it casts floating inputs to the dtype itself) and returns its accuracy in [0, 1], or a
+                 dict of it ("accuracy") and more fields of your own for extra_info (one evaluation pass for all).
+                 Compiled models are specialised to the batch's shape: evaluate them on batches of that size.
+      init       optional: where the factors started, for studies that compare initialisations.
+      extra_info optional: more fields of your own for the benchmark's extra_info (numbers or strings).
+
+    Returns what the model returned on `inputs`. Writes into the benchmark's extra_info every field of
+    core.benchjson.COMMON_EXTRA_INFO (kind "infer"; FLOPs per example; peak memory of one eager no-grad forward
+    pass, weights included; `accuracy` and `accuracy_timed` both what `accuracy` gave, n_seeds 1),
+    `reference_params_total`, `reference_flops` (per example), pytest-benchmark's `cv`, then `extra_info`.
+    The benchmark's group, unless a benchmark mark names one, is `<study>-b<batch>-<dtype>-<mode>`.
+    """
+
+    def __init__(self, benchmark, dtype: str, mode: str, references: dict):
+        self.benchmark, self.dtype, self.mode = benchmark, dtype, mode
+        self._references = references  # {(id, input shapes): (reference, its params and FLOPs)}, per session
+
+    def __call__(self, model: nn.Module | Callable[[], nn.Module], inputs: Any, *, reference: nn.Module,
+                 study: str, method: str, rank: int | None = None,
+                 accuracy: float | Callable[[Callable], float] | None = None, init: str | None = None,
+                 extra_info: Mapping[str, Any] | None = None) -> Any:
+        for name, value in (("study", study), ("method", method)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"lowrank(...): {name} must be a non-empty string, got {value!r}")
+        if study in STUDIES:
+            raise ValueError(f"lowrank(...): study {study!r} is a built-in study's name; give yours another")
+        if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+            raise ValueError(f"lowrank(...): rank must be a positive int or None, got {rank!r}")
+        if not isinstance(model, nn.Module):
+            model = model()
+        tensors = _tensors(inputs)
+        if not tensors or tensors[0].dim() == 0:
+            raise ValueError("lowrank(...): inputs must be a batch: a tensor, or a tuple or dict holding tensors")
+        device, batch_size = tensors[0].device, tensors[0].shape[0]
+        ref_params, ref_flops = self._reference(reference, inputs)
+
+        converted, forward = for_inference(model.eval(), self.dtype, self.mode, device)
+        timed_inputs = cast(inputs, self.dtype)
+        as_timed = lambda *args, **kwargs: forward(*cast(args, self.dtype), **cast(kwargs, self.dtype))  # noqa: E731
+        own_info = dict(extra_info or {})
+        if callable(accuracy):
+            with torch.no_grad():
+                accuracy = accuracy(as_timed)
+            if isinstance(accuracy, Mapping):
+                if "accuracy" not in accuracy:
+                    raise ValueError(f"lowrank(...): the accuracy function returned {sorted(accuracy)}, without "
+                                     "the key 'accuracy'")
+                own_info |= {k: v for k, v in accuracy.items() if k != "accuracy"}
+                accuracy = accuracy["accuracy"]
+        clash = sorted(RESERVED_EXTRA_INFO & set(own_info))
+        if clash:
+            raise ValueError(f"lowrank(...): extra_info may not set {clash}: the fixture writes them")
+        if accuracy is not None:
+            if isinstance(accuracy, bool) or not isinstance(accuracy, numbers.Real) or not 0 <= accuracy <= 1:
+                raise ValueError(f"lowrank(...): accuracy must be a fraction in [0, 1], got {accuracy!r}")
+            accuracy = float(accuracy)  # a numpy scalar too: the JSON takes plain numbers
+        own = measure(converted, timed_inputs, device)
+        self.benchmark.extra_info.update({
+            "study": study, "kind": "infer", "method": method, "rank": rank, "init": init, "batch_size": batch_size,
+            "device": device.type, "dtype": self.dtype, "mode": self.mode, "threads": torch.get_num_threads(),
+            "accuracy": accuracy, "accuracy_ci95": None, "n_seeds": 1, "seed_timed": None, "accuracy_timed": accuracy,
+            "params_total": own.params_total, "params_trainable": own.params_trainable,
+            "flops": _number(own.flops / batch_size), "weights_bytes": own.weights_bytes,
+            "peak_mem_bytes": own.peak_mem_bytes, "flop_ratio": own.flops / batch_size / ref_flops,
+            "reference_params_total": ref_params, "reference_flops": ref_flops, **own_info})
+        if self.benchmark.group is None:  # dtypes and modes never share a group, so `compare` never mixes them
+            self.benchmark.group = f"{study}-b{batch_size}-{self.dtype}-{self.mode}"
+
+        def infer():
+            with torch.no_grad():
+                return call(forward, timed_inputs)
+        return run_timed(self.benchmark, infer, device)
+
+    def _reference(self, reference, inputs):
+        """(parameters, FLOPs per example) of `reference` on `inputs` in fp32, measured once per session."""
+        if not isinstance(reference, nn.Module):
+            raise ValueError(f"lowrank(...): reference must be the nn.Module compared against, got {reference!r}")
+        key = (id(reference), tuple((tuple(t.shape), t.dtype) for t in _tensors(inputs)))
+        if key not in self._references:  # the model is kept with its numbers, so its id is never reused
+            flops = forward_flops(reference.eval(), inputs) / _tensors(inputs)[0].shape[0]
+            self._references[key] = (reference, param_counts(reference)["params_total"], _number(flops))
+        return self._references[key][1:]

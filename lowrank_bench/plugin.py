@@ -1,0 +1,71 @@
+"""The pytest plugin `lowrank` (entry point `pytest11`; `-p no:lowrank` turns it off): the `lowrank` fixture.
+
+A test that asks for `lowrank` benchmarks one model the way the built-in suites do (lowrank_bench/fixture.py) and
+runs once per dtype and execution mode of `--dtypes`/`--modes` (else fp32 eager on a CPU and every dtype and mode on
+CUDA), its id ending in them (`test_mine[8-fp32-eager]`). The plugin declares those two options, the benchmark
+axes of every suite, here and nowhere else. From the fixture's first use on, the session's thread count is pinned
+as the built-in suites pin it ($LOWRANK_THREADS, else all cores but one). A session that never asks for the fixture
+is left as it was: no parametrization, no pinned threads, no machine facts, no torch import.
+"""
+import pytest
+
+from lowrank_bench.options import add_bench_axes
+
+FIXTURE = "lowrank"
+_USED = pytest.StashKey[bool]()  # set once a test of the session has used the fixture
+_REFERENCES = pytest.StashKey[dict]()  # the reference models' measurements, once per session
+
+
+def pytest_addoption(parser):
+    add_bench_axes(parser.getgroup("lowrank-bench").addoption)
+
+
+@pytest.hookimpl(trylast=True)  # after the test's own parametrize marks, so the axes end its id
+def pytest_generate_tests(metafunc):
+    if FIXTURE not in metafunc.fixturenames:
+        return
+    import torch
+
+    from training.timing import axes
+    config = metafunc.config
+    dtypes, modes = axes("cuda" if torch.cuda.is_available() else "cpu", config.getoption("dtypes"),
+                         config.getoption("modes"))
+    metafunc.parametrize("lowrank_dtype", dtypes, ids=str)
+    metafunc.parametrize("lowrank_mode", modes, ids=str)
+
+
+@pytest.fixture
+def lowrank_dtype():
+    """The dtype this test times its model in (parametrized from --dtypes)."""
+    return "fp32"
+
+
+@pytest.fixture
+def lowrank_mode():
+    """The execution mode this test times its model in (parametrized from --modes)."""
+    return "eager"
+
+
+@pytest.fixture
+def lowrank(benchmark, request, lowrank_dtype, lowrank_mode):
+    """Benchmark a (low-rank) model against its reference: call it once, as
+    `lowrank(model, inputs, reference=dense, study="mine", method="svd", rank=8, accuracy=fn)`.
+
+    See lowrank_bench.fixture.LowRank for every argument and the extra_info it writes.
+    """
+    import torch
+
+    from lowrank_bench.fixture import LowRank
+    from training.timing import default_threads
+    if not request.config.stash.get(_USED, False):  # the first use: every benchmark of the session, one thread count
+        torch.set_num_threads(default_threads())
+        request.config.stash[_USED] = True
+    return LowRank(benchmark, lowrank_dtype, lowrank_mode, request.config.stash.setdefault(_REFERENCES, {}))
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-benchmark's hook: a session run with -p no:benchmark has no such hook
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """torch, thread and GPU facts, which `lowrank-bench gate` reads to decide whether two files' times compare."""
+    if config.stash.get(_USED, False):
+        from training.timing import machine_info as torch_facts
+        machine_info.update(torch_facts())

@@ -1,0 +1,235 @@
+"""The pytest plugin and the public API as a user meets them: the package installed into a fresh virtual
+environment outside the repository, the README's test file in an empty folder, and the commands the README names.
+
+The virtual environment sees the system's packages (torch, pytest-benchmark, pip, setuptools, ...) and gets this
+checkout installed without dependencies, so it takes seconds. Every command runs without PYTHONPATH, from a folder
+outside the repository: only the installed package can be found. The fixture's own cases run inline (pytester).
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+# pytester drops the modules an inline run imported; torch registers its operator libraries once per process, so
+# the lazily imported torch._dynamo (which the fixture's profiling pulls in) must be imported out here, once.
+import torch._dynamo  # noqa: F401
+
+from core.benchjson import COMMON_EXTRA_INFO, check_study_extra_info, load_bench
+
+pytest_plugins = ["pytester"]  # the fixture's own tests below run pytest inline on tiny files
+REPO = Path(__file__).resolve().parents[1]
+UNRELATED = '''\
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("n", [10, 100])
+def test_sum(benchmark, n):
+    assert benchmark(sum, range(n)) == n * (n - 1) // 2
+
+
+def test_plain():
+    assert "torch" not in sys.modules  # nothing in this session imports torch, the plugin included
+'''
+
+
+def readme_test_file():
+    """The first Python block of the README's "Benchmark your own model" section."""
+    section = (REPO / "README.md").read_text().split("## Benchmark your own model\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def run(cmd, cwd, env, check=True):
+    result = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, f"{cmd} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory):
+    """(python of a fresh venv with this checkout installed, the environment to run it in, a scratch folder)."""
+    root = tmp_path_factory.mktemp("user")
+    src = root / "src"  # a copy of what the package ships, so the build writes nothing into the checkout
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    for name in ("pyproject.toml", "README.md"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes((REPO / name).read_bytes())
+    for pattern in packages["include"]:
+        folder = pattern.rstrip("*")
+        for path in (REPO / folder).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                (src / path.relative_to(REPO)).parent.mkdir(parents=True, exist_ok=True)
+                (src / path.relative_to(REPO)).write_bytes(path.read_bytes())
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # --without-pip: the venv runs the system's pip and setuptools (ensurepip would put an older setuptools first)
+    run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", root / "venv"], root, env)
+    python = root / "venv" / "bin" / "python"
+    run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--disable-pip-version-check",
+         src], root, env)
+    env["PATH"] = f"{root / 'venv' / 'bin'}{os.pathsep}{env['PATH']}"
+    return python, env, root
+
+
+@pytest.fixture(scope="module")
+def readme_run(venv):
+    """The README's test file run in an empty folder: (folder, pytest's result)."""
+    python, env, root = venv
+    user = root / "mine"
+    user.mkdir()
+    (user / "test_mine.py").write_text(readme_test_file())
+    return user, run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-json=out.json"], user,
+                     env)
+
+
+def test_the_installed_package_is_the_one_used(venv):
+    python, env, root = venv
+    where = run([python, "-c", "import lowrank_bench.plugin, models; print(lowrank_bench.plugin.__file__); "
+                 "print(models.__file__)"], root, env).stdout.split()
+    assert all(Path(p).is_relative_to(root / "venv") for p in where), where
+
+
+def test_readme_file_uses_only_the_public_api():
+    imports = re.findall(r"^(?:from (\S+) import|import (\S+))", readme_test_file(), re.M)
+    assert {a or b for a, b in imports} == {"pytest", "torch", "lowrank_bench"}
+
+
+def test_readme_file_passes_and_writes_the_contract(readme_run):
+    user, result = readme_run
+    assert re.search(r"\b3 passed\b", result.stdout), result.stdout
+    bench = load_bench(user / "out.json")
+    check_study_extra_info(bench, "out.json")  # the built-in suites' contract, for a study of the user's own
+    info = {b["name"]: b["extra_info"] for b in bench["benchmarks"]}
+    assert sorted(info) == ["test_mlp[16-fp32-eager]", "test_mlp[64-fp32-eager]", "test_mlp[None-fp32-eager]"]
+    assert all(set(COMMON_EXTRA_INFO) <= set(e) for e in info.values())
+    dense, k16 = info["test_mlp[None-fp32-eager]"], info["test_mlp[16-fp32-eager]"]
+    # Independent oracles: Linear(512, 512) then Linear(512, 10); rank k: k(512 + 512) weights and the bias.
+    assert dense["params_total"] == 512 * 512 + 512 + 512 * 10 + 10 == dense["reference_params_total"]
+    assert k16["params_total"] == 16 * 1024 + 512 + 512 * 10 + 10
+    assert dense["flops"] == 2 * (512 * 512 + 512 * 10) == k16["reference_flops"]
+    assert k16["flops"] == 2 * (16 * 1024 + 512 * 10)
+    assert k16["flop_ratio"] == k16["flops"] / dense["flops"] and dense["flop_ratio"] == 1
+    assert dense["accuracy"] == 1.0 == dense["accuracy_timed"]  # the dense model agrees with itself
+    assert (k16["study"], k16["method"], k16["rank"], k16["kind"], k16["batch_size"], k16["dtype"], k16["mode"]) == \
+        ("mlp", "svd", 16, "infer", 256, "fp32", "eager")
+    assert k16["weights_bytes"] == 4 * k16["params_total"] and k16["peak_mem_bytes"] >= k16["weights_bytes"]
+    assert {b["group"] for b in bench["benchmarks"]} == {"mlp-b256-fp32-eager"}
+    assert bench["machine_info"]["torch"] and bench["machine_info"]["threads"] >= 1  # the plugin's machine facts
+
+
+def test_compare_collect_and_gate_read_it(venv, readme_run):
+    python, env, _ = venv
+    user, _ = readme_run
+    table = run([python, "-m", "pytest_benchmark", "compare", "out.json"], user, env).stdout
+    assert all(f"test_mlp[{k}-fp32-eager]" in table for k in ("None", "16", "64")) and "Median" in table, table
+    said = run(["lowrank-bench", "collect", "out.json"], user, env).stdout
+    assert said.startswith("collected mlp with 1 benchmark file(s)"), said
+    out = user / "results" / "smoke"
+    rows = (out / "tables" / "mlp_bench.md").read_text().splitlines()[2:]
+    assert [r.split(" | ")[:2] for r in rows] == [["| dense", "-"], ["| svd", "16"], ["| svd", "64"]]
+    assert "22,026" in rows[1]  # k16's parameter count, as the JSON has it
+    assert {p.name for p in (out / "figures").iterdir()} == {f"mlp_{f}.{e}" for f in ("latency", "accuracy")
+                                                              for e in ("png", "pdf")}
+    gate = run(["lowrank-bench", "gate", "out.json", "out.json"], user, env)
+    assert "gate: ok, 0 of " in gate.stdout and "test_mlp[16-fp32-eager]" in gate.stdout
+
+
+def test_plugin_does_nothing_to_a_session_without_its_fixture(venv):
+    """An unrelated test file runs the same with the plugin as with `-p no:lowrank`: same tests, same output,
+    same JSON but for the times, no torch imported."""
+    python, env, root = venv
+    folder = root / "unrelated"
+    folder.mkdir()
+    (folder / "test_unrelated.py").write_text(UNRELATED)
+    numbers = lambda text: re.sub(r"[\d.,;]+", "N", re.sub(r"[ -]+", " ", text))  # noqa: E731  times, widths
+    outputs, files = [], []
+    for off in ([], ["-p", "no:lowrank"]):
+        base = [python, "-m", "pytest", "-p", "no:cacheprovider", *off]
+        listed = run([*base, "--collect-only", "-q"], folder, env).stdout
+        ran = run([*base, "-q", f"--benchmark-json=out{len(files)}.json"], folder, env).stdout
+        outputs.append((numbers(listed), numbers(ran)))
+        files.append(json.loads((folder / f"out{len(files)}.json").read_text()))
+    assert outputs[0] == outputs[1]
+    assert "N passed" in outputs[0][1] and "test_sum[N]" in outputs[0][0] and "Median" in outputs[0][1]
+    same = lambda f: (sorted(f["machine_info"]), [(b["name"], b["group"], b["params"], b["extra_info"], b["options"])
+                                                  for b in f["benchmarks"]])  # noqa: E731
+    assert same(files[0]) == same(files[1])
+    assert "torch" not in files[0]["machine_info"]
+
+
+# ---- the fixture in one process (pytester), on a tiny model -----------------------------------------------------
+
+TINY = '''\
+import pytest
+import torch
+
+dense = torch.nn.Linear(16, 4)
+x = torch.ones(8, 16)
+
+
+def test_tiny(lowrank):
+    lowrank(dense, x, reference=dense, study="tiny", method="dense", {arguments})
+'''
+
+
+def run_tiny(pytester, arguments, *options):
+    pytester.makepyfile(TINY.replace("{arguments}", arguments))
+    out = pytester.path / "out.json"
+    result = pytester.runpytest("-p", "lowrank_bench.plugin", "-p", "no:cacheprovider", f"--benchmark-json={out}",
+                                "--benchmark-min-rounds=1", "--benchmark-max-time=0", *options)
+    return result, (load_bench(out) if out.exists() and out.stat().st_size else None)
+
+
+def test_dtypes_and_modes_parametrize_and_convert(pytester):
+    accuracy = "accuracy=lambda m: float(m(x).dtype == torch.bfloat16)"
+    result, bench = run_tiny(pytester, accuracy, "--dtypes=fp32,bf16", "--modes=eager")
+    result.assert_outcomes(passed=2)
+    info = {b["name"]: b["extra_info"] for b in bench["benchmarks"]}
+    fp32, bf16 = info["test_tiny[fp32-eager]"], info["test_tiny[bf16-eager]"]
+    assert (fp32["accuracy"], bf16["accuracy"]) == (0.0, 1.0)  # the accuracy function gets the model as timed
+    assert 2 * bf16["weights_bytes"] == fp32["weights_bytes"] == 4 * (16 * 4 + 4)
+    assert {b["group"] for b in bench["benchmarks"]} == {"tiny-b8-fp32-eager", "tiny-b8-bf16-eager"}
+
+
+def test_an_accuracy_dict_adds_its_fields(pytester):
+    result, bench = run_tiny(pytester, 'rank=None, accuracy=lambda m: {"accuracy": 0.25, "cosine": 1.0}, '
+                                       'extra_info={"note": "mine"}')
+    result.assert_outcomes(passed=1)
+    info = bench["benchmarks"][0]["extra_info"]
+    assert (info["accuracy"], info["accuracy_timed"], info["cosine"], info["note"]) == (0.25, 0.25, 1.0, "mine")
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ("rank=0", "rank must be a positive int or None, got 0"),
+    ('extra_info={"flops": 1}', r"extra_info may not set \['flops'\]"),
+    ("accuracy=1.5", r"accuracy must be a fraction in \[0, 1\], got 1.5"),
+    ('accuracy=lambda m: {"acc": 1}', "returned \\['acc'\\], without the key 'accuracy'"),
+])
+def test_bad_arguments_fail_the_test_with_the_reason(pytester, arguments, message):
+    result, _ = run_tiny(pytester, arguments)
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([f".*{message}.*"])
+
+
+def test_a_built_in_study_name_is_refused(pytester):
+    pytester.makepyfile(TINY.replace('study="tiny", ', 'study="svd", ').replace("{arguments}", "rank=None"))
+    result = pytester.runpytest("-p", "lowrank_bench.plugin", "-p", "no:cacheprovider", "--benchmark-disable")
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([".*study 'svd' is a built-in study's name; give yours another.*"])
+
+
+def test_public_api_loads_torch_only_when_used():
+    code = ("import sys, lowrank_bench\n"
+            "assert 'torch' not in sys.modules  # the `lowrank-bench` command and the plugin import the package\n"
+            "from lowrank_bench import factorize, measure\n"
+            "print(sorted(lowrank_bench.__all__), factorize.__module__, measure.__module__)")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = run([sys.executable, "-c", code], REPO, env).stdout.split()
+    assert out == ["['LoRAConfig',", "'METHODS',", "'Measurement',", "'add_lora',", "'calibrate',", "'factorize',",
+                   "'measure',", "'merge_lora',", "'paired_difference',", "'verdict']", "models.methods",
+                   "training.measure"]
