@@ -335,7 +335,7 @@ def off_the_page(log):
     """The first "Overfull \\vbox" of a pdflatex log with the page it lands on ("Overfull \\vbox (257.7pt too
     high) on page 21"), or None. A page whose material is taller than the page prints below its edge, where no
     reader (and no text extraction) sees it, and LaTeX only warns; the page is the next one the log ships."""
-    text = log.read_text(errors="replace")
+    text = log.read_text(errors="replace") if log.exists() else ""
     m = re.search(r"Overfull \\vbox \(([\d.]+)pt too high\)", text)
     if m is None:
         return None

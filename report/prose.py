@@ -6,7 +6,9 @@ Accuracies in the rows are means over seeds. Whether a model is as good as its r
 carries (`verdict`, from the paired difference `val_diff` and its one-sided 95 % bounds, core/decision.py), and
 which rank a group of ranks settles on is the summary's `choices` (fixed-sequence testing, largest rank first): the
 sentences below only read those out, so none of them can call a model "within" what its bounds do not put within.
-The test split's difference is quoted beside a decision as a confirmation and never decides anything.
+The test split's difference is quoted beside a decision as a confirmation and never decides anything. The sentences
+are LaTeX (`Tex`): numbers come checked by the readers (core/summary.py, core/benchjson.py) and every string from
+data is escaped.
 """
 import functools
 import math
@@ -73,6 +75,7 @@ def _more_data(factor):
     return f"; about {times} times the present data would decide it if its difference held"
 
 
+@_latex
 def choice_sentence(d, c, named=True):
     """One group's rank choice: which rank was chosen, why the sequence stopped (worse; undecided, with what would
     decide it; or the grid ran out with every rank within), and the chosen rank's test confirmation."""
@@ -106,6 +109,7 @@ def choice_sentence(d, c, named=True):
     return text
 
 
+@_latex
 def test_confirmation(row, d):
     """The chosen row's paired difference on test, with its bounds and what the same rule would call it there: a
     confirmation beside the decision, never a decision. Empty when the summary has no test difference."""
@@ -144,7 +148,7 @@ def retraining_schedule(d):
         f"{cfg['distill_temperature']:g}, the rest on the labels)")
     return (f"Retraining runs up to {cfg['epochs']} epochs from learning rate {cfg['lr']:g}, cosine-decayed {warmup}, "
             f"{augment}{distilled}; the truncated start is evaluated as epoch 0 and kept unless "
-            "an epoch beats it on validation, so retraining cannot end below its start.")
+            "an epoch beats it on validation's stop part, so retraining cannot end below its start there.")
 
 
 @_latex

@@ -7,7 +7,7 @@ math mode); the code that composes it escapes every string from data it puts in.
 macro's value through `tex`, and `tables.write_table` each table cell, so nothing reaches the .tex files another way.
 """
 
-# Characters the report's tables print (fmt.pct_ci's "±"): pdflatex gets them as math; any other non-ASCII
+# Characters a table or a name may hold that pdflatex prints as math ("±", "×", "µ"); any other non-ASCII
 # character becomes "?".
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
             "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"\ensuremath{\pm}",

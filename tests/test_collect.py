@@ -191,7 +191,8 @@ def _decided(study, seed_rows):
         stop = dict(ranked).get(c.stopped_at)
         choices.append({"method": g[0], "init": g[1], "embedding": g[2], "rank": c.rank, "stopped_at": c.stopped_at,
                         "stop_verdict": c.stop_verdict, "tested": [k for k, _ in c.tested],
-                        "more_data": None if stop is None else decision.data_to_decide(stop, MARGIN_POINTS / 100)})
+                        "more_data": decision.data_to_decide(stop, MARGIN_POINTS / 100)
+                        if c.stop_verdict == decision.UNDECIDED else None})
     return out, choices
 
 
@@ -213,9 +214,13 @@ def write_results(results_dir, studies=STUDIES, bench=True):
         chosen = min((c for c in choices if c["rank"] is not None and c["embedding"] is None),
                      key=lambda c: c["rank"], default=None)
         seed_rows = [{f: v for f, v in r.items() if f not in ("swaps", "spread")} for r in seed_rows]
+        picked = lambda c: c and {f: c[f] for f in ("method", "rank", "init", "embedding")}  # noqa: E731
         summary |= {"study": study, "profile": results_dir.name, "device": "cpu", "device_name": "AMD EPYC 9R14",
                     "margin_points": MARGIN_POINTS, "seed_rows": seed_rows, "rows": rows, "choices": choices,
-                    "chosen": chosen and {f: chosen[f] for f in ("method", "rank", "init", "embedding")}}
+                    "chosen": picked(chosen)}
+        if study == "attention":  # what the attention study writes beside: the pre-defined table's choices per start
+            summary["chosen_by_embedding"] = {"minilm": {c["init"]: picked(c if c["rank"] else None) for c in choices
+                                                         if c["embedding"] == "minilm"}}
         dataset, classes = DATASETS[study]
         (results_dir / study).mkdir(parents=True, exist_ok=True)
         (results_dir / study / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -505,6 +510,80 @@ def test_speedup_map_compares_like_with_like_and_latency_tables_show_one_dtype(t
     assert f"| bf16 | compiled | 32 | {100 * acc[32] - 0.1:.2f} |" in shown
 
 
+def test_verdict_tables_give_each_decision_in_the_order_it_was_taken(collected, results):
+    """Differences against the fixture's accuracies (an oracle: variant minus reference, paired on the same
+    examples), bounds and verdicts as the summary has them, each row's place in its group's sequence."""
+    md = read(results / collected["tables"]["attention_verdicts"]["md"]).splitlines()
+    assert md[0] == ("| model | n | val diff (pt) | lower (pt) | upper (pt) | verdict | sequence | test diff (pt) | "
+                     "test lower | test upper |")
+    cells = {line.split(" | ")[0][2:]: line.strip("| ").split(" | ") for line in md[2:]}
+    assert list(cells) == [f"{t}{i}-svd-k{k}" for t in ("", "minilm-") for i in ("random", "trained")
+                           for k in (64, 16, 4)]  # by token table and group, largest rank first; no dense rows
+    assert cells["minilm-random-svd-k16"][2] == "-1.10"  # 79.10 - 80.20: against MiniLM's own dense model
+    assert cells["trained-svd-k16"][2:7] == ["-0.05", "-0.31", "+0.21", "within", "chosen"]
+    assert cells["trained-svd-k16"][7] == "-0.60"  # 75.90 - 76.50 on test
+    assert [cells[f"minilm-trained-svd-k{k}"][5:7] for k in (64, 16, 4)] == [
+        ["undecided", "stop"], ["undecided", "not tested"], ["worse", "not tested"]]
+    summary = json.loads(read(results / "attention" / "summary.json"))
+    row = next(r for r in summary["rows"] if (r["rank"], r["init"], r["embedding"]) == (64, "trained", "minilm"))
+    raw = read(results / collected["tables"]["attention_verdicts"]["csv"])
+    assert f"{row['val_diff_lower']},{row['val_diff_upper']},undecided," in raw  # raw values, as summary.json has them
+    lora = [line.split(" | ")[0][2:]
+            for line in read(results / collected["tables"]["lora_verdicts"]["md"]).splitlines()[2:]]
+    assert lora == ["pretrained", "head", "scratch", "r16", "r4", "r1"]  # full fine-tuning is the reference
+
+
+def test_the_speedup_tables_say_whose_accuracy_they_show(collected, results):
+    """The maps' accuracy is the timed checkpoint's (seed 0), where every other table shows means over seeds."""
+    assert "| dtype | mode | model | test acc (%), seed 0 | batch 1 | batch 256 |" in \
+        read(results / collected["tables"]["svd_speedup_map"]["md"])
+
+
+def test_the_forest_plot_draws_every_decision_by_table_and_group(collected):
+    from report.figures import forest_panels
+    panels = forest_panels(collected["studies"]["attention"])
+    assert list(panels) == ["learned table", "minilm table"]
+    assert [name for name, _ in panels["minilm table"]] == ["minilm table, random init, svd",
+                                                            "minilm table, trained init, svd"]
+    trained = dict(panels["learned table"])["trained init, svd"]
+    assert [(label, verdict, sequence) for label, _, _, _, verdict, sequence in trained] == [
+        ("trained-svd-k64", "within", "passed"), ("trained-svd-k16", "within", "chosen"),
+        ("trained-svd-k4", "worse", "stop")]
+    assert list(forest_panels(collected["studies"]["lora"])) == [""]  # one token table: one panel, no title
+    assert [name for name, _ in forest_panels(collected["studies"]["lora"])[""]] == ["unfactored", "lora"]
+
+
+def _summary_with(tmp_path, change):
+    results = write_results(tmp_path / "smoke", studies=("lora",), bench=False)
+    path = results / "lora" / "summary.json"
+    summary = json.loads(read(path))
+    change(summary, {r["rank"]: r for r in summary["rows"] if r["rank"] is not None})
+    path.write_text(json.dumps(summary))
+    return results
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s, r: r[16].update(verdict="within", val_diff=-0.035, val_diff_lower=-0.508, val_diff_upper=0.438),
+     r"rows\[6\] says 'within' but its bounds -0.5080 \.\. \+0\.4380 against the margin -0.0050 make it "
+     r"'undecided'"),
+    (lambda s, r: r[4].update(val_diff_lower=0.001), r"rows\[5\] has verdict 'within' without a difference inside"),
+    (lambda s, r: r[4].update(val_diff_lower=None), r"rows\[5\] has verdict 'within' without a difference inside"),
+    (lambda s, r: r[1].pop("test_diff_upper"), r"rows\[4\] lacks test_diff_upper"),
+    (lambda s, r: s["choices"][0].update(rank=1), r"choices\[0\] does not match its rows"),
+    (lambda s, r: s["choices"][0].update(rank=32), r"choices\[0\] does not match its rows"),
+    (lambda s, r: s["choices"][0].update(tested=[1, 4, 16]), r"choices\[0\] does not match its rows"),
+    (lambda s, r: s["choices"][0].update(stop_verdict="undecided"), r"choices\[0\] does not match its rows"),
+])
+def test_a_decision_its_own_numbers_contradict_is_one_user_error(tmp_path, change, message):
+    """No sentence can call a model within the margin unless its bounds put it there: the collector refuses a
+    summary whose verdicts or choices disagree with the rule applied to its own numbers (core/summary.py has
+    checked their types)."""
+    results = _summary_with(tmp_path, change)
+    with pytest.raises(UserError, match=message) as err:
+        collect(results, [])
+    assert str(results / "lora" / "summary.json") in str(err.value) and "\n" not in str(err.value)
+
+
 def test_a_benchmark_file_of_another_profile_is_refused_unless_across_profiles(tmp_path, capsys):
     from lowrank_bench import cli
     results = write_results(tmp_path / "smoke", studies=("svd",))
@@ -569,78 +648,3 @@ def test_a_dollar_sign_in_a_name_from_the_results_is_no_math_in_the_figures(tmp_
         sidecar.write_text(json.dumps(meta))
     c = collect(results, [])
     assert {"svd_layers", "svd_confusion"} <= set(c["figures"])
-
-
-def test_verdict_tables_give_each_decision_in_the_order_it_was_taken(collected, results):
-    """Differences against the fixture's accuracies (an oracle: variant minus reference, paired on the same
-    examples), bounds and verdicts as the summary has them, each row's place in its group's sequence."""
-    md = read(results / collected["tables"]["attention_verdicts"]["md"]).splitlines()
-    assert md[0] == ("| model | n | val diff (pt) | lower (pt) | upper (pt) | verdict | sequence | test diff (pt) | "
-                     "test lower | test upper |")
-    cells = {line.split(" | ")[0][2:]: line.strip("| ").split(" | ") for line in md[2:]}
-    assert list(cells) == [f"{t}{i}-svd-k{k}" for t in ("", "minilm-") for i in ("random", "trained")
-                           for k in (64, 16, 4)]  # by token table and group, largest rank first; no dense rows
-    assert cells["minilm-random-svd-k16"][2] == "-1.10"  # 79.10 - 80.20: against MiniLM's own dense model
-    assert cells["trained-svd-k16"][2:7] == ["-0.05", "-0.31", "+0.21", "within", "chosen"]
-    assert cells["trained-svd-k16"][7] == "-0.60"  # 75.90 - 76.50 on test
-    assert [cells[f"minilm-trained-svd-k{k}"][5:7] for k in (64, 16, 4)] == [
-        ["undecided", "stop"], ["undecided", "not tested"], ["worse", "not tested"]]
-    summary = json.loads(read(Path(collected["results_dir"]) / "attention" / "summary.json"))
-    row = next(r for r in summary["rows"] if (r["rank"], r["init"], r["embedding"]) == (64, "trained", "minilm"))
-    raw = read(results / collected["tables"]["attention_verdicts"]["csv"])
-    assert f"{row['val_diff_lower']},{row['val_diff_upper']},undecided," in raw  # raw values, as summary.json has them
-    lora = [line.split(" | ")[0][2:] for line in read(results / collected["tables"]["lora_verdicts"]["md"]).splitlines()[2:]]
-    assert lora == ["pretrained", "head", "scratch", "r16", "r4", "r1"]  # full fine-tuning is the reference
-
-
-def test_the_speedup_tables_say_whose_accuracy_they_show(collected):
-    """The maps' accuracy is the timed checkpoint's (seed 0), where every other table shows means over seeds."""
-    assert "| dtype | mode | model | test acc (%), seed 0 | batch 1 | batch 256 |" in \
-        read(results / collected["tables"]["svd_speedup_map"]["md"])
-
-
-def test_the_forest_plot_draws_every_decision_by_table_and_group(collected):
-    from report.figures import forest_panels
-    panels = forest_panels(collected["studies"]["attention"])
-    assert list(panels) == ["learned table", "minilm table"]
-    assert [name for name, _ in panels["minilm table"]] == ["minilm table, random init, svd",
-                                                            "minilm table, trained init, svd"]
-    trained = dict(panels["learned table"])["trained init, svd"]
-    assert [(label, verdict, sequence) for label, _, _, _, verdict, sequence in trained] == [
-        ("trained-svd-k64", "within", "passed"), ("trained-svd-k16", "within", "chosen"),
-        ("trained-svd-k4", "worse", "stop")]
-    assert list(forest_panels(collected["studies"]["lora"])) == [""]  # one token table: one panel, no title
-    assert [name for name, _ in forest_panels(collected["studies"]["lora"])[""]] == ["unfactored", "lora"]
-
-
-def _summary_with(tmp_path, change):
-    results = write_results(tmp_path / "smoke", studies=("lora",), bench=False)
-    path = results / "lora" / "summary.json"
-    summary = json.loads(read(path))
-    change(summary, {r["rank"]: r for r in summary["rows"] if r["rank"] is not None})
-    path.write_text(json.dumps(summary))
-    return results
-
-
-@pytest.mark.parametrize("change, message", [
-    (lambda s, r: r[16].update(verdict="within", val_diff=-0.035, val_diff_lower=-0.508, val_diff_upper=0.438),
-     r"rows\[6\] says 'within' but its bounds -0.5080 \.\. \+0\.4380 against the margin -0.0050 make it "
-     r"'undecided'"),
-    (lambda s, r: r[4].update(val_diff_lower=0.001), r"rows\[5\] has verdict 'within' without a difference inside"),
-    (lambda s, r: r[4].update(val_diff=float("nan")), r"rows\[5\] has verdict 'within' without a difference inside"),
-    (lambda s, r: r[1].pop("test_diff_upper"), r"rows\[4\] lacks test_diff_upper"),
-    (lambda s, r: s.pop("margin_points"), "'margin_points' must be a number >= 0, got None"),
-    (lambda s, r: s.update(choices=None), "no 'choices' list"),
-    (lambda s, r: s["choices"][0].update(rank=1), r"choices\[0\] does not match its rows"),
-    (lambda s, r: s["choices"][0].update(tested=[1, 4, 16]), r"choices\[0\] does not match its rows"),
-    (lambda s, r: s["choices"][0].update(stop_verdict="undecided"), r"choices\[0\] does not match its rows"),
-    (lambda s, r: s["choices"][0].update(more_data="lots"), r"choices\[0\] does not match its rows"),
-    (lambda s, r: s["choices"][0].pop("tested"), r"choices\[0\] lacks tested"),
-])
-def test_a_decision_its_own_numbers_contradict_is_one_user_error(tmp_path, change, message):
-    """No sentence can call a model within the margin unless its bounds put it there: the collector refuses a
-    summary whose verdicts or choices disagree with the rule applied to its own numbers."""
-    results = _summary_with(tmp_path, change)
-    with pytest.raises(UserError, match=message) as err:
-        collect(results, [])
-    assert str(results / "lora" / "summary.json") in str(err.value) and "\n" not in str(err.value)
