@@ -40,7 +40,9 @@ def _row(study):
     for metric in ("val_acc", "test_acc", "acc_truncated"):
         optional |= {f"{metric}_std": _AMOUNT, f"{metric}_ci95": _AMOUNT}
     for part in ("val", "test"):
-        optional |= {f"{part}_diff{end}": _DIFF for end in ("", "_lower", "_upper")}
+        # bounds widened for few seeds (core/decision.py) may reach past ±1: finite numbers
+        optional |= {f"{part}_diff": _DIFF, f"{part}_diff_lower": nullable(number()),
+                     f"{part}_diff_upper": nullable(number())}
     return record(required, optional)
 
 

@@ -101,7 +101,7 @@ def test_train_all_studies_end_to_end(root, tiny_profile, tmp_path, capsys):
     svd_summary = json.loads((out / "tiny" / "svd" / "summary.json").read_text())
     assert {r["rank"] for r in svd_summary["layers"]} == {2, 4}
     chosen = svd_summary["chosen"]
-    said = f"chosen k (svd) = {chosen['rank']}:" if chosen else "no k (svd) within 0.5 validation points"
+    said = f"chosen k (svd) = {chosen['rank']}:" if chosen else "no k (svd) within 0.5 points of dense"
     assert said in stdout  # the study says which k it chose, or that none qualified
     for r in svd_summary["seed_rows"][1:]:  # retraining never ends below its start on the stop part, which chose it
         history = checkpoint.load(out / "tiny" / r["checkpoint"])[1]["history"]
