@@ -4,7 +4,7 @@ Options live in the root conftest.py. Each suite module sets `STUDY`; every test
 runs once per variant of that study (ids from `variant_id`: `dense`, `svd-k32`, `r4`), `merged` adds LoRA's merged
 forms, `batch_size` takes the profile's benchmark batch sizes, and `dtype` and `mode` the inference axes
 (`harness.axes`: --dtypes/--modes, else the profile's bench.dtypes/modes, else the device's default). Ids read
-`k32-b256-bf16-compiled`: the axes are always named, fp32 eager too, so an id alone says what was timed.
+`svd-k32-b256-bf16-compiled`: the axes are always named, fp32 eager too, so an id alone says what was timed.
 """
 import pytest
 import torch
