@@ -17,7 +17,8 @@ def test_interval_is_student_t_against_a_table():
 
 def row(method, rank, seed, val, test, init=None, params=100):
     return {"study": "svd", "method": method, "rank": rank, "init": init, "embedding": None, "seed": seed,
-            "val_acc": val, "test_acc": test, "params_total": params, "outcomes": f"svd/seed{seed}/{method}{rank or ''}"}
+            "val_acc": val, "test_acc": test, "params_total": params,
+            "outcomes": f"svd/seed{seed}/{method}{rank or ''}"}
 
 
 def outcomes_of(table):
