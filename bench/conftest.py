@@ -2,9 +2,11 @@
 
 Options live in the root conftest.py. Each suite module sets `STUDY`; every test asking for `method` and `rank`
 runs once per variant of that study (ids from `variant_id`: `dense`, `svd-k32`, `r4`), `merged` adds LoRA's merged
-forms, `batch_size` takes the profile's benchmark batch sizes, and `dtype` and `mode` the inference axes
-(`harness.axes`: --dtypes/--modes, else the profile's bench.dtypes/modes, else the device's default). Ids read
-`svd-k32-b256-bf16-compiled`: the axes are always named, fp32 eager too, so an id alone says what was timed.
+forms and `batch_size` takes the profile's benchmark batch sizes. Inference is timed through the pytest plugin's
+`lowrank` fixture, as a user's model is; the plugin parametrizes the inference axes (`lowrank_dtype`,
+`lowrank_mode`) from `pytest_lowrank_axes` below: --dtypes/--modes, else the profile's bench.dtypes/modes, else the
+device's default. Ids read `svd-k32-b256-bf16-compiled`: the axes are always named, fp32 eager too, so an id alone
+says what was timed.
 """
 import pytest
 import torch
@@ -37,10 +39,12 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("method,rank", cases, ids=[variant_id(study, m, r) for m, r in cases])
     if "batch_size" in metafunc.fixturenames:
         metafunc.parametrize("batch_size", getattr(profile, study).bench.batch_sizes, ids=lambda b: f"b{b}")
-    if "dtype" in metafunc.fixturenames:  # inference only: training steps keep the study's own precision
-        dtypes, modes = axes(metafunc.config, study)
-        metafunc.parametrize("dtype", dtypes, ids=str)
-        metafunc.parametrize("mode", modes, ids=str)
+
+
+def pytest_lowrank_axes(metafunc):
+    """The inference axes of a suite's tests (training steps keep the study's own precision and ask for none)."""
+    study = getattr(metafunc.module, "STUDY", None)
+    return None if study is None else axes(metafunc.config, study)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -58,8 +62,8 @@ def pytest_collection_modifyitems(config, items):
         params = item.callspec.params
         batch_size = params.get("batch_size")
         group = f"{study}-b{batch_size}" if batch_size else f"{study}-{item.originalname.removeprefix('test_')}"
-        if "dtype" in params:  # precisions and modes never share a group, so no comparison mixes them
-            group += f"-{params['dtype']}-{params['mode']}"
+        if "lowrank_dtype" in params:  # precisions and modes never share a group, so no comparison mixes them
+            group += f"-{params['lowrank_dtype']}-{params['lowrank_mode']}"
         item.add_marker(pytest.mark.benchmark(group=group, min_rounds=bench.rounds, min_time=bench.min_time,
                                               max_time=0, warmup=True, warmup_iterations=1))
 

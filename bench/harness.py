@@ -2,11 +2,14 @@
 
 A suite module names its study (`STUDY = "svd"`) and holds only what differs (its tests and the extra_info of its
 own); `bench/conftest.py` parametrizes every test from `training.studies.timed` and hands it a `Suite` that trains
-missing results once, loads each checkpoint once and re-evaluates its test accuracy. Timing stays in pytest-benchmark:
-the timed callable contains only the work and, on CUDA, ends with `torch.cuda.synchronize()` so a round measures
-finished kernels, not their launches (training/timing.py, which the pytest plugin times with too).
+missing results once, loads each checkpoint once and re-evaluates its test accuracy. A model's inference is timed
+through the pytest plugin's `lowrank` fixture (`Suite.time_inference`), as a user's model is; other benchmarks time
+their callable with training/timing.py, which the fixture times with too. Timing stays in pytest-benchmark: the
+timed callable contains only the work and, on CUDA, ends with `torch.cuda.synchronize()` so a round measures
+finished kernels, not their launches.
 """
 import copy
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +25,6 @@ from training.config import Profile, load_profile, resolve_device
 from training.data import resolve_root
 from training.measure import forward_flops, param_counts, peak_memory, weights_bytes
 from training import timing
-from training.timing import cast
 from training import executors, jobs
 from training.studies import MODULES, timed
 from training.train import evaluate, make_optimizer
@@ -121,24 +123,34 @@ class Suite:
     def accuracy(self, model):
         return evaluate(model, *self.test, batch_size=256)[1]
 
-    def inference(self, model, dtype, mode, accuracy, batch_size):
-        """(model in `dtype`, its callable in `mode`, that callable's test accuracy) for an inference benchmark.
-
-        `accuracy` is the fp32 eager model's. Any other (dtype, mode) is evaluated again through the timed callable
-        itself, in chunks of the benchmark's batch size (the last one padded), so a compiled model sees only the
-        shape it was compiled for and the accuracy belongs to exactly what was timed.
-        """
-        converted, forward = self.env.for_inference(model, dtype, mode)
-        if (dtype, mode) == ("fp32", "eager"):
-            return converted, forward, accuracy
+    def accuracy_through(self, forward, batch_size):
+        """Test accuracy of `forward` (a model as timed), in chunks of the benchmark's batch size, the last one
+        padded, so a compiled model sees only the shape it was compiled for."""
         x, y = self.test
         correct = torch.zeros((), device=x.device, dtype=torch.long)
         with torch.no_grad():
             for i in range(0, len(x), batch_size):
                 idx = torch.arange(i, i + batch_size, device=x.device) % len(x)
                 keep = min(batch_size, len(x) - i)
-                correct += (forward(cast(x[idx], dtype)).argmax(1)[:keep] == y[idx][:keep]).sum()
-        return converted, forward, correct.item() / len(x)
+                correct += (forward(x[idx]).argmax(1)[:keep] == y[idx][:keep]).sum()
+        return correct.item() / len(x)
+
+    def timed_accuracy(self, accuracy, dtype, mode, batch_size):
+        """The test accuracy of a benchmark in `dtype` and `mode`, as the `lowrank` fixture takes it: `accuracy`,
+        the fp32 eager model's, as it is; in any other dtype or mode a function that evaluates the timed callable
+        again, so the accuracy belongs to exactly what was timed."""
+        if (dtype, mode) == ("fp32", "eager"):
+            return accuracy
+        return functools.partial(self.accuracy_through, batch_size=batch_size)
+
+    def time_inference(self, lowrank, model, inputs, row, accuracy, extra_info):
+        """Time `model` on `inputs` through the `lowrank` fixture, as a user's model is timed: against the study's
+        reference, with `row`'s method, rank and start, the accuracy over seeds and the study's own fields."""
+        reference = self.model(STUDIES[self.study].reference, None)[0]
+        return lowrank(model, inputs, reference=reference, study=self.study, method=row["method"], rank=row["rank"],
+                       init=row.get("init"), over_seeds=self.over_seeds(row),
+                       accuracy=self.timed_accuracy(accuracy, lowrank.dtype, lowrank.mode, len(inputs)),
+                       extra_info={"profile": self.env.profile.name, **extra_info})
 
     def batch(self, batch_size):
         """The first `batch_size` test examples, repeated when the (subset) test split is smaller."""
@@ -150,20 +162,26 @@ class Suite:
         """The summary's row for `row`'s variant over every seed: means, 95 % half-widths, n."""
         return next(v for v in self.summary["rows"] if key(v) == key(row))
 
-    def fields(self, model, row, accuracy, batch_size, kind, dtype="fp32", mode="eager"):
-        """The extra_info every benchmark carries (`COMMON_EXTRA_INFO`) but its FLOPs; `model` in `dtype`.
-
-        `accuracy` is the mean test accuracy over seeds (the summary's), with its half-width and n; `accuracy_timed`
-        is that of the one checkpoint timed (`seed_timed`), evaluated in the benchmark's dtype and mode (`accuracy`
-        passed in). A bare GEMM (`accuracy` None) has neither."""
+    def over_seeds(self, row):
+        """The test accuracy of `row`'s variant over every seed (the summary's mean, its half-width and n), and the
+        seed of `row`, the checkpoint timed."""
         v = self.variant(row)
-        measured = accuracy is not None
+        return {"accuracy": v["test_acc"], "accuracy_ci95": v.get("test_acc_ci95"), "n_seeds": v.get("n_seeds", 1),
+                "seed_timed": row.get("seed")}
+
+    def fields(self, model, row, accuracy, batch_size, kind, dtype="fp32", mode="eager"):
+        """The extra_info every benchmark carries (`COMMON_EXTRA_INFO`) but its FLOPs, for a benchmark that times
+        something else than inference (which `time_inference` times); `model` in `dtype`.
+
+        `accuracy` is that of the one checkpoint timed, in the benchmark's dtype and mode (`accuracy_timed`),
+        beside the accuracy over seeds. A bare GEMM (`accuracy` None) has neither."""
+        seeds = self.over_seeds(row)
+        if accuracy is None:
+            seeds |= {"accuracy": None, "accuracy_ci95": None}
         return {"study": self.study, "kind": kind, "method": row["method"], "rank": row["rank"],
                 "init": row.get("init"), "batch_size": batch_size, "device": self.env.device.type,
                 "dtype": dtype, "mode": mode, "threads": torch.get_num_threads(),
-                "profile": self.env.profile.name, "accuracy": v["test_acc"] if measured else None,
-                "accuracy_ci95": v.get("test_acc_ci95") if measured else None, "n_seeds": v.get("n_seeds", 1),
-                "seed_timed": row.get("seed"), "accuracy_timed": accuracy,
+                "profile": self.env.profile.name, **seeds, "accuracy_timed": accuracy,
                 **param_counts(model), "weights_bytes": weights_bytes(model)}
 
     def flop_info(self, model, x):

@@ -8,33 +8,25 @@ import torch
 
 from models.mlp import fold_normalisation
 from models.select import linear_layers
-from training.measure import inference_peak, peak_memory
+from training.measure import peak_memory
 from training.timing import DTYPE, cast, run_timed
 
 STUDY = "svd"
 
 
-def svd_info(suite, model, row, accuracy, x, kind, dtype="fp32", mode="eager", converted=None):
-    v = suite.variant(row)  # means over seeds
-    return {**suite.info(model, row, accuracy, x, kind, dtype, mode, converted),
-            "accuracy_truncated": v["acc_truncated"], "val_accuracy": v["val_acc"],
+def svd_fields(suite, row):
+    """The study's own extra_info: accuracies before retraining and on validation, means over seeds."""
+    v = suite.variant(row)
+    return {"accuracy_truncated": v["acc_truncated"], "val_accuracy": v["val_acc"],
             "val_accuracy_truncated": v.get("val_acc_truncated"), "costs_more_than_dense": v["costs_more_than_dense"]}
 
 
-def test_infer(benchmark, suite, method, rank, batch_size, dtype, mode):
+def test_infer(lowrank, suite, method, rank, batch_size):
     model, row, accuracy = suite.model(method, rank)
     x, _ = suite.batch(batch_size)
     # At small k the extra pass over the input would otherwise cost as much as the factored GEMMs themselves.
     folded = fold_normalisation(model)  # in fp32, then converted: the fold's rounding happens once, in fp32
-    converted, forward, accuracy = suite.inference(folded, dtype, mode, accuracy, batch_size)
-    xd = cast(x, dtype)
-
-    def infer():
-        with torch.no_grad():
-            return forward(xd)
-    benchmark.extra_info.update(svd_info(suite, model, row, accuracy, x, "infer", dtype, mode, converted),
-                                normalisation="folded", peak_mem_bytes=inference_peak(converted, xd, suite.env.device))
-    run_timed(benchmark, infer, suite.env.device)
+    suite.time_inference(lowrank, folded, x, row, accuracy, {**svd_fields(suite, row), "normalisation": "folded"})
 
 
 def test_train_step(benchmark, suite, method, rank):
@@ -42,11 +34,12 @@ def test_train_step(benchmark, suite, method, rank):
     model, row, accuracy = suite.model(method, rank)
     x, y = suite.batch(suite.cfg.retrain.batch_size)
     step, peak = suite.train_step(model, suite.cfg.retrain, x, y)
-    benchmark.extra_info.update(svd_info(suite, model, row, accuracy, x, "train_step"), peak_mem_bytes=peak)
+    benchmark.extra_info.update(suite.info(model, row, accuracy, x, "train_step"), **svd_fields(suite, row),
+                                peak_mem_bytes=peak)
     run_timed(benchmark, step, suite.env.device)
 
 
-def test_gemm(benchmark, suite, method, rank, batch_size, dtype, mode):
+def test_gemm(benchmark, suite, method, rank, batch_size, lowrank_dtype, lowrank_mode):
     """The raw-GEMM ceiling: the bare products of every factored layer, chained as in the model, in one call.
 
     Dense: x·Wᵀ per layer; rank k: (x·W2ᵀ)·W1ᵀ per layer. One call with one synchronisation, as the model pays:
@@ -55,6 +48,7 @@ def test_gemm(benchmark, suite, method, rank, batch_size, dtype, mode):
     In the model's dtype and mode, so each (dtype, mode) of the model has its own ceiling (compiled on CUDA: one
     graph replay per chain, as the compiled model pays).
     """
+    dtype, mode = lowrank_dtype, lowrank_mode
     model, row, _ = suite.model(method, rank)
     dense = suite.model("dense", None)[0]
     names = linear_layers(dense, suite.cfg.targets)

@@ -46,11 +46,16 @@ class LowRank:
                  dict of it ("accuracy") and more fields of your own for extra_info (one evaluation pass for all).
                  Compiled models are specialised to the batch's shape: evaluate them on batches of that size.
       init       optional: where the factors started, for studies that compare initialisations.
-      extra_info optional: more fields of your own for the benchmark's extra_info (numbers or strings).
+      over_seeds optional, when the model is one of several trained alike with different seeds: {"accuracy": their
+                 mean accuracy, "accuracy_ci95": its 95 % half-width or None, "n_seeds": how many, "seed_timed":
+                 this model's seed}. `accuracy` then stays this model's and is written as `accuracy_timed`.
+      extra_info optional: more fields of your own for the benchmark's extra_info (numbers or strings). A built-in
+                 study's name (core.spec.STUDIES) is only for benchmarks that carry that study's own fields.
 
     Returns what the model returned on `inputs`. Writes into the benchmark's extra_info every field of
     core.benchjson.COMMON_EXTRA_INFO (kind "infer"; FLOPs per example; peak memory of one eager no-grad forward
-    pass, weights included; `accuracy` and `accuracy_timed` both what `accuracy` gave, n_seeds 1),
+    pass, weights included; `accuracy` and `accuracy_timed` both what `accuracy` gave and n_seeds 1, unless
+    `over_seeds` says otherwise),
     `reference_params_total`, `reference_flops` (per example), pytest-benchmark's `cv`, then `extra_info`.
     The benchmark's group, unless a benchmark mark names one, is `<study>-b<batch>-<dtype>-<mode>`.
     """
@@ -62,11 +67,11 @@ class LowRank:
     def __call__(self, model: nn.Module | Callable[[], nn.Module], inputs: Any, *, reference: nn.Module,
                  study: str, method: str, rank: int | None = None,
                  accuracy: float | Callable[[Callable], float] | None = None, init: str | None = None,
-                 extra_info: Mapping[str, Any] | None = None) -> Any:
+                 over_seeds: Mapping[str, Any] | None = None, extra_info: Mapping[str, Any] | None = None) -> Any:
         for name, value in (("study", study), ("method", method)):
             if not isinstance(value, str) or not value:
                 raise ValueError(f"lowrank(...): {name} must be a non-empty string, got {value!r}")
-        if study in STUDIES:
+        if study in STUDIES and not set(STUDIES[study].extra_info) <= set(extra_info or {}):
             raise ValueError(f"lowrank(...): study {study!r} is a built-in study's name; give yours another")
         if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
             raise ValueError(f"lowrank(...): rank must be a positive int or None, got {rank!r}")
@@ -98,11 +103,17 @@ class LowRank:
             if isinstance(accuracy, bool) or not isinstance(accuracy, numbers.Real) or not 0 <= accuracy <= 1:
                 raise ValueError(f"lowrank(...): accuracy must be a fraction in [0, 1], got {accuracy!r}")
             accuracy = float(accuracy)  # a numpy scalar too: the JSON takes plain numbers
+        seeds = {"accuracy": accuracy, "accuracy_ci95": None, "n_seeds": 1, "seed_timed": None}
+        if over_seeds is not None:
+            if set(over_seeds) != set(seeds):
+                raise ValueError(f"lowrank(...): over_seeds must hold exactly {sorted(seeds)}, got "
+                                 f"{sorted(over_seeds)}")
+            seeds = dict(over_seeds)
         own = measure(converted, timed_inputs, device)
         self.benchmark.extra_info.update({
             "study": study, "kind": "infer", "method": method, "rank": rank, "init": init, "batch_size": batch_size,
             "device": device.type, "dtype": self.dtype, "mode": self.mode, "threads": torch.get_num_threads(),
-            "accuracy": accuracy, "accuracy_ci95": None, "n_seeds": 1, "seed_timed": None, "accuracy_timed": accuracy,
+            **seeds, "accuracy_timed": accuracy,
             "params_total": own.params_total, "params_trainable": own.params_trainable,
             "flops": _number(own.flops / batch_size), "weights_bytes": own.weights_bytes,
             "peak_mem_bytes": own.peak_mem_bytes, "flop_ratio": own.flops / batch_size / ref_flops,

@@ -1,19 +1,31 @@
 """The pytest plugin `lowrank` (entry point `pytest11`; `-p no:lowrank` turns it off): the `lowrank` fixture.
 
-A test that asks for `lowrank` benchmarks one model the way the built-in suites do (lowrank_bench/fixture.py) and
-runs once per dtype and execution mode of `--dtypes`/`--modes` (else fp32 eager on a CPU and every dtype and mode on
-CUDA), its id ending in them (`test_mine[8-fp32-eager]`). The plugin declares those two options, the benchmark
-axes of every suite, here and nowhere else. From the fixture's first use on, the session's thread count is pinned
-as the built-in suites pin it ($LOWRANK_THREADS, else all cores but one). A session that never asks for the fixture
-is left as it was: no parametrization, no pinned threads, no machine facts, no torch import.
+A test that asks for `lowrank` benchmarks one model the way the built-in suites do (they use it too;
+lowrank_bench/fixture.py) and runs once per dtype and execution mode of `--dtypes`/`--modes` (else fp32 eager on a
+CPU and every dtype and mode on CUDA), its id ending in them (`test_mine[8-fp32-eager]`). A test that times
+something else in those axes asks for `lowrank_dtype` and `lowrank_mode` alone. The plugin declares the two
+options, the benchmark axes of every suite, here and nowhere else; a conftest.py whose tests have defaults of their
+own (the built-in suites: their profile's) implements the hook `pytest_lowrank_axes`. From the fixture's first use
+on, the session's thread count is pinned as the built-in suites pin it ($LOWRANK_THREADS, else all cores but one).
+A session that never asks for the fixture is left as it was: no parametrization, no pinned threads, no machine
+facts, no torch import.
 """
 import pytest
 
 from lowrank_bench.options import add_bench_axes
 
-FIXTURE = "lowrank"
 _USED = pytest.StashKey[bool]()  # set once a test of the session has used the fixture
 _REFERENCES = pytest.StashKey[dict]()  # the reference models' measurements, once per session
+
+
+class Hooks:
+    @pytest.hookspec(firstresult=True)
+    def pytest_lowrank_axes(self, metafunc):
+        """(dtypes, modes) the test of `metafunc` is timed in, or None for the plugin's choice."""
+
+
+def pytest_addhooks(pluginmanager):
+    pluginmanager.add_hookspecs(Hooks)
 
 
 def pytest_addoption(parser):
@@ -22,14 +34,17 @@ def pytest_addoption(parser):
 
 @pytest.hookimpl(trylast=True)  # after the test's own parametrize marks, so the axes end its id
 def pytest_generate_tests(metafunc):
-    if FIXTURE not in metafunc.fixturenames:
+    if not {"lowrank_dtype", "lowrank_mode"} & set(metafunc.fixturenames):
         return
-    import torch
-
-    from training.timing import axes
     config = metafunc.config
-    dtypes, modes = axes("cuda" if torch.cuda.is_available() else "cpu", config.getoption("dtypes"),
-                         config.getoption("modes"))
+    dtypes_modes = config.hook.pytest_lowrank_axes(metafunc=metafunc)
+    if dtypes_modes is None:
+        import torch
+
+        from training.timing import axes
+        dtypes_modes = axes("cuda" if torch.cuda.is_available() else "cpu", config.getoption("dtypes"),
+                            config.getoption("modes"))
+    dtypes, modes = dtypes_modes
     metafunc.parametrize("lowrank_dtype", dtypes, ids=str)
     metafunc.parametrize("lowrank_mode", modes, ids=str)
 

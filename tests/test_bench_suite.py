@@ -15,6 +15,22 @@ def collected_ids(*options):
     return [line for line in proc.stdout.splitlines() if "::" in line]
 
 
+def test_every_inference_benchmark_is_timed_through_the_lowrank_fixture():
+    """The built-in suites time inference as a user's test does, with the plugin's fixture; the benchmarks of other
+    callables (training steps, GEMM chains, one attention block) do without it."""
+    code = ("import pytest\n"
+            "class Fixtures:\n"
+            "    def pytest_collection_finish(self, session):\n"
+            "        print(*[f'{i.nodeid} {\"lowrank\" in i.fixturenames}' for i in session.items], sep='\\n')\n"
+            "raise SystemExit(pytest.main(['bench', '--collect-only', '-q', '-p', 'no:cacheprovider'], "
+            "plugins=[Fixtures()]))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    uses = dict(line.rsplit(" ", 1) for line in proc.stdout.splitlines() if line.endswith((" True", " False")))
+    assert len({i.split("::")[0] for i in uses}) == 3
+    assert {i for i, used in uses.items() if used == "True"} == {i for i in uses if "::test_infer[" in i}
+
+
 def test_ids_follow_the_profile_and_its_overrides(tmp_path):
     ids = collected_ids("--profile", "smoke", "--set", "svd.ranks=[2, 8]", "--set", "lora.ranks=[3]")
     svd = [i for i in ids if i.startswith("bench/test_hoda_svd.py::test_infer")]

@@ -19,6 +19,7 @@ import pytest
 import torch._dynamo  # noqa: F401
 
 from core.benchjson import COMMON_EXTRA_INFO, check_study_extra_info, load_bench
+from core.spec import STUDIES
 
 pytest_plugins = ["pytester"]  # the fixture's own tests below run pytest inline on tiny files
 REPO = Path(__file__).resolve().parents[1]
@@ -196,6 +197,22 @@ def test_dtypes_and_modes_parametrize_and_convert(pytester):
     assert {b["group"] for b in bench["benchmarks"]} == {"tiny-b8-fp32-eager", "tiny-b8-bf16-eager"}
 
 
+def test_accuracy_over_seeds_stands_beside_the_timed_models(pytester):
+    over = 'over_seeds={"accuracy": 0.75, "accuracy_ci95": 0.05, "n_seeds": 3, "seed_timed": 2}'
+    result, bench = run_tiny(pytester, f"rank=None, accuracy=0.5, {over}")
+    result.assert_outcomes(passed=1)
+    info = bench["benchmarks"][0]["extra_info"]
+    assert [info[k] for k in ("accuracy", "accuracy_ci95", "n_seeds", "seed_timed", "accuracy_timed")] == \
+        [0.75, 0.05, 3, 2, 0.5]
+
+
+def test_a_built_in_study_name_takes_that_studys_own_fields(pytester):
+    own = ", ".join(f'"{f}": 1' for f in STUDIES["svd"].extra_info)
+    pytester.makepyfile(TINY.replace('study="tiny", ', 'study="svd", ').replace("{arguments}",
+                                                                               f"extra_info={{{own}}}"))
+    pytester.runpytest("-p", "no:cacheprovider", "--benchmark-disable").assert_outcomes(passed=1)
+
+
 def test_an_accuracy_dict_adds_its_fields(pytester):
     result, bench = run_tiny(pytester, 'rank=None, accuracy=lambda m: {"accuracy": 0.25, "cosine": 1.0}, '
                                        'extra_info={"note": "mine"}')
@@ -209,6 +226,8 @@ def test_an_accuracy_dict_adds_its_fields(pytester):
     ('extra_info={"flops": 1}', r"extra_info may not set \['flops'\]"),
     ("accuracy=1.5", r"accuracy must be a fraction in \[0, 1\], got 1.5"),
     ('accuracy=lambda m: {"acc": 1}', "returned \\['acc'\\], without the key 'accuracy'"),
+    ('over_seeds={"accuracy": 1}', r"over_seeds must hold exactly \['accuracy', 'accuracy_ci95', 'n_seeds', "
+                                   r"'seed_timed'\], got \['accuracy'\]"),
 ])
 def test_bad_arguments_fail_the_test_with_the_reason(pytester, arguments, message):
     result, _ = run_tiny(pytester, arguments)

@@ -1,6 +1,7 @@
 """The study spec is the one place facts about a study live; the layers point one way."""
 import ast
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,10 @@ NOT_ABOUT_STUDIES = {("models/methods.py", "svd"), ("training/studies/lora.py", 
 
 
 def sources(*packages):
-    return [p for pkg in packages for p in sorted((REPO / pkg).rglob("*.py"))]
+    """The packages' Python files under version control: a report build copies listings into report/build/."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", *packages],
+                            cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    return [REPO / p for p in sorted(listed) if p.endswith(".py")]
 
 
 def study_keyed_dicts(path):
