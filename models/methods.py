@@ -33,7 +33,7 @@ class Method:
     # factors(weight, rank, gram, name) -> (U_k, S_k, Vh_k) in float64; gram = Σ x xᵀ of the layer's inputs (or
     # None for an uncalibrated method), name goes into errors
     factors: Callable[[torch.Tensor, int, torch.Tensor | None, str], Factors]
-    params: Callable[[int, int, int], int]  # (m, n, k) -> parameters of the factored layer, bias included
+    params: Callable[[int, int, int], int]  # (m, n, k) -> parameters of LowRankLinear, bias included (SVDLinear: + k)
     flops: Callable[[int, int, int], int]  # (m, n, k) -> FLOPs per sample of the factored layer (multiply-add = 2)
     max_rank: Callable[[int, int], int]  # (m, n) -> the largest k; the layers take [1, min(m, n)]
 
