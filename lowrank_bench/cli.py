@@ -25,7 +25,7 @@ from core.spec import STUDIES
 
 REPO = Path(__file__).resolve().parent.parent
 # Wall times of a whole `run` per profile, as measured (README, "First run"); the help texts quote them.
-RUN_TIMES = ("smoke about 2 min, quick about 53 min with its two seeds (27 min with one) on a 2-core CPU "
+RUN_TIMES = ("smoke about 2 min, quick about 50 min with its two seeds on a 2-core CPU "
              "with --jobs auto; full about 16 min per seed on one H100 (measured before its minilm rows)")
 ABOUT = f"""\
 Measure what low-rank weight decomposition buys a neural network: accuracy, latency, peak memory, FLOPs and
