@@ -24,7 +24,7 @@ from training import executors, jobs
 from core.spec import STUDIES
 
 REPO = Path(__file__).resolve().parent.parent
-# Wall times of a whole `run` per profile, as measured (README, "First run"); the help texts quote them.
+# Wall times of a whole `run` per profile, as measured (README, "Profiles at a glance"); the help texts quote them.
 RUN_TIMES = ("smoke about 2 min, quick about 50 min with its two seeds on a 2-core CPU "
              "with --jobs auto; full about 16 min per seed on one H100 (measured before its minilm rows)")
 ABOUT = f"""\
