@@ -11,12 +11,12 @@ says what was timed.
 import pytest
 import torch
 
-from bench.harness import Env, Suite, axes, profile_of
-from bench.speedups import add_speedups
-from core.benchjson import check_study_extra_info
-from core.variants import variant_id
-from training.studies import timed
-from training.timing import default_threads
+from lowrank_bench.bench.harness import Env, Suite, axes, profile_of
+from lowrank_bench.bench.speedups import add_speedups
+from lowrank_bench.core.benchjson import check_study_extra_info
+from lowrank_bench.core.variants import variant_id
+from lowrank_bench.training.studies import timed
+from lowrank_bench.training.timing import default_threads
 
 
 def pytest_configure(config):

@@ -17,17 +17,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.io import UserError, read_json
-from core.spec import STUDIES
-from core.variants import key
-from training import checkpoint
-from training.config import Profile, load_profile, resolve_device
-from training.data import resolve_root
-from training.measure import forward_flops, param_counts, peak_memory, weights_bytes
-from training import timing
-from training import executors, jobs
-from training.studies import MODULES, timed
-from training.train import evaluate, make_optimizer
+from lowrank_bench.core.io import UserError, read_json
+from lowrank_bench.core.spec import STUDIES
+from lowrank_bench.core.variants import key
+from lowrank_bench.training import checkpoint
+from lowrank_bench.training.config import Profile, load_profile, resolve_device
+from lowrank_bench.training.data import resolve_root
+from lowrank_bench.training.measure import forward_flops, param_counts, peak_memory, weights_bytes
+from lowrank_bench.training import timing
+from lowrank_bench.training import executors, jobs
+from lowrank_bench.training.studies import MODULES, timed
+from lowrank_bench.training.train import evaluate, make_optimizer
 
 
 def axes(config, study):

@@ -13,9 +13,9 @@ then rounds).
 """
 import statistics
 
-from core.benchjson import STAT_FIELDS, by_fullname, is_number, machine_summary
-from bench.speedups import add_speedups
-from core.io import UserError
+from lowrank_bench.core.benchjson import STAT_FIELDS, by_fullname, is_number, machine_summary
+from lowrank_bench.bench.speedups import add_speedups
+from lowrank_bench.core.io import UserError
 
 
 def pool_runs(runs: list[dict], paths: list) -> dict:

@@ -1,5 +1,5 @@
 """Derived speedups, computed once all benchmarks of a session have run (no pytest import: testable alone)."""
-from core.spec import STUDIES
+from lowrank_bench.core.spec import STUDIES
 
 STUDY = "svd"  # the suite that times the raw-GEMM ceiling beside its models
 

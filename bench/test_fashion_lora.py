@@ -7,8 +7,8 @@ W once and costs what the dense model costs.
 import copy
 import functools
 
-from models.lora import lora_layers, lora_state_dict, merge_lora
-from training.timing import DTYPE, run_timed
+from lowrank_bench.models.lora import lora_layers, lora_state_dict, merge_lora
+from lowrank_bench.training.timing import DTYPE, run_timed
 
 STUDY = "lora"
 

@@ -6,10 +6,10 @@ deployment would run it.
 """
 import torch
 
-from models.mlp import fold_normalisation
-from models.select import linear_layers
-from training.measure import peak_memory
-from training.timing import DTYPE, cast, run_timed
+from lowrank_bench.models.mlp import fold_normalisation
+from lowrank_bench.models.select import linear_layers
+from lowrank_bench.training.measure import peak_memory
+from lowrank_bench.training.timing import DTYPE, cast, run_timed
 
 STUDY = "svd"
 

@@ -9,10 +9,10 @@ No pytest import here, like pytest-benchmark's own stats.py, so plain scripts ca
 reads is checked against the schema below when the file is loaded (core/schema.py): a benchmark file is input from
 anyone (a CI artifact, a file attached to a pull request).
 """
-from core.io import UserError, read_json
-from core.schema import (COUNT, FRACTION, NON_NEGATIVE, POSITIVE_INT, boolean, list_of, name, nullable, number,
+from lowrank_bench.core.io import UserError, read_json
+from lowrank_bench.core.schema import (COUNT, FRACTION, NON_NEGATIVE, POSITIVE_INT, boolean, list_of, name, nullable, number,
                          one_of, record, text, validate)
-from core.spec import DTYPES, INITS, KINDS, MODES, STUDIES
+from lowrank_bench.core.spec import DTYPES, INITS, KINDS, MODES, STUDIES
 
 # Stats.fields (pytest_benchmark/stats.py) plus the "iterations" that Metadata.as_dict adds.
 STAT_FIELDS = ("min", "max", "mean", "stddev", "rounds", "median", "iqr", "q1", "q3", "iqr_outliers",

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from core.io import UserError
+from lowrank_bench.core.io import UserError
 
 MIN_RESAMPLES = 2000
 MAX_SEEDS = 39  # the seeds' pattern of differences on an example is coded in base 3 in an int64

@@ -9,7 +9,7 @@ Fields a spec does not name are left as they are: the readers hand on only what 
 """
 import math
 
-from core.io import UserError
+from lowrank_bench.core.io import UserError
 
 
 class Invalid(Exception):

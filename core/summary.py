@@ -5,10 +5,10 @@ Every field that something reads is checked for its type, range or allowed value
 name is kept as it is and never reaches the report's LaTeX or a path (report/tables.py keeps every raw field in
 the CSV tables).
 """
-from core.io import read_json
-from core.schema import (COUNT, FRACTION, NON_NEGATIVE, POSITIVE_INT, Invalid, boolean, dict_of, list_of, name,
+from lowrank_bench.core.io import read_json
+from lowrank_bench.core.schema import (COUNT, FRACTION, NON_NEGATIVE, POSITIVE_INT, Invalid, boolean, dict_of, list_of, name,
                          nullable, number, one_of, record, refuse, relative_path, text, validate)
-from core.spec import INITS
+from lowrank_bench.core.spec import INITS
 
 _AMOUNT = nullable(NON_NEGATIVE)  # bytes or seconds: a mean over seeds need not be an integer
 _OPTIONAL_FRACTION = nullable(FRACTION)

@@ -8,7 +8,7 @@ Summary rows, checkpoint sidecars and benchmark extra_info all carry these field
 collector join on them. `variant_id` is the only place that turns them into a name such as `svd-k32` or `r4`:
 names are for people (pytest ids, file names, table labels) and are never parsed back.
 """
-from core.spec import STUDIES
+from lowrank_bench.core.spec import STUDIES
 
 KEY_FIELDS = ("study", "method", "rank", "init", "embedding")
 

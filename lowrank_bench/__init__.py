@@ -22,25 +22,32 @@ Names are imported on first use, so `import lowrank_bench` (and the `lowrank-ben
 loads torch only when a function is used.
 """
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-_HOME = {"factorize": "models.methods", "calibrate": "models.methods", "METHODS": "models.methods",
-         "add_lora": "models.lora", "merge_lora": "models.lora", "LoRAConfig": "models.lora",
-         "measure": "training.measure", "Measurement": "training.measure",
-         "paired_difference": "core.decision", "verdict": "core.decision"}
+# Installed, the subpackages (core, models, training, bench, report, fixtures) lie inside this folder. In a checkout
+# run without installing (PYTHONPATH=checkout) they are the repository's top-level folders beside it.
+_CHECKOUT = Path(__file__).resolve().parent.parent
+if not (Path(__file__).parent / "models").is_dir() and (_CHECKOUT / "models" / "__init__.py").is_file():
+    __path__.append(str(_CHECKOUT))
+
+_HOME = {"factorize": ".models.methods", "calibrate": ".models.methods", "METHODS": ".models.methods",
+         "add_lora": ".models.lora", "merge_lora": ".models.lora", "LoRAConfig": ".models.lora",
+         "measure": ".training.measure", "Measurement": ".training.measure",
+         "paired_difference": ".core.decision", "verdict": ".core.decision"}
 __all__ = list(_HOME)
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on first use
-    from core.decision import paired_difference, verdict
-    from models.lora import LoRAConfig, add_lora, merge_lora
-    from models.methods import METHODS, calibrate, factorize
-    from training.measure import Measurement, measure
+    from lowrank_bench.core.decision import paired_difference, verdict
+    from lowrank_bench.models.lora import LoRAConfig, add_lora, merge_lora
+    from lowrank_bench.models.methods import METHODS, calibrate, factorize
+    from lowrank_bench.training.measure import Measurement, measure
 
 
 def __getattr__(name):
     if name not in _HOME:
         raise AttributeError(f"module 'lowrank_bench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_HOME[name]), name)
+    value = getattr(importlib.import_module(_HOME[name], __name__), name)
     globals()[name] = value  # later look-ups skip this function
     return value
 

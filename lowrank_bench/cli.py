@@ -10,18 +10,18 @@ import threading
 import time
 from pathlib import Path
 
-from bench.pool import pool_runs
-from core import proc
-from core.benchjson import load_bench
-from core.io import UserError, atomic_path, require_regular_target, require_writable_dir, write_json
+from lowrank_bench.bench.pool import pool_runs
+from lowrank_bench.core import proc
+from lowrank_bench.core.benchjson import load_bench
+from lowrank_bench.core.io import UserError, atomic_path, require_regular_target, require_writable_dir, write_json
 from lowrank_bench.options import add_bench_axes, add_common, as_argv, bench_axes_argv
-from report import collect, gate, latex
-from report.results import default_bench
-from training.config import load_profile, resolve_device
-from training.data import cache_dir, check, needed, resolve_root
-from training.download import download, ensure
-from training import executors, jobs
-from core.spec import STUDIES
+from lowrank_bench.report import collect, gate, latex
+from lowrank_bench.report.results import default_bench
+from lowrank_bench.training.config import load_profile, resolve_device
+from lowrank_bench.training.data import cache_dir, check, needed, resolve_root
+from lowrank_bench.training.download import download, ensure
+from lowrank_bench.training import executors, jobs
+from lowrank_bench.core.spec import STUDIES
 
 REPO = Path(__file__).resolve().parent.parent
 # Wall times of a whole `run` per profile, as measured (README, "Profiles at a glance"); the help texts quote them.

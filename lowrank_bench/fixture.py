@@ -11,10 +11,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from core.benchjson import RESERVED_EXTRA_INFO
-from core.spec import STUDIES
-from training.measure import call, forward_flops, measure, param_counts
-from training.timing import cast, for_inference, run_timed
+from lowrank_bench.core.benchjson import RESERVED_EXTRA_INFO
+from lowrank_bench.core.spec import STUDIES
+from lowrank_bench.training.measure import call, forward_flops, measure, param_counts
+from lowrank_bench.training.timing import cast, for_inference, run_timed
 
 
 

@@ -5,7 +5,7 @@ Each entry is (flag, argparse keywords); pytest's `addoption` takes the same key
 """
 import argparse
 
-from core.spec import DTYPES, MODES
+from lowrank_bench.core.spec import DTYPES, MODES
 
 COMMON = (
     ("--profile", dict(metavar="NAME|PATH", default="smoke",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 
-from models.select import linear_layers
+from lowrank_bench.models.select import linear_layers
 
 INITS = ("kaiming", "gaussian")
 GAUSSIAN_STD = 0.01  # σ of init="gaussian": "small random values" for A and B, as the original assignment asks

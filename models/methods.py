@@ -19,9 +19,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from models.lowrank import LAYERS, LowRankLinear, SVDLinear, check_rank, truncated_svd
-from models.select import linear_layers
-from models.whiten import Factors, Grams, input_grams, whitened_svd
+from lowrank_bench.models.lowrank import LAYERS, LowRankLinear, SVDLinear, check_rank, truncated_svd
+from lowrank_bench.models.select import linear_layers
+from lowrank_bench.models.whiten import Factors, Grams, input_grams, whitened_svd
 
 
 @dataclass(frozen=True)

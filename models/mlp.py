@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.lowrank import LowRankLinear
+from lowrank_bench.models.lowrank import LowRankLinear
 
 
 @dataclass

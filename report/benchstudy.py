@@ -8,11 +8,11 @@ line per method.
 """
 import pandas as pd
 
-from core.benchjson import RESERVED_EXTRA_INFO, by_fullname, load_bench
-from core.spec import STUDIES
-from report import fmt, plots
-from report.figures import _latency_panels
-from report.results import bench_order
+from lowrank_bench.core.benchjson import RESERVED_EXTRA_INFO, by_fullname, load_bench
+from lowrank_bench.core.spec import STUDIES
+from lowrank_bench.report import fmt, plots
+from lowrank_bench.report.figures import _latency_panels
+from lowrank_bench.report.results import bench_order
 
 # The extra_info fields the table always shows; every other field a benchmark carries is the user's own.
 SHOWN = ("method", "rank", "batch_size", "dtype", "mode", "params_total", "flops", "flop_ratio", "peak_mem_bytes",

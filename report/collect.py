@@ -11,12 +11,12 @@ a copied results folder reads its own files; it is also the manifest of what the
 """
 from pathlib import Path
 
-from core.io import UserError, read_json, write_json
-from core.schema import boolean, dict_of, list_of, name, record, relative_path, text, validate
-from core.spec import STUDIES
-from report import benchstudy, tables as t
-from report.figures import study_figures
-from report.results import accuracy_by_axes, load_benches, load_study, primary, speedup_cells, timed_seeds
+from lowrank_bench.core.io import UserError, read_json, write_json
+from lowrank_bench.core.schema import boolean, dict_of, list_of, name, record, relative_path, text, validate
+from lowrank_bench.core.spec import STUDIES
+from lowrank_bench.report import benchstudy, tables as t
+from lowrank_bench.report.figures import study_figures
+from lowrank_bench.report.results import accuracy_by_axes, load_benches, load_study, primary, speedup_cells, timed_seeds
 
 
 def _bench_file(v):

@@ -1,7 +1,7 @@
 """Which figures each study's rows allow, and the data each one is drawn from; `plots` does the drawing."""
-from report import plots
-from core.spec import STUDIES
-from report.results import compared_rows, speedup_cells
+from lowrank_bench.report import plots
+from lowrank_bench.core.spec import STUDIES
+from lowrank_bench.report.results import compared_rows, speedup_cells
 
 
 def _literal(text):

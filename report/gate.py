@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.benchjson import axes, by_fullname, is_number, load_bench, machine_summary
-from core.decision import ratio_bounds
-from core.io import UserError, read_json, require_regular_target, write_json
-from report import fmt
+from lowrank_bench.core.benchjson import axes, by_fullname, is_number, load_bench, machine_summary
+from lowrank_bench.core.decision import ratio_bounds
+from lowrank_bench.core.io import UserError, read_json, require_regular_target, write_json
+from lowrank_bench.report import fmt
 
 MIN_MATCHED = 0.9
 TIME_STATS = ("min", "q1", "median", "mean", "q3", "max")

@@ -14,14 +14,14 @@ import shutil
 import time
 from pathlib import Path, PurePosixPath
 
-from core import proc
-from core.io import UserError, atomic_write, read_json, write_json
-from core.schema import list_of, record, relative_path, validate
-from core.spec import STUDIES
-from report import fmt, prose
-from report.collect import collect, read_collected
-from report.results import default_bench, primary, same_model, speedup_cells
-from report.tex import Tex, tex
+from lowrank_bench.core import proc
+from lowrank_bench.core.io import UserError, atomic_write, read_json, write_json
+from lowrank_bench.core.schema import list_of, record, relative_path, validate
+from lowrank_bench.core.spec import STUDIES
+from lowrank_bench.report import fmt, prose
+from lowrank_bench.report.collect import collect, read_collected
+from lowrank_bench.report.results import default_bench, primary, same_model, speedup_cells
+from lowrank_bench.report.tex import Tex, tex
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).parent / "templates"
@@ -42,8 +42,9 @@ TEX_PACKAGES = {"fontenc": "texlive-latex-base", "lmodern": "lmodern", "geometry
                 "placeins": "texlive-latex-extra", "hyperref": "texlive-latex-base"}
 DEBIAN_PACKAGES = ["latexmk", *sorted(set(TEX_PACKAGES.values())), "texlive-fonts-recommended"]
 INSTALL_HINT = f"install TeX with `apt-get install --no-install-recommends {' '.join(DEBIAN_PACKAGES)}`"
-# Listings quoted in the report: macro stem -> `module:name` or `module:Class.method`. The module's file is found
-# by import machinery without running it (the report imports no torch); a symbol that is not there is an error.
+# Listings quoted in the report: macro stem -> `module:name` or `module:Class.method`, the module under
+# lowrank_bench. Its file is found by import machinery without running it (the report imports no torch); a symbol
+# that is not there is an error.
 EXCERPTS = {"LowRankBase": "models.lowrank:_LowRank.from_linear", "LowRankLinear": "models.lowrank:LowRankLinear",
             "SVDLinear": "models.lowrank:SVDLinear", "LoRAForward": "models.lora:LoRALinear.forward",
             "LoRADelta": "models.lora:LoRALinear.delta_weight", "Attention": "models.transformer:SelfAttention",
@@ -72,7 +73,7 @@ def source_of(symbol):
     """(source file, first line, last line) of `module:Class` or `module:Class.method`; LookupError if absent."""
     module, _, name = symbol.partition(":")
     cls, _, method = name.partition(".")
-    spec = importlib.util.find_spec(module)
+    spec = importlib.util.find_spec(f"lowrank_bench.{module}")
     path = Path(spec.origin) if spec and spec.origin else None
     span = locate(path.read_text(), cls, method or None) if path and path.exists() else None
     if span is None:

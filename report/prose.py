@@ -14,11 +14,11 @@ import functools
 import math
 from types import SimpleNamespace
 
-from core import decision
-from core.spec import STUDIES
-from report import fmt
-from report.results import group_name
-from report.tex import Tex, escape
+from lowrank_bench.core import decision
+from lowrank_bench.core.spec import STUDIES
+from lowrank_bench.report import fmt
+from lowrank_bench.report.results import group_name
+from lowrank_bench.report.tex import Tex, escape
 
 SAME_COST = 0.05  # latencies within 5 % of each other are "the same cost": the spread of one benchmark on a noisy VM
 # How a verdict reads after "it is" / "the rule calls it".

@@ -7,12 +7,12 @@ key fields (`core.variants`): every join below is on those, and `label` is only 
 from pathlib import Path
 from types import SimpleNamespace
 
-from core import decision
-from core.benchjson import axes, load_bench, require_extra_info
-from core.io import UserError
-from core.spec import STUDIES
-from core.summary import read_sidecar, read_summary
-from core.variants import key, row_id, variant_id
+from lowrank_bench.core import decision
+from lowrank_bench.core.benchjson import axes, load_bench, require_extra_info
+from lowrank_bench.core.io import UserError
+from lowrank_bench.core.spec import STUDIES
+from lowrank_bench.core.summary import read_sidecar, read_summary
+from lowrank_bench.core.variants import key, row_id, variant_id
 
 # The decision (core/decision.py) a compared row carries: its paired difference to its reference (variant -
 # reference, a fraction) with one-sided 95 % bounds and verdict on the validation part that decides, and the same

@@ -1,11 +1,11 @@
 """Tables from the collector's rows: raw values to CSV, formatted to Markdown and LaTeX (booktabs)."""
 import pandas as pd
 
-from core.io import atomic_write
-from core.spec import STUDIES, VERDICT_COLUMNS
-from report import fmt
-from report.results import DECISION_FIELDS, bench_order, compared_rows
-from report.tex import tex
+from lowrank_bench.core.io import atomic_write
+from lowrank_bench.core.spec import STUDIES, VERDICT_COLUMNS
+from lowrank_bench.report import fmt
+from lowrank_bench.report.results import DECISION_FIELDS, bench_order, compared_rows
+from lowrank_bench.report.tex import tex
 
 
 def _note(row):

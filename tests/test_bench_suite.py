@@ -3,7 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from report import gate
+from lowrank_bench.report import gate
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,12 +4,12 @@ import json
 import pytest
 import torch
 
-from models.lora import LoRAConfig, add_lora
-from models.methods import factorize, factored_ranks
-from models.mlp import MLP, MLPConfig
-from models.transformer import Transformer, TransformerConfig
-from training import checkpoint
-from core.io import UserError
+from lowrank_bench.models.lora import LoRAConfig, add_lora
+from lowrank_bench.models.methods import factorize, factored_ranks
+from lowrank_bench.models.mlp import MLP, MLPConfig
+from lowrank_bench.models.transformer import Transformer, TransformerConfig
+from lowrank_bench.training import checkpoint
+from lowrank_bench.core.io import UserError
 
 
 @pytest.fixture

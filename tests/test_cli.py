@@ -13,11 +13,11 @@ import pytest
 from test_download import mirror, pinned, server  # noqa: F401 (fixtures: the download sources on a local server)
 
 import torch
-from fixtures.build import VOCAB, build_data_root
+from lowrank_bench.fixtures.build import VOCAB, build_data_root
 from lowrank_bench import cli
-from training import checkpoint, config, data, download, embeddings, outcomes
-from training.studies import MODULES, svd
-from training.train import evaluate
+from lowrank_bench.training import checkpoint, config, data, download, embeddings, outcomes
+from lowrank_bench.training.studies import MODULES, svd
+from lowrank_bench.training.train import evaluate
 
 TINY = """
 seeds = [0, 1]
@@ -343,7 +343,7 @@ def test_a_bad_profile_value_fails_before_training(root, tiny_profile, tmp_path,
 
 def deny_writes_in(monkeypatch, folder):
     """Make `folder` read-only to this process (tests may run as root, who writes anywhere)."""
-    from core import io
+    from lowrank_bench.core import io
     real = io.tempfile.TemporaryFile
 
     def probe(*a, dir=None, **k):

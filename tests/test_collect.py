@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import decision
-from core.io import UserError
-from core.spec import reference_key
-from core.variants import key, variant_id
-from report import collect as collect_mod
-from report.collect import collect
-from report.figures import _latency_panels, pareto_front
-from report.tables import ceiling_table, to_markdown
+from lowrank_bench.core import decision
+from lowrank_bench.core.io import UserError
+from lowrank_bench.core.spec import reference_key
+from lowrank_bench.core.variants import key, variant_id
+from lowrank_bench.report import collect as collect_mod
+from lowrank_bench.report.collect import collect
+from lowrank_bench.report.figures import _latency_panels, pareto_front
+from lowrank_bench.report.tables import ceiling_table, to_markdown
 
 BENCH = Path(__file__).resolve().parent.parent / "fixtures" / "bench_sample.json"
 STUDIES = ("svd", "lora", "attention")
@@ -540,7 +540,7 @@ def test_the_speedup_tables_say_whose_accuracy_they_show(collected, results):
 
 
 def test_the_forest_plot_draws_every_decision_by_table_and_group(collected):
-    from report.figures import forest_panels
+    from lowrank_bench.report.figures import forest_panels
     panels = forest_panels(collected["studies"]["attention"])
     assert list(panels) == ["learned table", "minilm table"]
     assert [name for name, _ in panels["minilm table"]] == ["minilm table, random init, svd",

@@ -4,8 +4,8 @@ import tomllib
 
 import pytest
 
-from training import config
-from training.config import TrainConfig, load_profile
+from lowrank_bench.training import config
+from lowrank_bench.training.config import TrainConfig, load_profile
 
 
 @pytest.mark.parametrize("name", ["smoke", "quick", "full"])

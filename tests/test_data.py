@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fixtures import build
-from training import data, embeddings, formats
+from lowrank_bench.fixtures import build
+from lowrank_bench.training import data, embeddings, formats
 
 FETCH = "lowrank-bench data --download"
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from core.decision import (PairedDifference, RankChoice, choose_rank, data_to_decide, expected_half_width,
+from lowrank_bench.core.decision import (PairedDifference, RankChoice, choose_rank, data_to_decide, expected_half_width,
                            paired_difference, verdict)
-from core.io import UserError
+from lowrank_bench.core.io import UserError
 
 Z95 = stats.norm.ppf(0.95)
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from fixtures import build
-from training import config, data, download as dl, embeddings
-from training.download import BASE_URLS, download
+from lowrank_bench.fixtures import build
+from lowrank_bench.training import config, data, download as dl, embeddings
+from lowrank_bench.training.download import BASE_URLS, download
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

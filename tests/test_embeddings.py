@@ -6,11 +6,11 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from fixtures import build
-from core.io import UserError
-from core.variants import KEY_FIELDS, key, variant_id
-from training import config, embeddings, jobs
-from training.studies import attention, variants
+from lowrank_bench.fixtures import build
+from lowrank_bench.core.io import UserError
+from lowrank_bench.core.variants import KEY_FIELDS, key, variant_id
+from lowrank_bench.training import config, embeddings, jobs
+from lowrank_bench.training.studies import attention, variants
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.benchjson import check_study_extra_info, load_bench
-from report.collect import collect
+from lowrank_bench.core.benchjson import check_study_extra_info, load_bench
+from lowrank_bench.report.collect import collect
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"LOWRANK_MINILM_TRAIN": "200", "LOWRANK_MINILM_CALIBRATION": "64", "LOWRANK_MINILM_TEST": "200",

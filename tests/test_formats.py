@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from fixtures import build
-from training import formats
+from lowrank_bench.fixtures import build
+from lowrank_bench.training import formats
 
 
 def cdb_header(count, labels, *, height=0, width=0, image_type=0):

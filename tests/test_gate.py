@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from report import gate
-from core.benchjson import by_fullname, load_bench, machine_summary, require_extra_info, rows
-from core.io import UserError
+from lowrank_bench.report import gate
+from lowrank_bench.core.benchjson import by_fullname, load_bench, machine_summary, require_extra_info, rows
+from lowrank_bench.core.io import UserError
 
 pytest_plugins = ["pytester"]
 
@@ -489,7 +489,7 @@ def test_real_pytest_benchmark_output_is_accepted(pytester, tmp_path):
 
 
 def test_study_contract_names_the_missing_field(tmp_path):
-    from core.benchjson import check_study_extra_info
+    from lowrank_bench.core.benchjson import check_study_extra_info
     bench = suite(accuracy_truncated=0.5, val_accuracy=0.6, val_accuracy_truncated=0.5, accuracy_ci95=None, n_seeds=1,
                   seed_timed=0, accuracy_timed=0.95, cost=None)
     check_study_extra_info(bench, "ok.json")  # every svd field present

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.harness import Env
-from models.lora import LoRAConfig, add_lora, lora_layers
-from models.methods import factorize
-from models.mlp import MLP, MLPConfig, fold_normalisation
-from models.transformer import Transformer, TransformerConfig
-from training.config import Profile
-from training.timing import DTYPE, cast
+from lowrank_bench.bench.harness import Env
+from lowrank_bench.models.lora import LoRAConfig, add_lora, lora_layers
+from lowrank_bench.models.methods import factorize
+from lowrank_bench.models.mlp import MLP, MLPConfig, fold_normalisation
+from lowrank_bench.models.transformer import Transformer, TransformerConfig
+from lowrank_bench.training.config import Profile
+from lowrank_bench.training.timing import DTYPE, cast
 
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}
 

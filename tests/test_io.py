@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from core.io import UserError, atomic_path, atomic_write, read_json, write_json
+from lowrank_bench.core.io import UserError, atomic_path, atomic_write, read_json, write_json
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -26,7 +26,7 @@ def test_written_files_follow_the_umask(tmp_path):
 
 def test_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
     import errno
-    from core import io
+    from lowrank_bench.core import io
     target = tmp_path / "r.json"
     io.write_json(target, {"old": 1})
 

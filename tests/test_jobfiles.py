@@ -10,9 +10,9 @@ import pytest
 from test_cli import TINY, root  # noqa: F401 (root: the fixture data root)
 from test_sweep import tiny, train  # noqa: F401 (tiny: the tiny profile file)
 
-from core.io import UserError
+from lowrank_bench.core.io import UserError
 from lowrank_bench import cli
-from training import config, jobfiles, jobs
+from lowrank_bench.training import config, jobfiles, jobs
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from models.lora import (LoRAConfig, LoRALinear, add_lora, load_lora_state_dict, lora_state_dict, merge_lora,
+from lowrank_bench.models.lora import (LoRAConfig, LoRALinear, add_lora, load_lora_state_dict, lora_state_dict, merge_lora,
                          unmerge_lora)
-from models.mlp import MLP, MLPConfig
-from training.measure import param_counts
+from lowrank_bench.models.mlp import MLP, MLPConfig
+from lowrank_bench.training.measure import param_counts
 
 peft = pytest.importorskip("peft")  # a test dependency, used only as the oracle
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from models.lowrank import LowRankLinear, SVDLinear, layer_report
-from models.methods import factorize, factored_ranks
-from models.mlp import MLP, MLPConfig
-from training.measure import forward_flops, param_counts
+from lowrank_bench.models.lowrank import LowRankLinear, SVDLinear, layer_report
+from lowrank_bench.models.methods import factorize, factored_ranks
+from lowrank_bench.models.mlp import MLP, MLPConfig
+from lowrank_bench.training.measure import forward_flops, param_counts
 
 
 @pytest.fixture

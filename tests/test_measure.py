@@ -4,9 +4,9 @@ import dataclasses
 import torch
 import torch.nn as nn
 
-from models.transformer import Transformer
-from training.config import load_profile
-from training.measure import (Measurement, forward_flops, measure, optimizer_state_bytes, param_counts, peak_memory,
+from lowrank_bench.models.transformer import Transformer
+from lowrank_bench.training.config import load_profile
+from lowrank_bench.training.measure import (Measurement, forward_flops, measure, optimizer_state_bytes, param_counts, peak_memory,
                               weights_bytes)
 
 MIB = 2 ** 20

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from models.lora import LoRAConfig, add_lora
-from models.methods import factorize
-from models.mlp import MLP, MLPConfig, fold_normalisation
+from lowrank_bench.models.lora import LoRAConfig, add_lora
+from lowrank_bench.models.methods import factorize
+from lowrank_bench.models.mlp import MLP, MLPConfig, fold_normalisation
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from core.io import UserError
-from training import outcomes
-from training.data import _indices, split_id
+from lowrank_bench.core.io import UserError
+from lowrank_bench.training import outcomes
+from lowrank_bench.training.data import _indices, split_id
 
 REPO = Path(__file__).resolve().parent.parent
 

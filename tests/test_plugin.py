@@ -18,8 +18,8 @@ import pytest
 # the lazily imported torch._dynamo (which the fixture's profiling pulls in) must be imported out here, once.
 import torch._dynamo  # noqa: F401
 
-from core.benchjson import COMMON_EXTRA_INFO, check_study_extra_info, load_bench
-from core.spec import STUDIES
+from lowrank_bench.core.benchjson import COMMON_EXTRA_INFO, check_study_extra_info, load_bench
+from lowrank_bench.core.spec import STUDIES
 
 pytest_plugins = ["pytester"]  # the fixture's own tests below run pytest inline on tiny files
 REPO = Path(__file__).resolve().parents[1]
@@ -57,12 +57,11 @@ def venv(tmp_path_factory):
     """(python of a fresh venv with this checkout installed, the environment to run it in, a scratch folder)."""
     root = tmp_path_factory.mktemp("user")
     src = root / "src"  # a copy of what the package ships, so the build writes nothing into the checkout
-    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    folders = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values()
     for name in ("pyproject.toml", "README.md"):
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         (src / name).write_bytes((REPO / name).read_bytes())
-    for pattern in packages["include"]:
-        folder = pattern.rstrip("*")
+    for folder in folders:
         for path in (REPO / folder).rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts:
                 (src / path.relative_to(REPO)).parent.mkdir(parents=True, exist_ok=True)
@@ -250,5 +249,5 @@ def test_public_api_loads_torch_only_when_used():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = run([sys.executable, "-c", code], REPO, env).stdout.split()
     assert out == ["['LoRAConfig',", "'METHODS',", "'Measurement',", "'add_lora',", "'calibrate',", "'factorize',",
-                   "'measure',", "'merge_lora',", "'paired_difference',", "'verdict']", "models.methods",
-                   "training.measure"]
+                   "'measure',", "'merge_lora',", "'paired_difference',", "'verdict']",
+                   "lowrank_bench.models.methods", "lowrank_bench.training.measure"]

@@ -7,8 +7,8 @@ import pytest
 import test_collect
 from test_collect import write_results
 
-from report import latex, prose
-from report.collect import collect
+from lowrank_bench.report import latex, prose
+from lowrank_bench.report.collect import collect
 
 
 def svd(rows):

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from report import latex, prose
-from report.collect import collect
-from report.tex import Tex, escape, tex
+from lowrank_bench.report import latex, prose
+from lowrank_bench.report.collect import collect
+from lowrank_bench.report.tex import Tex, escape, tex
 from test_collect import BENCH, write_results  # tests/ is on sys.path: pytest's default rootdir-less import
-from core.io import UserError
+from lowrank_bench.core.io import UserError
 
 SECTIONS = ["Setup", "SVD of MLP weights", "LoRA", "Low-rank attention", "Conclusion"]
 needs_latexmk = pytest.mark.skipif(shutil.which("latexmk") is None,
@@ -384,9 +384,9 @@ def _set(doc, at, value):
 
 def json_files(results):
     """Every JSON file of a results folder, each with its kind's reader."""
-    from core.benchjson import load_bench
-    from core.summary import read_sidecar, read_summary
-    from report.collect import read_collected
+    from lowrank_bench.core.benchjson import load_bench
+    from lowrank_bench.core.summary import read_sidecar, read_summary
+    from lowrank_bench.report.collect import read_collected
     for study in ("svd", "lora", "attention"):
         if (results / study / "summary.json").exists():
             yield results / study / "summary.json", lambda p, s=study: read_summary(p, s)

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from core.decision import paired_difference
-from training.outcomes import Outcomes
-from training.stats import interval, over_seeds
+from lowrank_bench.core.decision import paired_difference
+from lowrank_bench.training.outcomes import Outcomes
+from lowrank_bench.training.stats import interval, over_seeds
 
 
 def test_interval_is_student_t_against_a_table():

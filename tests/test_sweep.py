@@ -15,10 +15,10 @@ import pytest
 import torch
 from test_cli import TINY, root, run  # noqa: F401 (root: the fixture data root)
 
-from bench import harness
-from fixtures import build
-from training import config, embeddings, jobs
-from training.studies import svd
+from lowrank_bench.bench import harness
+from lowrank_bench.fixtures import build
+from lowrank_bench.training import config, embeddings, jobs
+from lowrank_bench.training.studies import svd
 
 REPO = Path(__file__).resolve().parent.parent
 

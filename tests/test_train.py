@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from models.methods import factorize
-from models.mlp import MLP, MLPConfig
-from training.config import TrainConfig
-from core.io import read_json
-from training.data import Splits
-from training.train import augment_images, confusion_matrix, distillation_loss, evaluate, train
+from lowrank_bench.models.methods import factorize
+from lowrank_bench.models.mlp import MLP, MLPConfig
+from lowrank_bench.training.config import TrainConfig
+from lowrank_bench.core.io import read_json
+from lowrank_bench.training.data import Splits
+from lowrank_bench.training.train import augment_images, confusion_matrix, distillation_loss, evaluate, train
 
 
 def blobs(n, seed):
@@ -171,11 +171,11 @@ def test_confusion_matrix_counts():
 def test_training_dtype_is_recorded_in_the_row_and_the_sidecar(tmp_path):
     """bf16 autocast only on CUDA with amp; whichever it was is written into the summary row and the checkpoint
     sidecar, so a bf16-trained checkpoint never passes for an fp32 one."""
-    from training.checkpoint import paths
-    from training.config import Profile
-    from training.jobs import Job
-    from training.studies.common import row, save_run
-    from training.train import autocast_dtype
+    from lowrank_bench.training.checkpoint import paths
+    from lowrank_bench.training.config import Profile
+    from lowrank_bench.training.jobs import Job
+    from lowrank_bench.training.studies.common import row, save_run
+    from lowrank_bench.training.train import autocast_dtype
     assert autocast_dtype(CFG, "cuda") == "bf16"
     assert autocast_dtype(dataclasses.replace(CFG, amp=False), "cuda") == autocast_dtype(CFG, "cpu") == "fp32"
     model = fresh_model()
@@ -195,8 +195,8 @@ def test_training_dtype_is_recorded_in_the_row_and_the_sidecar(tmp_path):
 def test_the_baselines_augmentation_is_chosen_on_the_stop_part(monkeypatch):
     """Study 1 trains its baseline with and without augmentation and keeps one: by the stop part, never by the
     decide part that then judges it (here the two disagree)."""
-    from training.config import Profile
-    from training.studies import svd
+    from lowrank_bench.training.config import Profile
+    from lowrank_bench.training.studies import svd
     scores = {"none": {"stop_acc": 0.90, "val_acc": 0.50, "test_acc": 0.50},
               "affine": {"stop_acc": 0.80, "val_acc": 0.99, "test_acc": 0.99}}
     monkeypatch.setattr(svd, "train", lambda model, splits, cfg, **kw: dict(scores[cfg.augment]))

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from models.lowrank import SVDLinear
-from models.methods import factorize
-from models.transformer import (QKV_TARGETS, SelfAttention, Transformer, TransformerConfig,
+from lowrank_bench.models.lowrank import SVDLinear
+from lowrank_bench.models.methods import factorize
+from lowrank_bench.models.transformer import (QKV_TARGETS, SelfAttention, Transformer, TransformerConfig,
                                 sinusoidal_positions)
-from training.measure import param_counts
+from lowrank_bench.training.measure import param_counts
 
 D, H, VOCAB, PAD = 32, 4, 100, 0
 
@@ -244,8 +244,8 @@ def test_a_table_of_another_width_is_projected_to_d_model(embedding_dim):
 
 
 def test_a_frozen_table_stays_bit_identical_through_a_training_step():
-    from training.config import TrainConfig
-    from training.train import make_optimizer
+    from lowrank_bench.training.config import TrainConfig
+    from lowrank_bench.training.train import make_optimizer
 
     torch.manual_seed(0)
     model = Transformer(small(embedding_dim=12, freeze_embedding=True)).train()

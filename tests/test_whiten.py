@@ -16,12 +16,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from models.lowrank import LowRankLinear, SVDLinear, check_rank
-from models.methods import METHODS, calibrate, factorize
-from models.mlp import MLP, MLPConfig
-from models.transformer import Transformer, TransformerConfig
-from models.whiten import RIDGE, input_grams, whitened_svd
-from training.measure import forward_flops, param_counts
+from lowrank_bench.models.lowrank import LowRankLinear, SVDLinear, check_rank
+from lowrank_bench.models.methods import METHODS, calibrate, factorize
+from lowrank_bench.models.mlp import MLP, MLPConfig
+from lowrank_bench.models.transformer import Transformer, TransformerConfig
+from lowrank_bench.models.whiten import RIDGE, input_grams, whitened_svd
+from lowrank_bench.training.measure import forward_flops, param_counts
 
 SHAPES = [(12, 20, 50, 3), (30, 16, 40, 7), (20, 20, 200, 10), (25, 40, 15, 6), (8, 30, 10, 4)]  # (m, n, N, k)
 

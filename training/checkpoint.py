@@ -18,11 +18,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from core.io import UserError, atomic_path, read_json, write_json
-from models.lora import LoRAConfig, add_lora, load_lora_state_dict, lora_state_dict
-from models.methods import factorize
-from models.mlp import MLP, MLPConfig
-from models.transformer import Transformer, TransformerConfig
+from lowrank_bench.core.io import UserError, atomic_path, read_json, write_json
+from lowrank_bench.models.lora import LoRAConfig, add_lora, load_lora_state_dict, lora_state_dict
+from lowrank_bench.models.methods import factorize
+from lowrank_bench.models.mlp import MLP, MLPConfig
+from lowrank_bench.models.transformer import Transformer, TransformerConfig
 
 FORMAT = "lowrank-bench-checkpoint/1"
 ARCHITECTURES = {"MLP": (MLP, MLPConfig), "Transformer": (Transformer, TransformerConfig)}

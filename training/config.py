@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from core.spec import DTYPES, MODES
-from models.methods import METHODS
-from models.mlp import MLPConfig
-from models.transformer import TransformerConfig
+from lowrank_bench.core.spec import DTYPES, MODES
+from lowrank_bench.models.methods import METHODS
+from lowrank_bench.models.mlp import MLPConfig
+from lowrank_bench.models.transformer import TransformerConfig
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 # A profile's name is the folder OUT/<name>/ its results go to, so it is a plain folder name: never `..`, a hidden

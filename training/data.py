@@ -24,9 +24,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from core.io import UserError, atomic_path
-from core.spec import STUDIES
-from training import embeddings, formats
+from lowrank_bench.core.io import UserError, atomic_path
+from lowrank_bench.core.spec import STUDIES
+from lowrank_bench.training import embeddings, formats
 
 SIZE = 32  # the MLP's input side; Hoda is shrunk to fit, Fashion-MNIST's 28×28 padded to it
 CACHE_VERSION = 1  # bump when a cached array's meaning changes (preprocessing, dtype)

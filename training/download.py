@@ -24,8 +24,8 @@ from urllib.parse import quote
 import numpy as np
 from tqdm import tqdm
 
-from core.io import atomic_path
-from training import data, embeddings, formats
+from lowrank_bench.core.io import atomic_path
+from lowrank_bench.training import data, embeddings, formats
 
 HODA_COMMIT = "6499ad0283ae0e9e2284c4f0c4f63d14ca32a348"  # amir-saniyan/HodaDatasetReader
 BASE_URLS = {  # plain HTTP sources

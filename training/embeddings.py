@@ -17,8 +17,8 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
-from core.io import UserError
-from training.formats import FormatError
+from lowrank_bench.core.io import UserError
+from lowrank_bench.training.formats import FormatError
 
 NAME = "minilm"  # the variant's `embedding` key field (core.variants)
 FOLDER = "all-MiniLM-L6-v2"

@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from core.io import UserError
-from training.jobs import execute, remove_stale_job_folders
+from lowrank_bench.core.io import UserError
+from lowrank_bench.training.jobs import execute, remove_stale_job_folders
 
 RAY_INSTALL = "pip install 'lowrank-bench[ray]'"
 

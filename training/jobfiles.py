@@ -13,7 +13,7 @@ import math
 import re
 from pathlib import Path
 
-from core.io import UserError
+from lowrank_bench.core.io import UserError
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 # a checkpoint's `.safetensors` and `.json`, its per-example outcomes' `.outcomes.safetensors`

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import torch
 
-from core.io import UserError, atomic_write, read_json, write_json
-from core.spec import STUDIES
-from training import data, embeddings, jobfiles
-from training.studies import MODULES, variants
-from training.studies.common import checkpoint_name
+from lowrank_bench.core.io import UserError, atomic_write, read_json, write_json
+from lowrank_bench.core.spec import STUDIES
+from lowrank_bench.training import data, embeddings, jobfiles
+from lowrank_bench.training.studies import MODULES, variants
+from lowrank_bench.training.studies.common import checkpoint_name
 
 
 @dataclasses.dataclass(frozen=True)

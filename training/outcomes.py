@@ -15,7 +15,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from core.io import UserError, atomic_path
+from lowrank_bench.core.io import UserError, atomic_path
 
 FORMAT = "lowrank-bench-outcomes/1"
 SUFFIX = ".outcomes.safetensors"

@@ -13,9 +13,9 @@ import statistics
 
 from scipy import stats as scipy_stats
 
-from core.decision import paired_difference, verdict
-from core.variants import KEY_FIELDS
-from training.outcomes import stack
+from lowrank_bench.core.decision import paired_difference, verdict
+from lowrank_bench.core.variants import KEY_FIELDS
+from lowrank_bench.training.outcomes import stack
 
 # What gets a mean, a spread, an interval and a paired difference (a row without the field: None throughout).
 METRICS = ("val_acc", "test_acc", "acc_truncated")

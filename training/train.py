@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from training.config import TrainConfig
-from training.measure import optimizer_state_bytes, param_counts, peak_memory, tensor_bytes, weights_bytes
+from lowrank_bench.training.config import TrainConfig
+from lowrank_bench.training.measure import optimizer_state_bytes, param_counts, peak_memory, tensor_bytes, weights_bytes
 
 
 def augment_images(x, generator, kind="affine"):

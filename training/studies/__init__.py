@@ -5,11 +5,11 @@ What a study is (its data, reference, variants, names) is core/spec.py's entry; 
 """
 import importlib
 
-from core.spec import STUDIES as SPECS
-from models.methods import METHODS
+from lowrank_bench.core.spec import STUDIES as SPECS
+from lowrank_bench.models.methods import METHODS
 
 # training/studies/<name>.py of every study in the spec, in its order (dependency order)
-MODULES = {name: importlib.import_module(f"training.studies.{name}") for name in SPECS}
+MODULES = {name: importlib.import_module(f"lowrank_bench.training.studies.{name}") for name in SPECS}
 
 
 def methods(study, profile):

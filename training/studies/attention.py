@@ -15,16 +15,16 @@ import dataclasses
 
 import torch
 
-from core.spec import reference_key
-from core.variants import variant_id
-from models.methods import METHODS, check_ranks, factored_ranks
-from models.transformer import Transformer
-from training import checkpoint, embeddings
-from training.data import load_imdb
-from training.measure import named_param_counts
-from training.studies.common import (checkpoint_name, chosen_key, chosen_row, decide, factorize_job,
+from lowrank_bench.core.spec import reference_key
+from lowrank_bench.core.variants import variant_id
+from lowrank_bench.models.methods import METHODS, check_ranks, factored_ranks
+from lowrank_bench.models.transformer import Transformer
+from lowrank_bench.training import checkpoint, embeddings
+from lowrank_bench.training.data import load_imdb
+from lowrank_bench.training.measure import named_param_counts
+from lowrank_bench.training.studies.common import (checkpoint_name, chosen_key, chosen_row, decide, factorize_job,
                                      median_latency_ms, print_choices, print_table, row, save_run, write_summary)
-from training.train import train
+from lowrank_bench.training.train import train
 
 
 def load_data(profile, root):

@@ -6,14 +6,14 @@ from pathlib import Path
 import cpuinfo
 import torch
 
-from core.decision import choose_rank, data_to_decide
-from core.io import write_json
-from core.spec import STUDIES
-from core.variants import key, row_id, variant_id
-from models.methods import METHODS, calibrate, factorize
-from training import checkpoint, outcomes
-from training.measure import forward_flops, param_counts
-from training.stats import over_seeds
+from lowrank_bench.core.decision import choose_rank, data_to_decide
+from lowrank_bench.core.io import write_json
+from lowrank_bench.core.spec import STUDIES
+from lowrank_bench.core.variants import key, row_id, variant_id
+from lowrank_bench.models.methods import METHODS, calibrate, factorize
+from lowrank_bench.training import checkpoint, outcomes
+from lowrank_bench.training.measure import forward_flops, param_counts
+from lowrank_bench.training.stats import over_seeds
 
 
 def device_name(device):

@@ -12,17 +12,17 @@ import dataclasses
 import torch
 import torch.nn as nn
 
-from core.io import UserError
-from core.spec import STUDIES, reference_key
-from core.variants import variant_id
-from models.lora import LoRAConfig, add_lora, merge_lora
-from models.methods import check_ranks
-from models.mlp import MLP
-from training import checkpoint, outcomes
-from training.data import load_fashion
-from training.studies.common import (checkpoint_name, chosen_row, decide, median_latency_ms, print_choices,
+from lowrank_bench.core.io import UserError
+from lowrank_bench.core.spec import STUDIES, reference_key
+from lowrank_bench.core.variants import variant_id
+from lowrank_bench.models.lora import LoRAConfig, add_lora, merge_lora
+from lowrank_bench.models.methods import check_ranks
+from lowrank_bench.models.mlp import MLP
+from lowrank_bench.training import checkpoint, outcomes
+from lowrank_bench.training.data import load_fashion
+from lowrank_bench.training.studies.common import (checkpoint_name, chosen_row, decide, median_latency_ms, print_choices,
                                      print_table, row, save_run, write_summary)
-from training.train import final_metrics, train
+from lowrank_bench.training.train import final_metrics, train
 
 DENSE = reference_key(STUDIES["lora"].starts_from)  # the pretrained model every variant starts from
 

@@ -12,16 +12,16 @@ import dataclasses
 
 import torch
 
-from core.spec import reference_key
-from models.lowrank import break_even_rank, layer_report
-from models.methods import METHODS, check_ranks, factored_ranks
-from models.mlp import MLP
-from models.select import linear_layers
-from training import checkpoint
-from training.data import load_hoda
-from training.studies.common import (checkpoint_name, chosen_row, decide, factorize_job, median_latency_ms,
+from lowrank_bench.core.spec import reference_key
+from lowrank_bench.models.lowrank import break_even_rank, layer_report
+from lowrank_bench.models.methods import METHODS, check_ranks, factored_ranks
+from lowrank_bench.models.mlp import MLP
+from lowrank_bench.models.select import linear_layers
+from lowrank_bench.training import checkpoint
+from lowrank_bench.training.data import load_hoda
+from lowrank_bench.training.studies.common import (checkpoint_name, chosen_row, decide, factorize_job, median_latency_ms,
                                      print_choices, print_table, row, save_run, write_summary)
-from training.train import evaluate, train
+from lowrank_bench.training.train import evaluate, train
 
 DENSE = reference_key("svd")  # the baseline every rank and every LoRA run starts from
 
