@@ -1,10 +1,12 @@
 """lowrank-bench's public API: low-rank methods for your own PyTorch model, and what they cost.
 
     factorize(model, ranks, targets, method="svd", layer="two_linear", calibration=None) -> a factored copy
-        of `model`: its nn.Linear layers named by `targets` (dotted name parts, "encoder.layer", "fc1") at rank k
-        by a registered method: "svd" (truncated SVD) or "whiten" (data-aware SVD, which needs `calibration`)
-    calibrate(model, targets, batches) -> the calibration `factorize` takes for data-aware methods, from the
-        inputs each target layer sees on `batches`
+        of `model`: its nn.Linear layers named by `targets` (dotted name parts, "encoder.layer", "fc1") at rank k,
+        in each layer's dtype and device, by a registered method: "svd" (truncated SVD) or "whiten" (data-aware SVD, which needs `calibration`)
+    calibrate(model, targets, batches, mask=None) -> the calibration `factorize` takes for data-aware methods,
+        from the inputs each target layer sees on `batches` (each what the model takes: a tensor, a tuple of
+        positional or a dict of keyword arguments), at the positions `mask(batch)` says count (by default a Hugging
+        Face batch's attention_mask)
     METHODS -> {name: method}: each method's label, whether it needs calibration, its parameter and FLOP formulas
         and its largest rank
     add_lora(model, LoRAConfig(rank=r, targets=...)) -> a copy with LoRA adapters, everything else frozen;

@@ -13,7 +13,8 @@ import torch.nn as nn
 
 from lowrank_bench.core.benchjson import RESERVED_EXTRA_INFO
 from lowrank_bench.core.spec import STUDIES
-from lowrank_bench.training.measure import call, forward_flops, measure, param_counts
+from lowrank_bench.models.inputs import call
+from lowrank_bench.training.measure import forward_flops, measure, param_counts
 from lowrank_bench.training.timing import cast, for_inference, run_timed
 
 

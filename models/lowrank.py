@@ -41,7 +41,7 @@ class _LowRank(nn.Module):
 
     @classmethod
     def from_linear(cls, layer: nn.Linear, rank, name="layer", factors=truncated_svd):
-        """`layer` at rank `rank`, keeping its bias; `name` goes into errors.
+        """`layer` at rank `rank`, keeping its bias, device and dtype; `name` goes into errors.
 
         `factors(weight, rank)` -> (U_k, S_k, Vh_k) with W_k = U_k diag(S_k) Vh_k is the decomposition (a method of
         models.methods; the truncated SVD by default). It runs after the rank check, so a bad k costs nothing.
@@ -52,8 +52,9 @@ class _LowRank(nn.Module):
         shapes = tuple(tuple(t.shape) for t in factors)
         if shapes != ((m, rank), (rank,), (rank, n)):
             raise ValueError(f"{name}: factors of shapes {shapes} do not make a rank-{rank} {m}×{n} weight")
-        new = cls(n, m, rank, bias=layer.bias is not None).to(layer.weight.device)
-        U, S, Vh = (t.to(device=layer.weight.device, dtype=layer.weight.dtype) for t in factors)
+        where = dict(device=layer.weight.device, dtype=layer.weight.dtype)  # a float64 or bf16 model stays one
+        new = cls(n, m, rank, bias=layer.bias is not None).to(**where)
+        U, S, Vh = (t.to(**where) for t in factors)
         with torch.no_grad():
             new.set_factors(U, S, Vh)
             if layer.bias is not None:

@@ -108,10 +108,17 @@ def factorize(model: nn.Module, ranks: int | dict[str, int], targets: Sequence[s
     return model
 
 
-def calibrate(model: nn.Module, targets: Sequence[str], batches: Iterable[Any]) -> Grams:
+def calibrate(model: nn.Module, targets: Sequence[str], batches: Iterable[Any],
+              mask: Callable[[Any], torch.Tensor | None] | None = None) -> Grams:
     """{layer name: (G, n)} of every nn.Linear of `model` matched by `targets`, from running the dense `model` on
-    `batches` (tensors, or (inputs, labels) pairs): what `factorize(..., calibration=)` takes."""
-    return input_grams(model, linear_layers(model, targets), batches)
+    `batches`: what `factorize(..., calibration=)` takes.
+
+    Each batch is what the model takes: a tensor, a tuple of positional arguments or a dict of keyword arguments
+    (a Hugging Face tokenizer's output); from a loader of (inputs, labels) pairs pass `(x for x, _ in loader)`.
+    Only the positions that count shape the factors: `mask(batch)` gives them ((batch, tokens), non-zero where a
+    position counts; None: all), by default a Hugging Face batch's `attention_mask`, else the token ids that are not
+    the config's `pad_token_id` (or `pad_id`) (models.whiten.input_grams)."""
+    return input_grams(model, linear_layers(model, targets), batches, mask)
 
 
 def factored_ranks(model: nn.Module) -> dict[str, int]:

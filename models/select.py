@@ -8,9 +8,16 @@ def matches(name, target):
 
 
 def linear_layers(model, targets):
-    """Names of the nn.Linear modules of `model` matched by any of `targets`; a ValueError if there are none."""
-    linears = [n for n, mod in model.named_modules() if isinstance(mod, nn.Linear)]
-    names = [n for n in linears if any(matches(n, t) for t in targets)]
-    if not names:
-        raise ValueError(f"targets {list(targets)} match no nn.Linear; the model's linear layers are {linears}")
-    return names
+    """Names of the nn.Linear modules of `model` matched by any of `targets`. A ValueError, naming the target and the
+    module, for a target that reaches no nn.Linear or that names a module holding none (a Conv2d, a LayerNorm):
+    the methods factorise nn.Linear layers only, and a target left out silently would look factorised."""
+    modules = dict(model.named_modules())
+    linears = [n for n, m in modules.items() if isinstance(m, nn.Linear)]
+    for target in targets:
+        named = [n for n in modules if n and f".{n}".endswith(f".{target}")]  # the modules the target names itself
+        bad = [n for n in named if not any(isinstance(m, nn.Linear) for m in modules[n].modules())]
+        if bad or not any(matches(n, target) for n in linears):
+            found = ", ".join(f"{n} ({type(modules[n]).__name__})" for n in bad) or "no nn.Linear"
+            raise ValueError(f"target {target!r} matches {found}; low-rank methods factorise nn.Linear layers only "
+                             f"(the model's: {', '.join(linears) or 'none'})")
+    return [n for n in linears if any(matches(n, t) for t in targets)]

@@ -15,11 +15,14 @@ free in those directions. With the ridge the factors minimise ‖(W − B) X‖_
 output error on X plus a vanishing pull towards plain SVD, which fixes the directions X never visits.
 Everything is computed in float64.
 """
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn as nn
+
+from lowrank_bench.models.inputs import call
 
 Factors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (U_k m×k, S_k (k,), Vh_k k×n), W_k = U diag(S) Vh
 Grams = dict[str, tuple[torch.Tensor, int]]  # {layer name: (G = Σ x xᵀ over the inputs it saw, how many inputs)}
@@ -53,31 +56,44 @@ def whitened_svd(weight: torch.Tensor, rank: int, gram: torch.Tensor, ridge: flo
     return U[:, :rank], sigma[:rank], Vh_whitened
 
 
-def _real_tokens(model: nn.Module, batch: Any) -> torch.Tensor | None:
-    """(B, T) True for real tokens when `batch` is token ids of a model with a `config.pad_id`; else None."""
-    pad_id = getattr(getattr(model, "config", None), "pad_id", None)
-    if pad_id is None or not torch.is_tensor(batch) or batch.dim() != 2 or batch.is_floating_point():
+def default_mask(model: nn.Module, batch: Any) -> torch.Tensor | None:
+    """The positions of `batch` that count by default: a Hugging Face batch's `attention_mask` (a dict holding
+    one: a tokenizer's output); else, for integer token ids (the batch, its `input_ids` or its first positional argument) of a model whose
+    config names its padding id (`pad_token_id`, as Hugging Face configs do, or models.transformer's `pad_id`), the
+    ids that are not padding; else None: every position counts."""
+    if isinstance(batch, Mapping) and batch.get("attention_mask") is not None:
+        return batch["attention_mask"]
+    ids = batch.get("input_ids") if isinstance(batch, Mapping) else batch[0] if isinstance(batch, tuple) else batch
+    config = getattr(model, "config", None)
+    pad = next((p for p in (getattr(config, "pad_token_id", None), getattr(config, "pad_id", None)) if p is not None),
+               None)
+    if pad is None or not torch.is_tensor(ids) or ids.dim() != 2 or ids.is_floating_point():
         return None
-    return batch != pad_id
+    return ids != pad
 
 
-def input_grams(model: nn.Module, layer_names: Sequence[str], batches: Iterable[Any]) -> Grams:
+def input_grams(model: nn.Module, layer_names: Sequence[str], batches: Iterable[Any],
+                mask: Callable[[Any], torch.Tensor | None] | None = None) -> Grams:
     """{name: (G, n)}: G = Σ x xᵀ (float64) over the n inputs x that reached each named nn.Linear of `model`.
 
-    Runs `model` in eval mode without gradients on each batch: a tensor (or whatever its forward takes as one
-    argument), or an (inputs, labels) tuple or list of which the inputs are used. Inputs of shape (..., n) are
-    flattened to rows. For token-id batches of a model with `config.pad_id` (models.transformer), only the real
-    tokens' rows of (B, T, n) inputs count, so padding never shapes the factors; other layers see every row.
-    The model's train/eval mode is restored and the hooks removed even if a batch fails.
+    Runs `model` in eval mode without gradients on each batch, passed as models.inputs.call passes it: a tensor is
+    its one argument, a tuple its positional arguments, a dict its keyword arguments (a tokenizer's output).
+    Inputs of shape (..., n) are flattened to rows. Only the positions that count give rows: `mask(batch)` is a
+    tensor over the leading dimensions of the layers' inputs ((B, T) for token sequences), non-zero where a
+    position counts, or None for all of them; by default `default_mask` (so padding never shapes the factors).
+    A layer whose inputs have other leading dimensions (a pooler's (B, n)) sees every row; a mask that fits no
+    target layer's inputs is an error. The model's train/eval mode is restored and the hooks removed even if a
+    batch fails.
     """
+    mask = partial(default_mask, model) if mask is None else mask
     grams: dict[str, list] = {}
-    mask: list[torch.Tensor | None] = [None]  # the current batch's real tokens, read by the hooks
+    current: list = [None, False]  # the current batch's mask, and whether a layer's inputs fitted it
 
     def hook_for(name: str, n: int):
         def hook(module, args):
             x = args[0].detach()
-            if mask[0] is not None and x.shape[:-1] == mask[0].shape:
-                x = x[mask[0]]
+            if current[0] is not None and x.shape[:-1] == current[0].shape:
+                x, current[1] = x[current[0]], True
             rows = x.reshape(-1, n).to(torch.float64)
             entry = grams.setdefault(name, [torch.zeros(n, n, dtype=torch.float64, device=rows.device), 0])
             entry[0] += rows.T @ rows
@@ -95,9 +111,12 @@ def input_grams(model: nn.Module, layer_names: Sequence[str], batches: Iterable[
         model.eval()
         with torch.no_grad():
             for batch in batches:
-                inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-                mask[0] = _real_tokens(model, inputs)
-                model(inputs)
+                positions = mask(batch)
+                current[:] = [None if positions is None else positions.to(torch.bool), False]
+                call(model, batch)
+                if positions is not None and not current[1]:
+                    raise ValueError(f"the mask's shape {tuple(positions.shape)} fits the inputs of none of "
+                                     f"{list(layer_names)}; give a mask over their leading dimensions, (batch, tokens)")
     finally:
         for handle in handles:
             handle.remove()

@@ -154,7 +154,7 @@ def test_original_model_untouched(base, x):
     ({"rank": 4, "init": "xavier"}, "init must be one of .*'xavier'"),
     ({"rank": 4, "dropout": 1.0}, "dropout"),
     ({"rank": 4, "alpha": 0}, "alpha"),
-    ({"rank": 4, "targets": ("conv",)}, r"match no nn.Linear.*'hidden\.0', 'hidden\.1', 'head'"),
+    ({"rank": 4, "targets": ("conv",)}, r"'conv' matches no nn.Linear.*hidden\.0, hidden\.1, head"),
     ({"rank": 4, "targets": ("head",), "new_head": 10}, "new_head replaces"),
 ])
 def test_bad_config_raises(base, kwargs, match):

@@ -83,7 +83,7 @@ def test_out_of_range_k_raises_naming_layer(mlp, k):
 def test_unknown_layer_and_target_raise(mlp):
     with pytest.raises(ValueError, match="not targets"):
         factorize(mlp, {"nope": 2}, targets=["hidden"])
-    with pytest.raises(ValueError, match="match no nn.Linear"):
+    with pytest.raises(ValueError, match="'q_proj' matches no nn.Linear"):
         factorize(mlp, 2, targets=["q_proj"])
 
 

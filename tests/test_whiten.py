@@ -195,9 +195,9 @@ def test_hooks_are_removed_when_a_batch_fails(mlp):
     assert all(not m._forward_pre_hooks for m in mlp.modules())
 
 
-def test_calibrate_resolves_targets_and_takes_labelled_batches(mlp):
+def test_calibrate_resolves_targets(mlp):
     x = torch.rand(6, 1, 8, 8)
-    grams = calibrate(mlp, ["hidden"], [(x, torch.zeros(6, dtype=torch.long))])
+    grams = calibrate(mlp, ["hidden"], [x])
     assert list(grams) == ["hidden.0", "hidden.1"]
     X = manual_inputs(mlp, x)["hidden.1"].T
     torch.testing.assert_close(grams["hidden.1"][0], X @ X.T, rtol=1e-6, atol=1e-6)

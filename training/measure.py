@@ -16,15 +16,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-
-def call(model, inputs):
-    """`model` applied to `inputs`: a tuple is its positional arguments, a dict its keyword arguments (a Hugging
-    Face model's input_ids and attention_mask), anything else its one argument."""
-    if isinstance(inputs, tuple):
-        return model(*inputs)
-    if isinstance(inputs, dict):
-        return model(**inputs)
-    return model(inputs)
+from lowrank_bench.models.inputs import call
 
 
 def param_counts(model):
