@@ -1,7 +1,7 @@
 """Options shared by the test and benchmark suites, and the torch facts pytest-benchmark records per machine."""
 from lowrank_bench import plugin
 from lowrank_bench.options import add_common
-from lowrank_bench.training.timing import machine_info as torch_facts
+from lowrank_bench.timing.measure import machine_info as torch_facts
 
 
 def pytest_addoption(parser, pluginmanager):

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from lowrank_bench.bench.harness import Env, Suite, axes, profile_of
-from lowrank_bench.bench.speedups import add_speedups
+from lowrank_bench.timing.pair import add_speedups
 from lowrank_bench.core.benchjson import check_study_extra_info
 from lowrank_bench.core.variants import variant_id
 from lowrank_bench.training.studies import timed
-from lowrank_bench.training.timing import default_threads
+from lowrank_bench.timing.measure import default_threads
 
 
 def pytest_configure(config):

@@ -4,7 +4,7 @@ A suite module names its study (`STUDY = "svd"`) and holds only what differs (it
 own); `bench/conftest.py` parametrizes every test from `training.studies.timed` and hands it a `Suite` that trains
 missing results once, loads each checkpoint once and re-evaluates its test accuracy. A model's inference is timed
 through the pytest plugin's `lowrank` fixture (`Suite.time_inference`), as a user's model is; other benchmarks time
-their callable with training/timing.py, which the fixture times with too. Timing stays in pytest-benchmark: the
+their callable with timing/measure.py, which the fixture times with too. Timing stays in pytest-benchmark: the
 timed callable contains only the work and, on CUDA, ends with `torch.cuda.synchronize()` so a round measures
 finished kernels, not their launches.
 """
@@ -24,7 +24,7 @@ from lowrank_bench.training import checkpoint
 from lowrank_bench.training.config import Profile, load_profile, resolve_device
 from lowrank_bench.training.data import resolve_root
 from lowrank_bench.training.measure import forward_flops, param_counts, peak_memory, weights_bytes
-from lowrank_bench.training import timing
+from lowrank_bench.timing import measure
 from lowrank_bench.training import executors, jobs
 from lowrank_bench.training.studies import MODULES, timed
 from lowrank_bench.training.train import evaluate, make_optimizer
@@ -37,7 +37,7 @@ def axes(config, study):
         device = resolve_device(config.getoption("device")).type
     except ValueError:  # --device cuda without CUDA: the env fixture skips every benchmark with the reason
         device = "cuda"
-    return timing.axes(device, config.getoption("dtypes") or bench.dtypes, config.getoption("modes") or bench.modes)
+    return measure.axes(device, config.getoption("dtypes") or bench.dtypes, config.getoption("modes") or bench.modes)
 
 
 @dataclass
@@ -54,13 +54,13 @@ class Env:
                    resolve_root(config.getoption("data_root")))
 
     def compiled(self, fn, mode):
-        """`fn` as timed in `mode` on this device (training.timing.compiled)."""
-        return timing.compiled(fn, mode, self.device)
+        """`fn` as timed in `mode` on this device (timing.measure.compiled)."""
+        return measure.compiled(fn, mode, self.device)
 
     def for_inference(self, model, dtype="fp32", mode="eager"):
         """(the model in `dtype`, the callable inference is timed through in `mode`). The loaded fp32 model is
         shared by the suite's benchmarks, so another dtype converts a copy."""
-        return timing.for_inference(model, dtype, mode, self.device)
+        return measure.for_inference(model, dtype, mode, self.device)
 
 
 def profile_of(config):

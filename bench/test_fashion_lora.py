@@ -8,7 +8,7 @@ import copy
 import functools
 
 from lowrank_bench.models.lora import lora_layers, lora_state_dict, merge_lora
-from lowrank_bench.training.timing import DTYPE, run_timed
+from lowrank_bench.timing.measure import DTYPE, run_timed
 
 STUDY = "lora"
 

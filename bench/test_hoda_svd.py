@@ -9,7 +9,7 @@ import torch
 from lowrank_bench.models.mlp import fold_normalisation
 from lowrank_bench.models.select import linear_layers
 from lowrank_bench.training.measure import peak_memory
-from lowrank_bench.training.timing import DTYPE, cast, run_timed
+from lowrank_bench.timing.measure import DTYPE, cast, run_timed
 
 STUDY = "svd"
 

@@ -8,7 +8,7 @@ full-length (`seq_len` = the model's max_len) real reviews from the test split.
 import torch
 
 from lowrank_bench.training.measure import forward_flops, peak_memory, weights_bytes
-from lowrank_bench.training.timing import run_timed
+from lowrank_bench.timing.measure import run_timed
 
 STUDY = "attention"
 

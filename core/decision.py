@@ -110,7 +110,7 @@ def _outcomes(variant, reference) -> np.ndarray:
     return v.astype(np.int8) - r.astype(np.int8)
 
 
-def _check_confidence(confidence):
+def check_confidence(confidence):
     if not 0.5 < confidence < 1:
         raise UserError(f"confidence must lie between 0.5 and 1 (a one-sided level such as 0.95), got {confidence}")
 
@@ -122,7 +122,7 @@ def paired_difference(variant, reference, *, resamples=MIN_RESAMPLES, confidence
     `variant`, `reference`: boolean arrays (n_seeds, n_examples), row s of both from seed s, column i of both
     the same example."""
     d = _outcomes(variant, reference)
-    _check_confidence(confidence)
+    check_confidence(confidence)
     if resamples < MIN_RESAMPLES:
         raise UserError(f"resamples must be at least {MIN_RESAMPLES}, got {resamples}")
     n_seeds, n_examples = d.shape
@@ -227,52 +227,10 @@ def expected_half_width(discordance, n_examples, *, difference=0.0, n_seeds=1, s
     (discordance − difference²) / n_examples, taken as if the seeds shared every disagreeing example, which is
     the conservative end (seeds that disagree on different examples divide it by up to n_seeds). With 2 or 3
     seeds the bound `paired_difference` delivers can be wider (the module docstring's table)."""
-    _check_confidence(confidence)
+    check_confidence(confidence)
     if not 0 <= abs(difference) <= discordance <= 1 or n_examples < 1 or n_seeds < 1 or seed_sd < 0:
         raise UserError(f"need 0 <= |difference| <= discordance <= 1, n_examples, n_seeds >= 1 and seed_sd >= 0; "
                         f"got difference {difference}, discordance {discordance}, n_examples {n_examples}, "
                         f"n_seeds {n_seeds}, seed_sd {seed_sd}")
     variance = (discordance - difference ** 2) / n_examples + seed_sd ** 2 / n_seeds
     return float(special.ndtri(confidence) * math.sqrt(variance))
-
-
-@dataclass(frozen=True)
-class Ratio:
-    """statistic(head) / statistic(base) over all rounds, with one-sided bounds at `confidence` each."""
-    ratio: float
-    lower: float
-    upper: float
-    confidence: float
-    resamples: int
-
-
-def _resample_runs(runs, rng, resamples) -> np.ndarray:
-    """(resamples, n_runs × longest) times: runs drawn with replacement, then rounds with replacement inside each
-    drawn run, as many as the longest run has, so every run weighs the same."""
-    longest = max(len(r) for r in runs)
-    table = np.stack([np.resize(r, longest) for r in runs])  # padding repeats a run's own rounds; never drawn
-    lengths = np.array([len(r) for r in runs])
-    chosen = rng.integers(0, len(runs), size=(resamples, len(runs)))
-    within = (rng.random((resamples, len(runs), longest)) * lengths[chosen][:, :, None]).astype(np.intp)
-    return table[chosen[:, :, None], within].reshape(resamples, -1)
-
-
-def ratio_bounds(base_runs, head_runs, statistic, *, resamples=MIN_RESAMPLES, confidence=0.95, seed=0) -> Ratio:
-    """The ratio head/base of a timing statistic with a bootstrap interval, for the time gate.
-
-    `base_runs`, `head_runs`: per-round times, one 1-D array per run (a process of the suite: one for a plain
-    file, N for a `--repeat N` pool); `statistic(array, axis)` such as np.median. Base and head are resampled
-    independently (their rounds are not paired): runs with replacement, then rounds inside each drawn run, so a
-    pool's interval also spans its runs' disagreement; the bounds are percentiles of the resampled ratios. A
-    single run per side can only show the spread of its own rounds, not a shift of the whole run."""
-    _check_confidence(confidence)
-    if resamples < MIN_RESAMPLES:
-        raise UserError(f"resamples must be at least {MIN_RESAMPLES}, got {resamples}")
-    base_runs, head_runs = [np.asarray(r, float) for r in base_runs], [np.asarray(r, float) for r in head_runs]
-    rng = np.random.default_rng(seed)
-    ratios = statistic(_resample_runs(head_runs, rng, resamples), axis=1) / \
-        statistic(_resample_runs(base_runs, rng, resamples), axis=1)
-    low, high = np.quantile(ratios, [1 - confidence, confidence])
-    observed = statistic(np.concatenate(head_runs), axis=0) / statistic(np.concatenate(base_runs), axis=0)
-    return Ratio(ratio=float(observed), lower=float(low), upper=float(high), confidence=confidence,
-                 resamples=resamples)

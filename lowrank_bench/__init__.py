@@ -27,8 +27,8 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-# Installed, the subpackages (core, models, training, bench, report, fixtures) lie inside this folder. In a checkout
-# run without installing (PYTHONPATH=checkout) they are the repository's top-level folders beside it.
+# Installed, the subpackages (core, models, training, timing, bench, report, fixtures) lie inside this folder. In a
+# checkout run without installing (PYTHONPATH=checkout) they are the repository's top-level folders beside it.
 _CHECKOUT = Path(__file__).resolve().parent.parent
 if not (Path(__file__).parent / "models").is_dir() and (_CHECKOUT / "models" / "__init__.py").is_file():
     __path__.append(str(_CHECKOUT))

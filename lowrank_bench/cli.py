@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from lowrank_bench.bench.pool import pool_runs
+from lowrank_bench.timing.measure import pool_runs
 from lowrank_bench.core import proc
 from lowrank_bench.core.benchjson import load_bench
 from lowrank_bench.core.io import UserError, atomic_path, require_regular_target, require_writable_dir, write_json

@@ -1,6 +1,6 @@
 """What the pytest fixture `lowrank` hands a test: one model benchmarked the way the built-in suites benchmark theirs.
 
-The timing is training/timing.py's, the measurements training/measure.py's, and the extra_info the contract of
+The timing is timing/measure.py's, the measurements training/measure.py's, and the extra_info the contract of
 core/benchjson.py (`COMMON_EXTRA_INFO`), so `pytest-benchmark compare`, `lowrank-bench collect` and `lowrank-bench
 gate` read a user's benchmarks exactly like the built-in ones.
 """
@@ -15,7 +15,7 @@ from lowrank_bench.core.benchjson import RESERVED_EXTRA_INFO
 from lowrank_bench.core.spec import STUDIES
 from lowrank_bench.models.inputs import call
 from lowrank_bench.training.measure import forward_flops, measure, param_counts
-from lowrank_bench.training.timing import cast, for_inference, run_timed
+from lowrank_bench.timing.measure import cast, for_inference, run_timed
 
 
 

@@ -38,7 +38,7 @@ def _axis(choices, what):
     return parse
 
 
-# Default None: the profile's bench.dtypes/bench.modes, else the device's default (training/timing.py AXES).
+# Default None: the profile's bench.dtypes/bench.modes, else the device's default (timing/measure.py AXES).
 BENCH_AXES = (
     ("--dtypes", dict(metavar="LIST", default=None, type=_axis(DTYPES, "--dtypes"),
                       help="inference benchmarks in these dtypes, comma-separated from fp32, bf16, fp16 (default: "

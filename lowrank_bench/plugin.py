@@ -41,7 +41,7 @@ def pytest_generate_tests(metafunc):
     if dtypes_modes is None:
         import torch
 
-        from lowrank_bench.training.timing import axes
+        from lowrank_bench.timing.measure import axes
         dtypes_modes = axes("cuda" if torch.cuda.is_available() else "cpu", config.getoption("dtypes"),
                             config.getoption("modes"))
     dtypes, modes = dtypes_modes
@@ -71,7 +71,7 @@ def lowrank(benchmark, request, lowrank_dtype, lowrank_mode):
     import torch
 
     from lowrank_bench.fixture import LowRank
-    from lowrank_bench.training.timing import default_threads
+    from lowrank_bench.timing.measure import default_threads
     if not request.config.stash.get(_USED, False):  # the first use: every benchmark of the session, one thread count
         torch.set_num_threads(default_threads())
         request.config.stash[_USED] = True
@@ -82,5 +82,5 @@ def lowrank(benchmark, request, lowrank_dtype, lowrank_mode):
 def pytest_benchmark_update_machine_info(config, machine_info):
     """torch, thread and GPU facts, which `lowrank-bench gate` reads to decide whether two files' times compare."""
     if config.stash.get(_USED, False):
-        from lowrank_bench.training.timing import machine_info as torch_facts
+        from lowrank_bench.timing.measure import machine_info as torch_facts
         machine_info.update(torch_facts())

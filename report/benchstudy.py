@@ -2,7 +2,7 @@
 
 Such a study has no results folder (no summary.json, no training), so everything comes from the benchmark file:
 per benchmark its latency, the speedup over its study's reference benchmark (the model with no rank whose FLOP
-ratio is 1: the reference itself; a ratio of min times, as bench/speedups.py), parameters, FLOPs, peak memory,
+ratio is 1: the reference itself; a ratio of min times, as timing/pair.py), parameters, FLOPs, peak memory,
 accuracy and every field of the user's own extra_info; and the figures of latency and accuracy against rank, one
 line per method.
 """

@@ -6,7 +6,7 @@ parameter counts may not grow at all). Timings only compare on one machine, so a
 time check unless --allow-different-machine, which turns time into information.
 
 Time is decided like the studies' ranks (core/decision.py): from the per-round times (`stats.data`, which
-`--benchmark-json` always writes, and bench/pool.py keeps with each run's share in `extra_info.run_rounds`), a
+`--benchmark-json` always writes, and timing/measure.py keeps with each run's share in `extra_info.run_rounds`), a
 bootstrap interval of the ratio head/base of the statistic (--stat), one-sided 95 % bounds. FAIL only when the
 whole interval lies above 1 + --max-slowdown, ok when all of it lies at or below, and "undecided" (printed, not
 failing) when it straddles the limit: the runs cannot tell. The allowed slowdown is the noise threshold the
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from lowrank_bench.core.benchjson import axes, by_fullname, is_number, load_bench, machine_summary
-from lowrank_bench.core.decision import ratio_bounds
+from lowrank_bench.timing.decide import ratio_bounds
 from lowrank_bench.core.io import UserError, read_json, require_regular_target, write_json
 from lowrank_bench.report import fmt
 
@@ -116,7 +116,7 @@ def metrics(stat="median", max_slowdown=0.15, max_acc_drop=0.5, max_mem_growth=0
 
 
 def round_times(bench) -> list | None:
-    """A benchmark's per-round times split into its runs (one run unless bench/pool.py pooled several), or None
+    """A benchmark's per-round times split into its runs (one run unless timing/measure.py pooled several), or None
     when the file has no per-round times."""
     data = bench["stats"].get("data")
     if data is None:

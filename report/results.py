@@ -205,7 +205,7 @@ def _mapped(study, bench):
 def speedup_cells(study, bench):
     """{(dtype, mode): {(rank, batch_size): speedup over the study's reference}} of `_mapped`'s rows, like with
     like: each factored model against the reference model in its own dtype, mode and batch size. Ratios of min
-    times, as bench/speedups.py. The reference is dense for SVD and attention and full fine-tuning for LoRA (a dense
+    times, as timing/pair.py. The reference is dense for SVD and attention and full fine-tuning for LoRA (a dense
     MLP)."""
     rows = _mapped(study, bench)
     reference = STUDIES[study].reference

@@ -17,7 +17,7 @@ from lowrank_bench.models.methods import factorize
 from lowrank_bench.models.mlp import MLP, MLPConfig, fold_normalisation
 from lowrank_bench.models.transformer import Transformer, TransformerConfig
 from lowrank_bench.training.config import Profile
-from lowrank_bench.training.timing import DTYPE, cast
+from lowrank_bench.timing.measure import DTYPE, cast
 
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}
 

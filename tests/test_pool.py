@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from lowrank_bench.core.benchjson import load_bench
-from lowrank_bench.bench.pool import pool_runs
+from lowrank_bench.timing.measure import pool_runs
 from lowrank_bench.core.io import UserError
 
 SAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "bench_sample.json"

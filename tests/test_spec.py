@@ -12,7 +12,8 @@ from lowrank_bench.training import config
 from lowrank_bench.training.studies import MODULES, timed, variants
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("core", "models", "training", "bench", "report", "lowrank_bench")
+PACKAGES = ("core", "models", "training", "timing", "bench", "report", "lowrank_bench")
+DECIDE = "timing.decide"  # timing's statistics: a layer of their own, torch-free, so that the report may use them
 # Dict literals whose keys are study names but not about studies: a method that shares its name with a study, and
 # a checkpoint's structure, which names the LoRA adapter it holds.
 NOT_ABOUT_STUDIES = {("models/methods.py", "svd"), ("training/studies/lora.py", "lora")}
@@ -48,9 +49,12 @@ def test_the_grep_finds_a_table(tmp_path):
 
 
 def layer(module):
-    """The layer an imported module belongs to: the subpackage of lowrank_bench, or the top-level name."""
+    """The layer an imported module belongs to: the subpackage of lowrank_bench (timing/decide.py its own), or the
+    top-level name."""
     parts = module.split(".")
-    return parts[1] if parts[0] == "lowrank_bench" and len(parts) > 1 and parts[1] in PACKAGES else parts[0]
+    if parts[0] != "lowrank_bench" or len(parts) < 2 or parts[1] not in PACKAGES:
+        return parts[0]
+    return DECIDE if parts[1:3] == DECIDE.split(".") else parts[1]
 
 
 def imports(path):
@@ -61,15 +65,22 @@ def imports(path):
 
 
 @pytest.mark.parametrize("package,forbidden", [
-    ("core", {"torch", "models", "training", "bench", "report", "lowrank_bench"}),
-    ("models", {"training", "bench", "report", "lowrank_bench"}),
-    ("training", {"bench", "report", "lowrank_bench"}),
+    ("core", {"torch", "models", "training", "timing", DECIDE, "bench", "report", "lowrank_bench"}),
+    ("models", {"training", "timing", DECIDE, "bench", "report", "lowrank_bench"}),
+    ("training", {"timing", DECIDE, "bench", "report", "lowrank_bench"}),
+    ("timing", {"models", "training", "bench", "report", "lowrank_bench"}),
     ("bench", {"report", "lowrank_bench"}),
-    ("report", {"torch", "models", "training", "bench", "lowrank_bench"}),
+    ("report", {"torch", "models", "training", "timing", "bench", "lowrank_bench"}),
 ])
 def test_layers_point_one_way(package, forbidden):
     wrong = {p.relative_to(REPO).as_posix(): sorted(imports(p) & forbidden) for p in sources(package)}
     assert {p: w for p, w in wrong.items() if w} == {}
+
+
+def test_timing_statistics_need_no_torch():
+    """The gate and the report use timing/decide.py, so it imports no torch and nothing that does."""
+    assert imports(REPO / "timing" / "decide.py") & {"torch", "models", "training", "timing", "bench", "report",
+                                                      "lowrank_bench"} == set()
 
 
 def test_every_study_has_a_module_and_a_config_and_a_suite():

@@ -121,7 +121,7 @@ class BenchConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [1, 256])
     rounds: int = 20  # rounds per benchmark; pytest-benchmark calibrates the iterations in each to min_time
     min_time: float = 5e-3  # seconds a round lasts at least, so timer resolution and one-off hiccups do not dominate
-    # The inference benchmarks' axes; left out: the device's default (training/timing.py AXES), --dtypes/--modes win.
+    # The inference benchmarks' axes; left out: the device's default (timing/measure.py AXES), --dtypes/--modes win.
     dtypes: list[str] | None = None  # from fp32, bf16, fp16
     modes: list[str] | None = None  # from eager, compiled
 

@@ -1,4 +1,5 @@
-"""Derived speedups, computed once all benchmarks of a session have run (no pytest import: testable alone)."""
+"""Ratios of two benchmarks' times: the speedups derived once all benchmarks of a session (or of a `--repeat` pool)
+have run. No pytest or torch import: testable alone."""
 from lowrank_bench.core.spec import STUDIES
 
 STUDY = "svd"  # the suite that times the raw-GEMM ceiling beside its models

@@ -1,7 +1,7 @@
 """The derived speedups written into the benchmark JSON: model vs dense, and the raw-GEMM ceiling."""
 import pytest
 
-from lowrank_bench.bench.speedups import add_speedups
+from lowrank_bench.timing.pair import add_speedups
 
 
 def bench(kind, k, batch_size, fastest, method=None):
