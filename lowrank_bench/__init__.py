@@ -2,7 +2,8 @@
 
     factorize(model, ranks, targets, method="svd", layer="two_linear", calibration=None) -> a factored copy
         of `model`: its nn.Linear layers named by `targets` (dotted name parts, "encoder.layer", "fc1") at rank k,
-        in each layer's dtype and device, by a registered method: "svd" (truncated SVD) or "whiten" (data-aware SVD, which needs `calibration`)
+        in each layer's dtype and device, by a registered method: "svd" (truncated SVD) or "whiten" (data-aware
+        SVD, which needs `calibration`)
     calibrate(model, targets, batches, mask=None) -> the calibration `factorize` takes for data-aware methods,
         from the inputs each target layer sees on `batches` (each what the model takes: a tensor, a tuple of
         positional or a dict of keyword arguments), at the positions `mask(batch)` says count (by default a Hugging

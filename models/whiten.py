@@ -57,10 +57,10 @@ def whitened_svd(weight: torch.Tensor, rank: int, gram: torch.Tensor, ridge: flo
 
 
 def default_mask(model: nn.Module, batch: Any) -> torch.Tensor | None:
-    """The positions of `batch` that count by default: a Hugging Face batch's `attention_mask` (a dict holding
-    one: a tokenizer's output); else, for integer token ids (the batch, its `input_ids` or its first positional argument) of a model whose
-    config names its padding id (`pad_token_id`, as Hugging Face configs do, or models.transformer's `pad_id`), the
-    ids that are not padding; else None: every position counts."""
+    """The positions of `batch` that count by default: a Hugging Face batch's `attention_mask` (a Mapping holding
+    one: a tokenizer's output); else, for integer token ids (the batch, its `input_ids` or its first positional
+    argument) of a model whose config names its padding id (`pad_token_id`, as Hugging Face configs do, or
+    models.transformer's `pad_id`), the ids that are not padding; else None: every position counts."""
     if isinstance(batch, Mapping) and batch.get("attention_mask") is not None:
         return batch["attention_mask"]
     ids = batch.get("input_ids") if isinstance(batch, Mapping) else batch[0] if isinstance(batch, tuple) else batch
