@@ -89,8 +89,8 @@ def readme_run(venv):
 
 def test_the_installed_package_is_the_one_used(venv):
     python, env, root = venv
-    where = run([python, "-c", "import lowrank_bench.plugin, models; print(lowrank_bench.plugin.__file__); "
-                 "print(models.__file__)"], root, env).stdout.split()
+    where = run([python, "-c", "import lowrank_bench.plugin, lowrank_bench.models as m; "
+                 "print(lowrank_bench.plugin.__file__); print(m.__file__)"], root, env).stdout.split()
     assert all(Path(p).is_relative_to(root / "venv") for p in where), where
 
 
