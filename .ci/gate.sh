@@ -9,13 +9,14 @@
 # Without --head the suite runs first: `lowrank-bench bench --profile P --device D --repeat N --json HEAD.json`
 # (it trains missing checkpoints and fetches missing data unless --offline); HEAD.json defaults to
 # OUT/<profile>/bench.json. With --head an existing file is gated as it is (.ci/run gates its pipeline's file).
-# Keep the baseline as a committed file (--expect) or as an artifact of the base branch (--baseline); times only
-# compare on one machine, so for a time gate measure the base on the same runner (.github/workflows/bench-gate.yml)
-# and pass `-- --stat min` with --repeat 3 (README, "Gating time on one machine").
+# Keep the baseline as a committed file (--expect) or as an artifact of the base branch (--baseline). Two files
+# measured at different times cannot cancel the machine's drift: for a time gate prefer `lowrank-bench ab BASE HEAD`,
+# which times both commits interleaved (docs/timing.md).
 #
 # Options: --profile NAME (smoke), --device DEV (cpu), --repeat N (1), --out DIR (results), --offline.
 # $LOWRANK_BENCH is the command to call (default `lowrank-bench`; the tests use `python3 -m lowrank_bench.cli`).
-# Exit status: the gate's, 0 pass, 1 regression, 2 unusable input; a failed suite run exits 2 as well.
+# Exit status: the gate's, 0 pass, 1 regression, 2 unusable input, 3 undecided time checks (with the gate's
+# `--undecided fail`, its default); a failed suite run exits 2 as well.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
@@ -65,6 +66,7 @@ fi
 case $rc in
   0) echo "gate.sh: passed ($head against ${expect:-$baseline})" ;;
   1) echo "gate.sh: FAILED: a regression against ${expect:-$baseline} (the table above names it)" >&2 ;;
+  3) echo "gate.sh: UNDECIDED: the two files cannot tell some times apart; measure with lowrank-bench ab" >&2 ;;
   *) echo "gate.sh: FAILED: unusable input (gate exit $rc; the line above says which file)" >&2 ;;
 esac
 exit "$rc"

@@ -5,20 +5,22 @@ its own direction and tolerance (latency and memory may grow by a fraction, accu
 parameter counts may not grow at all). Timings only compare on one machine, so a machine that differs fails the
 time check unless --allow-different-machine, which turns time into information.
 
-Time is decided like the studies' ranks (core/decision.py): from the per-round times (`stats.data`, which
-`--benchmark-json` always writes, and timing/measure.py keeps with each run's share in `extra_info.run_rounds`), a
-bootstrap interval of the ratio head/base of the statistic (--stat), one-sided 95 % bounds. FAIL only when the
-whole interval lies above 1 + --max-slowdown, ok when all of it lies at or below, and "undecided" (printed, not
-failing) when it straddles the limit: the runs cannot tell. The allowed slowdown is the noise threshold the
-interval is judged against, as in criterion.rs. One run per side shows only the spread of its own rounds; on a
-machine whose load shifts whole runs, give both sides `bench --repeat N` (docs/timing.md). A file without
-per-round times (written with --benchmark-save and no --benchmark-save-data, or by hand) gets the old point rule,
-head/base − 1 > --max-slowdown on the stored statistic, and the summary says how many benchmarks were judged so.
+Time is decided on the per-round times (`stats.data`, which `--benchmark-json` always writes; a `bench --repeat`
+pool keeps all its runs' rounds) by timing/decide.py's `shift_ratio`: the Hodges–Lehmann ratio head/base with
+Mann–Whitney one-sided 95 % bounds, and the p-value of "head/base ≤ 1 + --max-slowdown". FAIL when that p-value,
+Holm-adjusted over every benchmark's time check, is at most 5 % (so the chance of any false FAIL in the run stays
+at 5 %); ok when the upper bound lies at or below the limit; undecided otherwise, counted, and failing with exit 3
+under `--undecided fail` (the default). Two files measured at different times cannot cancel what the machine did
+in between: a drift of the whole machine is a real difference of the two samples. `lowrank-bench ab BASE HEAD`
+measures both sides interleaved, which cancels it. A file without per-round times (written with
+--benchmark-save and no --benchmark-save-data, or by hand) gets the point rule on the median, head/base − 1 >
+--max-slowdown, outside the family, and the summary says how many benchmarks were judged so.
 
 Expectations mode, `--expect FILE HEAD.json`: checks what does not depend on the machine (accuracy floors,
 exact parameter counts), so CI can gate it on any runner. `--write-expect FILE HEAD.json` writes that file.
 
-Exit status: 0 pass, 1 regression (a benchmark only one side has counts as one unless --allow-missing), 2 unusable
+Exit status: 0 pass, 1 regression (a benchmark only one side has counts as one unless --allow-missing), 3 no
+regression but undecided time checks under `--undecided fail`, 2 unusable
 input (not pytest-benchmark JSON; a NaN or infinity in a value the gate reads; fewer than 90 % of the base's
 benchmarks found in head, which is what renamed ids look like and must never pass silently; a benchmark whose dtype
 or mode differs between the two runs, since only like compares with like).
@@ -29,22 +31,18 @@ import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from lowrank_bench.core.benchjson import axes, by_fullname, is_number, load_bench, machine_summary
-from lowrank_bench.timing.decide import ratio_bounds
 from lowrank_bench.core.io import UserError, read_json, require_regular_target, write_json
 from lowrank_bench.report import fmt
+from lowrank_bench.timing.decide import FAIL, UNDECIDED, Ratio, holm, shift_ratio, verdict
 
 MIN_MATCHED = 0.9
-TIME_STATS = ("min", "q1", "median", "mean", "q3", "max")
-# The same statistics on per-round times (quartiles by linear interpolation, which can differ from
-# pytest-benchmark's own quartile rule in the last digits for a few rounds).
-ROUND_STATISTICS = {"min": np.min, "q1": partial(np.quantile, q=0.25), "median": np.median, "mean": np.mean,
-                    "q3": partial(np.quantile, q=0.75), "max": np.max}
+DRIFT_NOTE = ("two files measured at different times cannot cancel what the machine did in between; "
+              "`lowrank-bench ab BASE HEAD` times both sides interleaved, in one time window")
 PARAM_FIELDS = ("params_total", "params_trainable")
 EXPECT_FORMAT = "lowrank-bench-expect/1"
 EXPECT_KEYS = {"accuracy_min", *PARAM_FIELDS}
@@ -52,14 +50,15 @@ EXPECT_KEYS = {"accuracy_min", *PARAM_FIELDS}
 
 @dataclass
 class Check:
-    """One row of the table. `verdict` is "ok", "FAIL", "undecided" (time only: the interval straddles the limit;
-    not failing), or "info" (reported, not gated)."""
+    """One row of the table. `verdict` is "ok", "FAIL", "undecided" (time only: the bounds straddle the limit),
+    or "info" (reported, not gated). `evidence`: a time check's ratio, until the family is decided."""
     benchmark: str
     metric: str
     base: str
     head: str
     change: str
     verdict: str
+    evidence: Ratio | None = None
 
 
 # ---- formatting -------------------------------------------------------------------------------------------
@@ -102,11 +101,11 @@ class Metric:
     show_change: Callable
 
 
-def metrics(stat="median", max_slowdown=0.15, max_acc_drop=0.5, max_mem_growth=0.10) -> list[Metric]:
+def metrics(max_slowdown=0.15, max_acc_drop=0.5, max_mem_growth=0.10) -> list[Metric]:
     pct = lambda d: f"{d * 100:+.1f}%"  # noqa: E731
     extra = lambda field: lambda b: b.get("extra_info", {}).get(field)  # noqa: E731
     return [
-        Metric(f"time.{stat}", lambda b: b["stats"].get(stat), _relative, max_slowdown, fmt.seconds, pct),
+        Metric("time", time_statistic, _relative, max_slowdown, fmt.seconds, pct),
         # Accuracies are fractions; tolerance and change are in points, as the studies report them.
         Metric("accuracy", extra("accuracy"), lambda b, h: (b - h) * 100, max_acc_drop, _percent,
                lambda d: f"{-d:+.2f} pt"),
@@ -115,34 +114,39 @@ def metrics(stat="median", max_slowdown=0.15, max_acc_drop=0.5, max_mem_growth=0
     ]
 
 
-def round_times(bench) -> list | None:
-    """A benchmark's per-round times split into its runs (one run unless timing/measure.py pooled several), or None
-    when the file has no per-round times."""
+def rounds(bench) -> np.ndarray | None:
+    """A benchmark's per-round times (every run's, for a `bench --repeat` pool), or None when the file has none."""
     data = bench["stats"].get("data")
-    if data is None:
-        return None
-    counts = bench.get("extra_info", {}).get("run_rounds", [len(data)])
-    return np.split(np.asarray(data, float), np.cumsum(counts)[:-1])
+    return None if data is None else np.asarray(data, float)
 
 
-def time_check(name, base, head, m, gate_time) -> Check:
-    """The interval rule for one time metric: FAIL when the bootstrap interval of head/base lies wholly above
-    1 + limit, ok when wholly at or below, undecided otherwise."""
-    stat = m.name.removeprefix("time.")
-    r = ratio_bounds(round_times(base), round_times(head), ROUND_STATISTICS[stat])
-    limit = 1 + m.limit + 1e-9  # a slowdown of exactly the tolerance passes despite float noise
-    verdict = "FAIL" if r.lower > limit else "ok" if r.upper <= limit else "undecided"
+def time_statistic(bench):
+    """The median time, from the per-round times where the file has them."""
+    data = rounds(bench)
+    return bench["stats"].get("median") if data is None else float(np.median(data))
+
+
+def time_check(name, base, head, m) -> Check:
+    """One benchmark's time ratio from its rounds; the verdict waits for the family (`decide_times`)."""
+    r = shift_ratio(rounds(base), rounds(head), 1 + m.limit)
     change = f"{r.ratio - 1:+.1%} [{r.lower - 1:+.1%}, {r.upper - 1:+.1%}]"
-    return Check(name, m.name, m.show(time_statistic(base, stat)), m.show(time_statistic(head, stat)), change,
-                 verdict if gate_time else "info")
+    return Check(name, m.name, m.show(time_statistic(base)), m.show(time_statistic(head)), change, UNDECIDED, r)
 
 
-def compare_pair(name, base, head, metric_list, gate_time=True) -> list[Check]:
+def decide_times(checks, limit):
+    """Verdicts of the time checks judged on rounds, FAIL at Holm-adjusted p ≤ 5 % over all of them."""
+    timed = [c for c in checks if c.evidence is not None]
+    for c, p in zip(timed, holm([c.evidence.p for c in timed])):
+        c.verdict = verdict(c.evidence, limit, p)
+        c.change += f" p={p:.2g}"
+
+
+def compare_pair(name, base, head, metric_list) -> list[Check]:
     """Check every metric of one benchmark present in both runs."""
     checks = []
     for m in metric_list:
-        if m.name.startswith("time.") and round_times(base) and round_times(head):
-            checks.append(time_check(name, base, head, m, gate_time))
+        if m.name == "time" and rounds(base) is not None and rounds(head) is not None:
+            checks.append(time_check(name, base, head, m))
             continue
         b, h = m.get(base), m.get(head)
         if b is None and h is None:
@@ -155,8 +159,6 @@ def compare_pair(name, base, head, metric_list, gate_time=True) -> list[Check]:
             continue
         d = m.worse(b, h)
         verdict = "FAIL" if d > m.limit + 1e-9 else "ok"  # a drop of exactly the tolerance passes despite float noise
-        if m.name.startswith("time.") and not gate_time:
-            verdict = "info"
         checks.append(Check(name, m.name, m.show(b), m.show(h), m.show_change(d), verdict))
     return checks
 
@@ -168,42 +170,28 @@ def machine_checks(base, head, allow_different) -> list[Check]:
             for label in b if b[label] != h[label]]
 
 
-def time_statistic(bench, stat):
-    """The timing statistic the gate judges: from the per-round times where the file has them."""
-    runs = round_times(bench)
-    return bench["stats"].get(stat) if runs is None else float(ROUND_STATISTICS[stat](np.concatenate(runs)))
-
-
-def machine_drift(base_by, head_by, stat) -> float:
+def machine_drift(base_by, head_by) -> float:
     """Median head/base time ratio over the matched benchmarks: how much slower the whole machine ran."""
-    pairs = [(time_statistic(b, stat), time_statistic(head_by[n], stat)) for n, b in base_by.items() if n in head_by]
+    pairs = [(time_statistic(b), time_statistic(head_by[n])) for n, b in base_by.items() if n in head_by]
     ratios = sorted(h / b for b, h in pairs if b and h)
     return ratios[len(ratios) // 2] if ratios else 1.0
 
 
-def _scaled(bench, stat, factor):
-    stats = {**bench["stats"], stat: bench["stats"][stat] / factor}
+def _scaled(bench, factor):
+    stats = {**bench["stats"], "median": bench["stats"]["median"] / factor}
     if "data" in stats:
         stats["data"] = [t / factor for t in stats["data"]]
     return {**bench, "stats": stats}
 
 
 def check_rounds(bench, path):
-    """Per-round times, where present, must be positive finite numbers, split into runs that add up to them."""
+    """Per-round times, where present, must be positive finite numbers."""
     for b in bench["benchmarks"]:
         data = b["stats"].get("data")
-        if data is None:
-            continue
-        if not isinstance(data, list) or not data or \
-                not all(is_number(t) and math.isfinite(t) and t > 0 for t in data):
+        if data is not None and (not isinstance(data, list) or not data or
+                                 not all(is_number(t) and math.isfinite(t) and t > 0 for t in data)):
             raise UserError(f"{path}: benchmark {b['fullname']} has stats.data that is not a list of positive "
                             f"per-round times; rerun the benchmarks (lowrank-bench bench)")
-        counts = b.get("extra_info", {}).get("run_rounds", [len(data)])
-        if not isinstance(counts, list) or not all(type(c) is int and c > 0 for c in counts) \
-                or sum(counts) != len(data):
-            raise UserError(f"{path}: benchmark {b['fullname']} has extra_info.run_rounds {counts!r}, which does "
-                            f"not split its {len(data)} per-round times into runs; pool with lowrank-bench bench "
-                            f"--repeat")
 
 
 def load_gated(path) -> dict:
@@ -248,27 +236,38 @@ def gate_ab(base_path, head_path, args) -> int:
     checks += [Check(n, "present", "yes", "-", "missing in head", one_sided) for n in unmatched]
     checks += [Check(n, "present", "-", "yes", "missing in base", one_sided) for n in added]
     gate_time = not (checks and args.allow_different_machine)
-    ms = metrics(args.stat, args.max_slowdown, args.max_acc_drop, args.max_mem_growth)
-    drift = machine_drift(base_by, head_by, args.stat) if args.normalize else 1.0
+    ms = metrics(args.max_slowdown, args.max_acc_drop, args.max_mem_growth)
+    drift = machine_drift(base_by, head_by) if args.normalize else 1.0
     if args.normalize:
         print(f"machine drift: head ran {drift:.3f}x base over all benchmarks; head times divided by it")
     for name, b in base_by.items():
         if name in head_by:
-            checks += compare_pair(name, b, _scaled(head_by[name], args.stat, drift), ms, gate_time)
+            checks += compare_pair(name, b, _scaled(head_by[name], drift), ms)
+    decide_times(checks, 1 + args.max_slowdown)
+    if not gate_time:
+        for c in checks:
+            c.verdict = "info" if c.metric == "time" else c.verdict
     print(format_table(checks))
-    failed = sum(c.verdict == "FAIL" for c in checks)
-    undecided = sum(c.verdict == "undecided" for c in checks)
-    point_rule = sum(not (round_times(b) and round_times(head_by[n])) for n, b in base_by.items() if n in head_by)
+    failed = sum(c.verdict == FAIL for c in checks)
+    undecided = sum(c.verdict == UNDECIDED for c in checks)
+    point_rule = sum(rounds(b) is None or rounds(head_by[n]) is None for n, b in base_by.items() if n in head_by)
     if gate_time:
-        time_note = f"time {args.stat} gated at +{args.max_slowdown:.0%}: FAIL when head/base's one-sided 95 % " \
-                    f"lower bound lies above it, {undecided} undecided (not failing)"
+        time_note = f"time gated at +{args.max_slowdown:.0%}: FAIL when head/base lies above it at a Holm-adjusted " \
+                    f"5 % over the {matched - point_rule} benchmarks with rounds, {undecided} undecided"
         if point_rule:
-            time_note += f"; {point_rule} benchmark(s) without per-round times judged on the point value alone"
+            time_note += f"; {point_rule} benchmark(s) without per-round times judged on the median alone"
     else:
-        time_note = f"time {args.stat} reported, not gated (different machine)"
+        time_note = "time reported, not gated (different machine)"
+    if gate_time:
+        print(f"note: {DRIFT_NOTE}")
     print(f"gate: {'FAIL' if failed else 'ok'}, {failed} of {len(checks)} checks failed; "
           f"{matched}/{len(base_by)} base benchmarks matched, {len(added)} new; {time_note}")
-    return 1 if failed else 0
+    return exit_status(failed, undecided, args.undecided)
+
+
+def exit_status(failed, undecided, policy) -> int:
+    """0 pass, 1 a regression, 3 no regression but undecided checks under the policy `fail` (gate and ab alike)."""
+    return 1 if failed else 3 if undecided and policy == "fail" else 0
 
 
 # ---- expectations mode ------------------------------------------------------------------------------------
@@ -389,6 +388,17 @@ def _points(s):
     return _non_negative(s, float, "a number of accuracy points (e.g. 0.5)")
 
 
+def add_time_options(parser, default_slowdown):
+    """--max-slowdown and --undecided, shared by `gate` and `ab`."""
+    parser.add_argument("--max-slowdown", metavar="FRACTION", type=_fraction, default=default_slowdown,
+                        help="fail when head/base time lies above 1 + this with its one-sided bound, at a 5%% "
+                             "family-wise level over all benchmarks (Holm), 0.05 or 5%%; ok when the upper bound "
+                             "lies at or below it, else undecided (default: %(default)s)")
+    parser.add_argument("--undecided", choices=["pass", "fail"], default="fail",
+                        help="what undecided time checks mean when nothing regressed: fail exits 3, pass exits 0 "
+                             "(default: %(default)s)")
+
+
 def add_arguments(parser):
     """The gate's options, on any parser (the lowrank-bench CLI adds them to its `gate` subcommand)."""
     parser.add_argument("bench", nargs="+", metavar="BENCH.json", type=Path,
@@ -402,12 +412,7 @@ def add_arguments(parser):
     parser.add_argument("--margin", metavar="POINTS", type=_points, default=2.0,
                         help="with --write-expect: accuracy floor = measured accuracy minus POINTS "
                              "(default: %(default)s)")
-    parser.add_argument("--stat", metavar="STAT", type=str, choices=TIME_STATS, default="median",
-                        help=f"timing statistic to compare, one of {', '.join(TIME_STATS)} (default: %(default)s)")
-    parser.add_argument("--max-slowdown", metavar="FRACTION", type=_fraction, default=0.15,
-                        help="fail when head/base time exceeds 1 + this even at its one-sided 95%% lower bound "
-                             "(bootstrap over rounds, and over the runs of a --repeat pool), 0.15 or 15%%; an "
-                             "interval that straddles it is undecided and does not fail (default: %(default)s)")
+    add_time_options(parser, default_slowdown=0.15)
     parser.add_argument("--max-acc-drop", metavar="POINTS", type=_points, default=0.5,
                         help="fail when accuracy drops by more than this many percentage points "
                              "(default: %(default)s)")

@@ -35,7 +35,13 @@ def slower(tmp_path):
 def test_gate_passes_fails_and_refuses(slower, tmp_path):
     rc, out, _ = gate_sh("--baseline", SAMPLE, "--head", SAMPLE)
     assert rc == 0 and "gate.sh: passed" in out
+    # Five rounds a side: even twice as slow cannot be told at a 5 % family-wise level over 51 benchmarks
     rc, out, err = gate_sh("--baseline", SAMPLE, "--head", slower)
+    assert rc == 3 and "gate.sh: UNDECIDED" in err and "lowrank-bench ab" in err
+    bigger = json.loads(slower.read_text())
+    bigger["benchmarks"][0]["extra_info"]["params_total"] += 1
+    (tmp_path / "bigger.json").write_text(json.dumps(bigger))
+    rc, out, err = gate_sh("--baseline", SAMPLE, "--head", tmp_path / "bigger.json")
     assert rc == 1 and "FAIL" in out and "gate.sh: FAILED: a regression" in err
     rc, _, err = gate_sh("--baseline", SAMPLE, "--head", tmp_path / "absent.json")
     assert rc == 2 and "absent.json" in err and "unusable input" in err
@@ -76,10 +82,10 @@ fi
     fake.chmod(0o755)
     out = tmp_path / "results"
     rc, stdout, _ = gate_sh("--baseline", SAMPLE, "--profile", "quick", "--repeat", "3", "--out", out, "--offline",
-                            "--", "--stat", "min", command=str(fake))
+                            "--", "--undecided", "pass", command=str(fake))
     head = out / "quick" / "bench.json"
     assert rc == 0 and head.is_file()
     bench_call, gate_call = log.read_text().splitlines()
     assert bench_call == f"bench --profile quick --device cpu --out {out} --repeat 3 --json {head} --offline"
-    assert gate_call == f"gate {SAMPLE} {head} --stat min"
+    assert gate_call == f"gate {SAMPLE} {head} --undecided pass"
     assert gate_sh("--baseline", SAMPLE, command="false")[0] == 2  # a suite that fails fails the gate
