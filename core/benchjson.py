@@ -10,8 +10,8 @@ reads is checked against the schema below when the file is loaded (core/schema.p
 anyone (a CI artifact, a file attached to a pull request).
 """
 from lowrank_bench.core.io import UserError, read_json
-from lowrank_bench.core.schema import (COUNT, FRACTION, NON_NEGATIVE, POSITIVE_INT, boolean, list_of, name, nullable, number,
-                         one_of, record, text, validate)
+from lowrank_bench.core.schema import (COUNT, FRACTION, NON_NEGATIVE, POSITIVE_INT, boolean, list_of, name, nullable,
+                                      number, one_of, record, relative_path, text, validate)
 from lowrank_bench.core.spec import DTYPES, INITS, KINDS, MODES, STUDIES
 
 # Stats.fields (pytest_benchmark/stats.py) plus the "iterations" that Metadata.as_dict adds.
@@ -32,10 +32,14 @@ COMMON_EXTRA_INFO = ("study", "kind", "method", "rank", "init", "batch_size", "d
                      "params_trainable", "flops", "weights_bytes", "peak_mem_bytes", "flop_ratio")
 # What the pytest plugin's `lowrank` fixture writes besides: its reference's size and cost, which flop_ratio divides by.
 REFERENCE_EXTRA_INFO = ("reference_params_total", "reference_flops")
+# And, for a model whose accuracy came as per-example outcomes: their file beside the JSON (core/bench_outcomes.py)
+# and the margin in points they are decided by.
+OUTCOME_EXTRA_INFO = ("outcomes", "outcomes_sha256", "margin_points")
 
 IDENTITY = ("fullname", "name", "group", "param", "params")  # pytest-benchmark's, beside the stats in `rows`
 # Names a user's own extra_info fields may not take: the fixture's, and the columns `rows` puts beside them.
-RESERVED_EXTRA_INFO = frozenset((*COMMON_EXTRA_INFO, *REFERENCE_EXTRA_INFO, "cv", *IDENTITY, *STAT_FIELDS))
+RESERVED_EXTRA_INFO = frozenset((*COMMON_EXTRA_INFO, *REFERENCE_EXTRA_INFO, *OUTCOME_EXTRA_INFO, "cv", *IDENTITY,
+                                 *STAT_FIELDS))
 
 
 # Older files name torch's dtype and have no mode: they were timed eager, before dtype and mode became axes.
@@ -63,7 +67,8 @@ _EXTRA_INFO = record(optional={
                                     "qkv_params")},
     **{f: _RATIO for f in ("flop_ratio", "speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")},
     **{f: POSITIVE_INT for f in ("seq_len", "d_model", "heads", "d_ff")},
-    "merged": nullable(boolean), "costs_more_than_dense": boolean})
+    "merged": nullable(boolean), "costs_more_than_dense": boolean,
+    "outcomes": relative_path, "outcomes_sha256": text, "margin_points": number(low=0, high=100)})
 _BENCHMARK = record({"stats": _STATS},
                     {"extra_info": _EXTRA_INFO, "name": nullable(text), "group": nullable(text),
                      "param": nullable(text)})

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from lowrank_bench.core.bench_outcomes import as_matrix
 from lowrank_bench.core.benchjson import RESERVED_EXTRA_INFO
 from lowrank_bench.core.spec import STUDIES
 from lowrank_bench.models.inputs import call
@@ -23,6 +24,24 @@ def _tensors(inputs):
     """The tensors of `inputs` (a tensor, a tuple of them or a dict of them), in order."""
     values = inputs if isinstance(inputs, tuple) else inputs.values() if isinstance(inputs, dict) else (inputs,)
     return [v for v in values if torch.is_tensor(v)]
+
+
+def _seed_outcomes(over_seeds, timed_outcomes):
+    """over_seeds' `outcomes`, one row per seed, checked against its n_seeds and accuracy; None without them. The
+    timed model's outcomes alone (`timed_outcomes`) cannot decide for several seeds: an error."""
+    if "outcomes" not in over_seeds:
+        if timed_outcomes:
+            raise ValueError("lowrank(...): with over_seeds, give every seed's outcomes as over_seeds['outcomes'] "
+                             "(one row per seed) to decide from them, or accuracy as a number")
+        return None
+    matrix = as_matrix(over_seeds["outcomes"], "lowrank(...): over_seeds['outcomes']")
+    accuracy = over_seeds["accuracy"]
+    if len(matrix) != over_seeds["n_seeds"] or not isinstance(accuracy, numbers.Real) \
+            or abs(float(matrix.mean()) - accuracy) > 1e-9:
+        raise ValueError(f"lowrank(...): over_seeds['outcomes'] has {len(matrix)} rows and mean "
+                         f"{float(matrix.mean())!r}; it must have n_seeds = {over_seeds['n_seeds']!r} rows whose "
+                         f"mean is over_seeds['accuracy'] = {accuracy!r}")
+    return matrix
 
 
 def _number(x):
@@ -45,11 +64,17 @@ class LowRank:
       accuracy   optional: a number in [0, 1], or a function that takes the model as timed (in this test's dtype
                  and mode; it casts floating inputs to the dtype itself) and returns its accuracy in [0, 1], or a
                  dict of it ("accuracy") and more fields of your own for extra_info (one evaluation pass for all).
+                 The accuracy may be per-example outcomes instead: a boolean array or tensor, one entry per
+                 example in a fixed order, the same for every model of the study. With --benchmark-json FILE they
+                 are stored beside it (core/bench_outcomes.py) and `lowrank-bench collect` and `gate` decide from
+                 them whether the model is within --margin-points of the study's reference.
                  Compiled models are specialised to the batch's shape: evaluate them on batches of that size.
       init       optional: where the factors started, for studies that compare initialisations.
       over_seeds optional, when the model is one of several trained alike with different seeds: {"accuracy": their
                  mean accuracy, "accuracy_ci95": its 95 % half-width or None, "n_seeds": how many, "seed_timed":
-                 this model's seed}. `accuracy` then stays this model's and is written as `accuracy_timed`.
+                 this model's seed}. `accuracy` then stays this model's and is written as `accuracy_timed`. With
+                 "outcomes" besides: a boolean array of one row per seed (a fixed seed order, the same for every
+                 model of the study), whose mean is "accuracy": the seeds' outcomes, stored and decided from.
       extra_info optional: more fields of your own for the benchmark's extra_info (numbers or strings). A built-in
                  study's name (core.spec.STUDIES) is only for benchmarks that carry that study's own fields.
 
@@ -61,9 +86,12 @@ class LowRank:
     The benchmark's group, unless a benchmark mark names one, is `<study>-b<batch>-<dtype>-<mode>`.
     """
 
-    def __init__(self, benchmark, dtype: str, mode: str, references: dict):
+    def __init__(self, benchmark, dtype: str, mode: str, references: dict,
+                 store: Callable[[Any], Mapping[str, Any]] | None = None):
         self.benchmark, self.dtype, self.mode = benchmark, dtype, mode
         self._references = references  # {(id, input shapes): (reference, its params and FLOPs)}, per session
+        # store(outcomes) -> the extra_info naming them once stored beside the benchmark JSON (the plugin's)
+        self._store = store
 
     def __call__(self, model: nn.Module | Callable[[], nn.Module], inputs: Any, *, reference: nn.Module,
                  study: str, method: str, rank: int | None = None,
@@ -100,16 +128,24 @@ class LowRank:
         clash = sorted(RESERVED_EXTRA_INFO & set(own_info))
         if clash:
             raise ValueError(f"lowrank(...): extra_info may not set {clash}: the fixture writes them")
+        outcomes = None
+        if accuracy is not None and not isinstance(accuracy, numbers.Real):  # one outcome per example
+            outcomes = as_matrix(accuracy, "lowrank(...): accuracy")
+            if len(outcomes) != 1:
+                raise ValueError("lowrank(...): accuracy must hold one outcome per example (a 1-D array); give "
+                                 "several seeds' as over_seeds['outcomes']")
+            accuracy = float(outcomes.mean())
         if accuracy is not None:
             if isinstance(accuracy, bool) or not isinstance(accuracy, numbers.Real) or not 0 <= accuracy <= 1:
                 raise ValueError(f"lowrank(...): accuracy must be a fraction in [0, 1], got {accuracy!r}")
             accuracy = float(accuracy)  # a numpy scalar too: the JSON takes plain numbers
         seeds = {"accuracy": accuracy, "accuracy_ci95": None, "n_seeds": 1, "seed_timed": None}
         if over_seeds is not None:
-            if set(over_seeds) != set(seeds):
-                raise ValueError(f"lowrank(...): over_seeds must hold exactly {sorted(seeds)}, got "
-                                 f"{sorted(over_seeds)}")
-            seeds = dict(over_seeds)
+            given = {k: v for k, v in over_seeds.items() if k != "outcomes"}
+            if set(given) != set(seeds):
+                raise ValueError(f"lowrank(...): over_seeds must hold exactly {sorted(seeds)} (and optionally "
+                                 f"'outcomes'), got {sorted(over_seeds)}")
+            seeds, outcomes = given, _seed_outcomes(over_seeds, outcomes is not None)
         own = measure(converted, timed_inputs, device)
         self.benchmark.extra_info.update({
             "study": study, "kind": "infer", "method": method, "rank": rank, "init": init, "batch_size": batch_size,
@@ -119,6 +155,8 @@ class LowRank:
             "flops": _number(own.flops / batch_size), "weights_bytes": own.weights_bytes,
             "peak_mem_bytes": own.peak_mem_bytes, "flop_ratio": own.flops / batch_size / ref_flops,
             "reference_params_total": ref_params, "reference_flops": ref_flops, **own_info})
+        if outcomes is not None and self._store is not None:
+            self.benchmark.extra_info.update(self._store(outcomes))
         if self.benchmark.group is None:  # dtypes and modes never share a group, so `compare` never mixes them
             self.benchmark.group = f"{study}-b{batch_size}-{self.dtype}-{self.mode}"
 

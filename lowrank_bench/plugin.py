@@ -7,6 +7,8 @@ something else in those axes asks for `lowrank_dtype` and `lowrank_mode` alone. 
 options, the benchmark axes of every suite, here and nowhere else; a conftest.py whose tests have defaults of their
 own (the built-in suites: their profile's) implements the hook `pytest_lowrank_axes`. From the fixture's first use
 on, the session's thread count is pinned as the built-in suites pin it ($LOWRANK_THREADS, else all cores but one).
+Per-example outcomes a test gives the fixture are stored beside --benchmark-json (core/bench_outcomes.py), with
+the margin of --margin-points that `collect` and `gate` decide them by.
 A session that never asks for the fixture is left as it was: no parametrization, no pinned threads, no machine
 facts, no torch import.
 """
@@ -28,8 +30,41 @@ def pytest_addhooks(pluginmanager):
     pluginmanager.add_hookspecs(Hooks)
 
 
+def _points(text):
+    """--margin-points: a number of accuracy points >= 0."""
+    import argparse
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 100:
+        raise argparse.ArgumentTypeError(f"--margin-points must be a number of points in [0, 100), got {text!r}")
+    return value
+
+
 def pytest_addoption(parser):
-    add_bench_axes(parser.getgroup("lowrank-bench").addoption)
+    group = parser.getgroup("lowrank-bench")
+    add_bench_axes(group.addoption)
+    group.addoption("--margin-points", metavar="POINTS", type=_points, default=0.5,  # the built-in studies' default
+                    help="the margin δ, in accuracy points, that `lowrank-bench collect` and `gate` decide "
+                         "benchmarks with per-example outcomes by: within δ of the study's reference or not "
+                         "(default 0.5)")
+
+
+def _store(config, fullname):
+    """store(outcomes) for the fixture: writes them beside --benchmark-json and returns the extra_info naming them
+    and the margin; without --benchmark-json a warning, since nothing would keep them."""
+    def store(outcomes):
+        path = config.getoption("benchmark_json", None)
+        if path is None:
+            import warnings
+            warnings.warn("lowrank: per-example outcomes are kept only beside --benchmark-json FILE; without it "
+                          "collect and gate cannot decide from them", stacklevel=2)
+            return {}
+        from lowrank_bench.core import bench_outcomes
+        written = bench_outcomes.write(config.invocation_params.dir / path, fullname, outcomes)
+        return {**written, "margin_points": config.getoption("margin_points")}
+    return store
 
 
 @pytest.hookimpl(trylast=True)  # after the test's own parametrize marks, so the axes end its id
@@ -75,7 +110,8 @@ def lowrank(benchmark, request, lowrank_dtype, lowrank_mode):
     if not request.config.stash.get(_USED, False):  # the first use: every benchmark of the session, one thread count
         torch.set_num_threads(default_threads())
         request.config.stash[_USED] = True
-    return LowRank(benchmark, lowrank_dtype, lowrank_mode, request.config.stash.setdefault(_REFERENCES, {}))
+    return LowRank(benchmark, lowrank_dtype, lowrank_mode, request.config.stash.setdefault(_REFERENCES, {}),
+                   _store(request.config, request.node.nodeid))
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-benchmark's hook: a session run with -p no:benchmark has no such hook

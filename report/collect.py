@@ -110,9 +110,10 @@ def collect(results_dir: Path, bench_files: list[Path], across_profiles=False) -
                                                           longtable_caption=f"\\ComparisonCaption{{{study}}}")
         figures |= study_figures(d, one_axis, figures_dir, bench)
     for study in own:
-        tables[f"{study}_bench"] = t.write_table(tables_dir, f"{study}_bench", *benchstudy.table(study, bench,
-                                                                                                bench_files[0]))
-        figures |= benchstudy.figures(study, one_axis, figures_dir)
+        decided, _ = benchstudy.decide(study, bench, bench_files[0])
+        tables[f"{study}_bench"] = t.write_table(tables_dir, f"{study}_bench",
+                                                 *benchstudy.table(study, bench, bench_files[0], decided))
+        figures |= benchstudy.figures(study, one_axis, figures_dir, decided)
     made = {Path(p).name for kind in (tables, figures) for paths in kind.values() for p in paths.values()}
     for old in written_before:
         if old.name not in made and old.is_file():  # from an earlier run with a study or benchmark file gone now

@@ -16,6 +16,10 @@ measures both sides interleaved, which cancels it. A file without per-round time
 --benchmark-save and no --benchmark-save-data, or by hand) gets the point rule on the median, head/base − 1 >
 --max-slowdown, outside the family, and the summary says how many benchmarks were judged so.
 
+Accuracy is decided too where the benchmarks carry per-example outcomes (the `lowrank` fixture's, stored beside the
+JSON): head's paired difference of each model to its study's reference and its verdict at the margin it was run
+with, as `collect` tabulates them; a model decided "worse" in head that was not in base fails.
+
 Expectations mode, `--expect FILE HEAD.json`: checks what does not depend on the machine (accuracy floors,
 exact parameter counts), so CI can gate it on any runner. `--write-expect FILE HEAD.json` writes that file.
 
@@ -37,7 +41,8 @@ import numpy as np
 
 from lowrank_bench.core.benchjson import axes, by_fullname, is_number, load_bench, machine_summary
 from lowrank_bench.core.io import UserError, read_json, require_regular_target, write_json
-from lowrank_bench.report import fmt
+from lowrank_bench.report import benchstudy, fmt
+from lowrank_bench.report.results import load_benches
 from lowrank_bench.timing.decide import FAIL, UNDECIDED, Ratio, holm, shift_ratio, verdict
 
 MIN_MATCHED = 0.9
@@ -247,6 +252,7 @@ def gate_ab(base_path, head_path, args) -> int:
     if not gate_time:
         for c in checks:
             c.verdict = "info" if c.metric == "time" else c.verdict
+    checks += decision_checks(base_path, head_path)
     print(format_table(checks))
     failed = sum(c.verdict == FAIL for c in checks)
     undecided = sum(c.verdict == UNDECIDED for c in checks)
@@ -268,6 +274,32 @@ def gate_ab(base_path, head_path, args) -> int:
 def exit_status(failed, undecided, policy) -> int:
     """0 pass, 1 a regression, 3 no regression but undecided checks under the policy `fail` (gate and ab alike)."""
     return 1 if failed else 3 if undecided and policy == "fail" else 0
+
+
+def decisions(path) -> dict:
+    """{fullname: report.benchstudy.DECIDED fields} of every benchmark of `path` decided from per-example outcomes
+    against its study's reference; {} when none carries outcomes."""
+    if not any(b.get("extra_info", {}).get("outcomes") for b in load_bench(path)["benchmarks"]):
+        return {}
+    rows, _ = load_benches([path])
+    return {name: d for study in benchstudy.studies(rows)
+            for name, d in benchstudy.decide(study, rows, path)[0].items()}
+
+
+def decision_checks(base_path, head_path) -> list[Check]:
+    """One row per benchmark of head decided against its study's reference (core/decision.py, as `collect`):
+    FAIL when head is decided "worse" and base was not, undecided (counted with the time checks' undecided) when
+    head cannot tell where base was "within", ok otherwise; the change is head's paired difference with its one-sided 95 % bounds."""
+    base, head = decisions(base_path), decisions(head_path)
+    checks = []
+    for name, d in head.items():
+        was = (base.get(name) or {}).get("verdict")
+        verdict = FAIL if d["verdict"] == "worse" and was != "worse" else \
+            UNDECIDED if d["verdict"] == "undecided" and was == "within" else "ok"
+        change = f"{fmt.points(d['diff'])} [{fmt.points(d['diff_lower'])}, {fmt.points(d['diff_upper'])}] pt, " \
+                 f"δ {d['margin_points']:g}"
+        checks.append(Check(name, "verdict", was or "-", d["verdict"], change, verdict))
+    return checks
 
 
 # ---- expectations mode ------------------------------------------------------------------------------------

@@ -133,8 +133,10 @@ def test_compare_collect_and_gate_read_it(venv, readme_run):
     rows = (out / "tables" / "mlp_bench.md").read_text().splitlines()[2:]
     assert [r.split(" | ")[:2] for r in rows] == [["| dense", "-"], ["| svd", "16"], ["| svd", "64"]]
     assert "22,026" in rows[1]  # k16's parameter count, as the JSON has it
-    assert {p.name for p in (out / "figures").iterdir()} == {f"mlp_{f}.{e}" for f in ("latency", "accuracy")
-                                                              for e in ("png", "pdf")}
+    assert {p.name for p in (out / "figures").iterdir()} == {
+        f"mlp_{f}.{e}" for f in ("latency", "accuracy", "forest") for e in ("png", "pdf")}
+    # The README's decisions: rank 64 within half a point of dense and chosen, rank 16 worse, where testing stopped.
+    assert [r.split(" | ")[-2:] for r in rows] == [["-", "- |"], ["worse", "stop |"], ["within", "chosen |"]]
     gate = run(["lowrank-bench", "gate", "out.json", "out.json"], user, env)
     assert "gate: ok, 0 of " in gate.stdout and "test_mlp[16-fp32-eager]" in gate.stdout
 
@@ -226,7 +228,13 @@ def test_an_accuracy_dict_adds_its_fields(pytester):
     ("accuracy=1.5", r"accuracy must be a fraction in \[0, 1\], got 1.5"),
     ('accuracy=lambda m: {"acc": 1}', "returned \\['acc'\\], without the key 'accuracy'"),
     ('over_seeds={"accuracy": 1}', r"over_seeds must hold exactly \['accuracy', 'accuracy_ci95', 'n_seeds', "
-                                   r"'seed_timed'\], got \['accuracy'\]"),
+                                   r"'seed_timed'\] \(and optionally 'outcomes'\), got \['accuracy'\]"),
+    ("accuracy=torch.ones(2, 3, dtype=torch.bool)", "accuracy must hold one outcome per example"),
+    ("accuracy=torch.ones(3)", r"accuracy must be a boolean array, one entry per example"),
+    ('accuracy=torch.ones(3, dtype=torch.bool), over_seeds={"accuracy": 1.0, "accuracy_ci95": None, "n_seeds": 2, '
+     '"seed_timed": 0}', r"with over_seeds, give every seed's outcomes as over_seeds\['outcomes'\]"),
+    ('over_seeds={"accuracy": 0.5, "accuracy_ci95": None, "n_seeds": 2, "seed_timed": 0, '
+     '"outcomes": torch.ones(2, 3, dtype=torch.bool)}', r"it must have n_seeds = 2 rows whose mean is"),
 ])
 def test_bad_arguments_fail_the_test_with_the_reason(pytester, arguments, message):
     result, _ = run_tiny(pytester, arguments)
