@@ -1,22 +1,36 @@
 """The one parametrization of the three suites, their session settings, and what is added to the JSON at the end.
 
-Options live in the root conftest.py. Each suite module sets `STUDY`; every test asking for `method` and `rank`
-runs once per variant of that study (ids from `variant_id`: `dense`, `svd-k32`, `r4`), `merged` adds LoRA's merged
-forms and `batch_size` takes the profile's benchmark batch sizes. Inference is timed through the pytest plugin's
-`lowrank` fixture, as a user's model is; the plugin parametrizes the inference axes (`lowrank_dtype`,
-`lowrank_mode`) from `pytest_lowrank_axes` below: --dtypes/--modes, else the profile's bench.dtypes/modes, else the
-device's default. Ids read `svd-k32-b256-bf16-compiled`: the axes are always named, fp32 eager too, so an id alone
-says what was timed.
+The suites' options (the CLI's --profile, --set, --device, --data-root, --out; lowrank_bench/options.py) are
+declared here, so they exist only in a session that runs these suites (`pytest bench`, `lowrank-bench bench`), never
+in a user's own pytest session, where the plugin is active too. Each suite module sets `STUDY`; every test asking
+for `method` and `rank` runs once per variant of that study (ids from `variant_id`: `dense`, `svd-k32`, `r4`),
+`merged` adds LoRA's merged forms and `batch_size` takes the profile's benchmark batch sizes. Inference is timed
+through the pytest plugin's `lowrank` fixture, as a user's model is; the plugin parametrizes the inference axes
+(`lowrank_dtype`, `lowrank_mode`) from `pytest_lowrank_axes` below: --dtypes/--modes, else the profile's
+bench.dtypes/modes, else the device's default. Ids read `svd-k32-b256-bf16-compiled`: the axes are always named,
+fp32 eager too, so an id alone says what was timed.
 """
 import pytest
 import torch
 
+from lowrank_bench import plugin
 from lowrank_bench.bench.harness import Env, Suite, axes, profile_of
 from lowrank_bench.timing.pair import add_speedups
 from lowrank_bench.core.benchjson import check_study_extra_info
 from lowrank_bench.core.variants import variant_id
+from lowrank_bench.options import add_common
 from lowrank_bench.training.studies import timed
-from lowrank_bench.timing.measure import default_threads
+from lowrank_bench.timing.measure import default_threads, machine_info as torch_facts
+
+
+def pytest_addoption(parser, pluginmanager):
+    add_common(parser.getgroup("lowrank-bench").addoption)  # missing results are trained
+    plugin.register(pluginmanager)  # the `lowrank` fixture times inference
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """torch, thread and GPU facts for every run of the suites (the plugin adds them only once its fixture ran)."""
+    machine_info.update(torch_facts())
 
 
 def pytest_configure(config):

@@ -10,11 +10,12 @@ import threading
 import time
 from pathlib import Path
 
+from lowrank_bench import bench
 from lowrank_bench.timing.measure import pool_runs
 from lowrank_bench.core import proc
 from lowrank_bench.core.benchjson import load_bench
 from lowrank_bench.core.io import UserError, atomic_path, require_regular_target, require_writable_dir, write_json
-from lowrank_bench.options import add_bench_axes, add_common, as_argv, bench_axes_argv
+from lowrank_bench.options import absolute_paths, add_bench_axes, add_common, as_argv, bench_axes_argv
 from lowrank_bench.report import collect, gate, latex
 from lowrank_bench.report.results import default_bench
 from lowrank_bench.training.config import load_profile, resolve_device
@@ -23,7 +24,8 @@ from lowrank_bench.training.download import download, ensure
 from lowrank_bench.training import executors, jobs
 from lowrank_bench.core.spec import STUDIES
 
-REPO = Path(__file__).resolve().parent.parent
+# The built-in suites: the package's bench folder (the checkout's bench/ when run from a checkout)
+SUITES = Path(bench.__file__).parent
 # Wall times of a whole `run` per profile, as measured (README, "Profiles at a glance"); the help texts quote them.
 RUN_TIMES = ("smoke about 2 min, quick about 50 min with its two seeds on a 2-core CPU "
              "with --jobs auto; full about 16 min per seed on one H100 (measured before its minilm rows)")
@@ -115,10 +117,14 @@ def cmd_train(args):
 
 def run_suite(args, json_path, target):
     """One `pytest bench` process writing its JSON to `json_path`; `target` is what the user will be told about."""
-    cmd = [sys.executable, "-m", "pytest", str(REPO / "bench"), "-q", *as_argv(args), *bench_axes_argv(args),
+    # From the user's folder, yet apart from their project: the suites' own configuration file (-c), never a
+    # pytest.ini or pyproject.toml found there, with rootdir the package (ids read bench/test_...py::..., as the
+    # expectations name them); no cache folder and no bytecode (-B) written into the installed package.
+    cmd = [sys.executable, "-B", "-m", "pytest", str(SUITES), "-c", str(SUITES / "suites.ini"),
+           f"--rootdir={SUITES.parent}", "-p", "no:cacheprovider", "-q", *as_argv(args), *bench_axes_argv(args),
            f"--benchmark-json={json_path}", *args.pytest_args]
     print("$ " + " ".join(cmd))
-    rc, _ = proc.run(cmd, cwd=REPO)
+    rc, _ = proc.run(cmd, cwd=Path.cwd())
     if rc != 0:
         raise UserError(f"the benchmark suite failed (pytest exit {rc}); {target} was left as it was")
     # pytest exits 0 when every benchmark was skipped or deselected (--co, --benchmark-skip), leaving the file
@@ -164,6 +170,8 @@ def cmd_bench(args):
 
 def cmd_collect(args):
     _, out = profile_out(args)
+    if (own := collect.own_folder(args.bench)):  # a user's own study: a folder of its own, never a profile's
+        out = args.out / own
     return collect.main(out, args.bench or default_bench(out), args.across_profiles)
 
 
@@ -260,7 +268,9 @@ def build_parser():
 
     p = command("collect", cmd_collect, "turn results and benchmark JSON into tables and figures",
                 "OUT/<profile>/<study>/summary.json and the benchmark JSON files (default OUT/<profile>/bench.json)",
-                "OUT/<profile>/tables/ (csv, md, tex), OUT/<profile>/figures/ (pdf, png), collected.json",
+                "OUT/<profile>/tables/ (csv, md, tex), OUT/<profile>/figures/ (pdf, png), collected.json; "
+                "benchmark files of your own studies alone (the `lowrank` fixture's): OUT/<first file's name>/ "
+                "instead (out.json: OUT/out/)",
                 "seconds for every profile")
     collect.add_arguments(p)
 
@@ -300,7 +310,7 @@ def _terminated(signum, frame):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = absolute_paths(build_parser().parse_args(argv))
     handler = None
     if threading.current_thread() is threading.main_thread():  # only there can a signal handler be set
         handler = signal.signal(signal.SIGTERM, _terminated)

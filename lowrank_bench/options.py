@@ -4,6 +4,8 @@ Each entry is (flag, argparse keywords); pytest's `addoption` takes the same key
 --profile quick` and `pytest bench --profile quick` mean the same thing and cannot drift apart.
 """
 import argparse
+import os
+from pathlib import Path
 
 from lowrank_bench.core.spec import DTYPES, MODES
 
@@ -16,13 +18,12 @@ COMMON = (
                         "--set attention.train.epochs=1 (repeatable)")),
     ("--device", dict(metavar="DEV", default="auto", choices=["auto", "cpu", "cuda"],
                       help="auto, cpu or cuda (default auto)")),
-    ("--data-root", dict(metavar="DIR", default=None, dest="data_root",
+    ("--data-root", dict(metavar="DIR", type=Path, default=None, dest="data_root",
                          help="data sets folder (default: $LOWRANK_DATA, else ~/.cache/lowrank-bench/data, "
                               "where missing data sets are fetched unless --offline)")),
-    ("--out", dict(metavar="DIR", default="results", help="results folder; each profile writes to "
+    ("--out", dict(metavar="DIR", type=Path, default="results", help="results folder; each profile writes to "
                                                           "OUT/<profile>/ (default results)")),
 )
-
 
 
 def _axis(choices, what):
@@ -59,6 +60,22 @@ def add_bench_axes(add):
     """Declare --dtypes and --modes (`pytest bench`, `lowrank-bench bench` and `run`)."""
     for flag, keywords in BENCH_AXES:
         add(flag, **keywords)
+
+
+def absolute_paths(args):
+    """Make every path of parsed `args` absolute, from the current folder, before anything runs: each option typed
+    Path (or a list of them) and a `--profile PATH.toml`. Whatever runs later in another folder (the suites' pytest,
+    the sweep's workers) then reads and writes where the user meant."""
+    def absolute(path):
+        return Path(os.path.abspath(Path(path).expanduser()))
+    for key, value in vars(args).items():
+        if isinstance(value, Path):
+            setattr(args, key, absolute(value))
+        elif isinstance(value, list) and value and all(isinstance(v, Path) for v in value):
+            setattr(args, key, [absolute(v) for v in value])
+    if getattr(args, "profile", "").endswith(".toml"):
+        args.profile = str(absolute(args.profile))
+    return args
 
 
 def as_argv(args):

@@ -12,6 +12,8 @@ the margin of --margin-points that `collect` and `gate` decide them by.
 A session that never asks for the fixture is left as it was: no parametrization, no pinned threads, no machine
 facts, no torch import.
 """
+import sys
+
 import pytest
 
 from lowrank_bench.options import add_bench_axes
@@ -24,6 +26,13 @@ class Hooks:
     @pytest.hookspec(firstresult=True)
     def pytest_lowrank_axes(self, metafunc):
         """(dtypes, modes) the test of `metafunc` is timed in, or None for the plugin's choice."""
+
+
+def register(pluginmanager):
+    """Register this plugin where its entry point did not (a checkout run without installing it, or installed
+    before the entry point existed), unless `-p no:lowrank` blocked it. For a conftest.py's pytest_addoption."""
+    if not pluginmanager.is_registered(sys.modules[__name__]) and not pluginmanager.is_blocked("lowrank"):
+        pluginmanager.register(sys.modules[__name__], "lowrank")
 
 
 def pytest_addhooks(pluginmanager):

@@ -7,10 +7,15 @@ figures; with several files, a comparison table per study joins them on `fullnam
 latency as a ratio to the first's. Reading is `report.results`, tables `report.tables`, figures `report.figures`.
 
 collected.json names files relative to the results folder (a benchmark file outside it by its absolute path), so
-a copied results folder reads its own files; it is also the manifest of what the collector wrote there.
+a copied results folder reads its own files; it is also the manifest of what the collector wrote there. A collection
+replaces an earlier one in its folder only when it has the same reference file (or the earlier one's is gone): a
+user's file collected into a profile's folder would remove that profile's latency tables and figures, and the next
+report would read the user's file alone. `lowrank-bench collect` therefore gives a user's own benchmark files a
+folder of their own (`own_folder`).
 """
 from pathlib import Path
 
+from lowrank_bench.core.benchjson import load_bench
 from lowrank_bench.core.io import UserError, read_json, write_json
 from lowrank_bench.core.schema import boolean, dict_of, list_of, name, record, relative_path, text, validate
 from lowrank_bench.core.spec import STUDIES
@@ -52,6 +57,31 @@ def _written_before(prior, results_dir):
             for paths in prior[kind].values() for p in paths.values()]
 
 
+def own_folder(bench_files):
+    """The folder name for benchmark files that hold only users' own studies (no built-in study's benchmark): the
+    first file's name without .json (`out.json` -> `out`); None for the built-in suites' files (or none given), whose
+    results are a profile's."""
+    studies = {b["extra_info"].get("study") for f in bench_files for b in load_bench(f)["benchmarks"]}
+    if not bench_files or studies & set(STUDIES):
+        return None
+    folder = Path(bench_files[0]).stem
+    if not folder or folder.startswith("."):
+        raise UserError(f"{bench_files[0]}: its name makes no folder name (it starts with a dot); rename it, e.g. "
+                        f"mine.json")
+    return folder
+
+
+def _refuse_another_reference(prior, results_dir, bench_files):
+    """A UserError when `results_dir` holds an earlier collection of another reference file that still exists:
+    collecting here would remove the tables and figures it wrote and make its report read these files instead."""
+    before = prior["bench_files"][0] if prior and prior["bench_files"] else None
+    now = _stored(bench_files[0], results_dir) if bench_files else None
+    if before is not None and before != now and (results_dir / before).is_file():
+        raise UserError(f"{results_dir} holds the tables and figures collected from {before}; collecting "
+                        f"{now or 'without a benchmark file'} there would replace them: give --out another folder, "
+                        f"or delete {results_dir / 'collected.json'} to collect this folder afresh")
+
+
 def _stored(path, results_dir):
     """How collected.json names `path`: relative to the results folder when inside it, else absolute."""
     path, root = Path(path).resolve(), Path(results_dir).resolve()
@@ -73,6 +103,7 @@ def collect(results_dir: Path, bench_files: list[Path], across_profiles=False) -
     file of another profile is refused unless `across_profiles`."""
     results_dir, bench_files = Path(results_dir), [Path(p) for p in bench_files]
     prior = read_collected(results_dir)
+    _refuse_another_reference(prior, results_dir, bench_files)
     studies = {s: d for s in STUDIES if (d := load_study(results_dir, s))}
     bench, machines = load_benches(bench_files)
     own = benchstudy.studies(bench)  # the user's own, benchmarked with the `lowrank` fixture: no results folder

@@ -23,9 +23,8 @@ from lowrank_bench.report.collect import collect, read_collected
 from lowrank_bench.report.results import default_bench, primary, same_model, speedup_cells
 from lowrank_bench.report.tex import Tex, tex
 
-ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).parent / "templates"
-BUILD = ROOT / "report" / "build"
+BUILD = Path("report", "build")  # from the current folder: the checkout's report/build where run from its root
 # The build folder's list of what the report wrote there: the only files a build replaces or removes.
 MANIFEST = "report-files.json"
 _MANIFEST = record({"files": list_of(relative_path)})

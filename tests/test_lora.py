@@ -1,6 +1,7 @@
 """LoRA from scratch against PEFT as an oracle, plus the properties PEFT's own tests check on a tiny MLP."""
 import copy
 
+import peft  # the `test` extra's, used only as the oracle
 import pytest
 import torch
 import torch.nn as nn
@@ -9,8 +10,6 @@ from lowrank_bench.models.lora import (LoRAConfig, LoRALinear, add_lora, load_lo
                          unmerge_lora)
 from lowrank_bench.models.mlp import MLP, MLPConfig
 from lowrank_bench.training.measure import param_counts
-
-peft = pytest.importorskip("peft")  # a test dependency, used only as the oracle
 
 HIDDEN = ["hidden.0", "hidden.1"]  # hidden.0 is 32×64, hidden.1 is 16×32
 

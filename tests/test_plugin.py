@@ -8,6 +8,7 @@ outside the repository: only the installed package can be found. The fixture's o
 import json
 import os
 import re
+import site
 import subprocess
 import sys
 import tomllib
@@ -20,6 +21,7 @@ import torch._dynamo  # noqa: F401
 
 from lowrank_bench.core.benchjson import COMMON_EXTRA_INFO, check_study_extra_info, load_bench
 from lowrank_bench.core.spec import STUDIES
+from lowrank_bench.fixtures.build import build_data_root
 
 pytest_plugins = ["pytester"]  # the fixture's own tests below run pytest inline on tiny files
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +40,16 @@ def test_plain():
     assert "torch" not in sys.modules  # nothing in this session imports torch, the plugin included
 '''
 
+# The user's own test beside the README's, in the same session: their `models` and `core` stay theirs.
+THEIRS = '''\
+import core
+import models
+
+
+def test_their_packages_are_theirs():
+    assert (models.WHOSE, core.WHOSE) == ("the user's models", "the user's core")
+'''
+
 
 def readme_test_file():
     """The first Python block of the README's "Benchmark your own model" section."""
@@ -54,9 +66,17 @@ def run(cmd, cwd, env, check=True):
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory):
-    """(python of a fresh venv with this checkout installed, the environment to run it in, a scratch folder)."""
+    """(python of a fresh venv with this package's wheel installed, the environment to run it in, a scratch folder).
+
+    The wheel is built offline from a copy of what the package ships (so the build writes nothing into the
+    checkout), by the interpreter's own setuptools (the `test` extra's), and installed without dependencies into a
+    venv of its own. For torch, pytest and the rest, a .pth file there lists the system's site-packages folders:
+    their packages are found, but no .pth file in them runs, so an editable install of a checkout (a .pth file and
+    its finder) stays hidden. Every command runs without PYTHONPATH, from a folder outside the repository: only the
+    wheel's package can be found.
+    """
     root = tmp_path_factory.mktemp("user")
-    src = root / "src"  # a copy of what the package ships, so the build writes nothing into the checkout
+    src = root / "src"
     folders = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values()
     for name in ("pyproject.toml", "README.md"):
         (src / name).parent.mkdir(parents=True, exist_ok=True)
@@ -67,31 +87,46 @@ def venv(tmp_path_factory):
                 (src / path.relative_to(REPO)).parent.mkdir(parents=True, exist_ok=True)
                 (src / path.relative_to(REPO)).write_bytes(path.read_bytes())
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    # --without-pip: the venv runs the system's pip and setuptools (ensurepip would put an older setuptools first)
-    run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", root / "venv"], root, env)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", root / "dist", src], root, env)
+    wheel, = (root / "dist").glob("lowrank_bench-*.whl")
+    run([sys.executable, "-m", "venv", "--without-pip", root / "venv"], root, env)
     python = root / "venv" / "bin" / "python"
-    run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--disable-pip-version-check",
-         src], root, env)
+    purelib = run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], root, env).stdout
+    system = [*site.getsitepackages(), *([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])]
+    (Path(purelib.strip()) / "system-site-packages.pth").write_text("".join(f"{folder}\n" for folder in system))
+    run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--no-index",
+         "--force-reinstall", wheel], root, env)
     env["PATH"] = f"{root / 'venv' / 'bin'}{os.pathsep}{env['PATH']}"
     return python, env, root
 
 
 @pytest.fixture(scope="module")
 def readme_run(venv):
-    """The README's test file run in an empty folder: (folder, pytest's result)."""
+    """The README's test file run in a folder that holds nothing else but the user's own `models` and `core`
+    packages and a test of theirs: (folder, pytest's result)."""
     python, env, root = venv
     user = root / "mine"
-    user.mkdir()
+    for package in ("models", "core"):
+        (user / package).mkdir(parents=True)
+        (user / package / "__init__.py").write_text(f'WHOSE = "the user\'s {package}"\n')
+    (user / "test_theirs.py").write_text(THEIRS)
     (user / "test_mine.py").write_text(readme_test_file())
     return user, run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-json=out.json"], user,
                      env)
 
 
-def test_the_installed_package_is_the_one_used(venv):
+def test_only_the_wheels_package_can_be_found(venv):
+    """One import name, from the wheel in the venv: no top-level `models` or `core`, nothing of the checkout."""
     python, env, root = venv
-    where = run([python, "-c", "import lowrank_bench.plugin, lowrank_bench.models as m; "
-                 "print(lowrank_bench.plugin.__file__); print(m.__file__)"], root, env).stdout.split()
-    assert all(Path(p).is_relative_to(root / "venv") for p in where), where
+    code = ("import importlib.util, sys, lowrank_bench.plugin, lowrank_bench.models\n"
+            "print(lowrank_bench.plugin.__file__, lowrank_bench.models.__file__, *lowrank_bench.__path__)\n"
+            "print([n for n in ('models', 'core', 'training', 'timing', 'bench', 'report', 'fixtures') "
+            "if importlib.util.find_spec(n)])\n"
+            "print(*sys.path)")
+    where, top_level, path = run([python, "-c", code], root, env).stdout.splitlines()
+    assert all(Path(p).is_relative_to(root / "venv") for p in where.split()), where
+    assert top_level == "[]" and not any(Path(p).resolve().is_relative_to(REPO) for p in path.split()), path
 
 
 def test_readme_file_uses_only_the_public_api():
@@ -101,7 +136,7 @@ def test_readme_file_uses_only_the_public_api():
 
 def test_readme_file_passes_and_writes_the_contract(readme_run):
     user, result = readme_run
-    assert re.search(r"\b3 passed\b", result.stdout), result.stdout
+    assert re.search(r"\b4 passed\b", result.stdout), result.stdout  # the README's 3 and the user's own
     bench = load_bench(user / "out.json")
     check_study_extra_info(bench, "out.json")  # the built-in suites' contract, for a study of the user's own
     info = {b["name"]: b["extra_info"] for b in bench["benchmarks"]}
@@ -129,7 +164,7 @@ def test_compare_collect_and_gate_read_it(venv, readme_run):
     assert all(f"test_mlp[{k}-fp32-eager]" in table for k in ("None", "16", "64")) and "Median" in table, table
     said = run(["lowrank-bench", "collect", "out.json"], user, env).stdout
     assert said.startswith("collected mlp with 1 benchmark file(s)"), said
-    out = user / "results" / "smoke"
+    out = user / "results" / "out"  # a folder named after the file: a user's study is no profile's
     rows = (out / "tables" / "mlp_bench.md").read_text().splitlines()[2:]
     assert [r.split(" | ")[:2] for r in rows] == [["| dense", "-"], ["| svd", "16"], ["| svd", "64"]]
     assert "22,026" in rows[1]  # k16's parameter count, as the JSON has it
@@ -259,3 +294,48 @@ def test_public_api_loads_torch_only_when_used():
     assert out == ["['LoRAConfig',", "'METHODS',", "'Measurement',", "'add_lora',", "'calibrate',", "'factorize',",
                    "'measure',", "'merge_lora',", "'paired_difference',", "'verdict']",
                    "lowrank_bench.models.methods", "lowrank_bench.training.measure"]
+
+
+# The smoke profile cut to seconds (fixture data of 4 records per class), for a run from the user's folder.
+SMOKE_CUT = [
+    "seeds=[0]", "data.stop_fraction=0.2", "data.hoda_train=30", "data.hoda_test=20", "data.hoda_decide=8",
+    "data.fashion_train=30", "data.fashion_test=20", "data.fashion_decide=8", "data.imdb_train=6", "data.imdb_test=8",
+    "data.imdb_decide=2", "svd.model.hidden=[24, 16]", "svd.ranks=[2]", 'svd.methods=["svd"]', "svd.baseline.epochs=1",
+    "svd.baseline.batch_size=8", "svd.retrain.batch_size=8", "svd.bench.batch_sizes=[4]", "svd.bench.rounds=1",
+    "lora.ranks=[1]", "lora.train.epochs=1", "lora.train.batch_size=8", "lora.bench.batch_sizes=[4]",
+    "lora.bench.rounds=1", "attention.model={d_model = 16, n_heads = 2, d_ff = 32}", "attention.ranks=[2]",
+    'attention.methods=["svd"]', 'attention.inits=["random"]', 'attention.embeddings=["learned"]',
+    "attention.train.epochs=1", "attention.train.batch_size=4", "attention.bench.batch_sizes=[2]",
+    "attention.bench.rounds=1"]
+
+
+def files(folder):
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_run_from_the_users_folder_writes_there_only(venv, readme_run):
+    """`lowrank-bench run` in the user's folder, whose own pytest configuration would break the suites if they read
+    it: every result lands in its results/, the relative --data-root is read from there, and nothing is written
+    into the installed package (no cache, no bytecode) or the checkout."""
+    python, env, root = venv
+    user, _ = readme_run
+    data = build_data_root(root / "data", per_class=4)
+    env = {**env, "LOWRANK_CACHE": str(root / "cache")}
+    (user / "pytest.ini").write_text("[pytest]\naddopts = -p no:lowrank\n")  # the suites need the plugin
+    installed = root / "venv"
+    before = {"venv": files(installed), "user": files(user), "checkout": files(REPO / "results")}
+    try:
+        result = run(["lowrank-bench", "run", "--profile", "smoke", "--no-report", "--device", "cpu", "--jobs", "1",
+                      "--data-root", os.path.relpath(data, user), "--offline", *[f"--set={s}" for s in SMOKE_CUT]],
+                     user, env)
+    finally:
+        (user / "pytest.ini").unlink()
+    out = user / "results" / "smoke"
+    assert f"results in {out}" in result.stdout, result.stdout
+    new = files(user) - before["user"]
+    assert new and all(p.startswith("results/smoke/") for p in new), new
+    assert {f"results/smoke/{s}/summary.json" for s in STUDIES} | {"results/smoke/bench.json"} <= new
+    assert "results/smoke/tables/svd_latency.md" in new
+    bench = load_bench(out / "bench.json")
+    assert bench["benchmarks"] and all(b["fullname"].startswith("bench/test_") for b in bench["benchmarks"])
+    assert files(installed) == before["venv"] and files(REPO / "results") == before["checkout"]

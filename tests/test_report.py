@@ -18,8 +18,7 @@ from test_collect import BENCH, write_results  # tests/ is on sys.path: pytest's
 from lowrank_bench.core.io import UserError
 
 SECTIONS = ["Setup", "SVD of MLP weights", "LoRA", "Low-rank attention", "Conclusion"]
-needs_latexmk = pytest.mark.skipif(shutil.which("latexmk") is None,
-                                   reason="latexmk not installed (apt-get install latexmk texlive-latex-extra ...)")
+needs_latexmk = pytest.mark.needs("latexmk", "pdftotext")  # the root conftest.py: skips, or fails under CI
 
 
 def pdf_text(pdf):
@@ -40,8 +39,6 @@ def sections(text, titles):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    if shutil.which("latexmk") is None:
-        pytest.skip("latexmk not installed (apt-get install latexmk texlive-latex-extra ...)")
     results = write_results(tmp_path_factory.mktemp("results") / "smoke")
     head = json.loads(BENCH.read_text())
     for b in head["benchmarks"]:
