@@ -561,3 +561,28 @@ def test_run_and_train_use_every_core_by_default(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
     assert "(default auto)" in " ".join(capsys.readouterr().out.split())
+
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["run", "--out", "rr", "--profile", "mine.toml", "--data-root", "../data", "--build-dir", "~/b"],
+     {"out": "CWD/rr", "profile": "CWD/mine.toml", "data_root": "CWD/../data", "build_dir": "HOME/b"}),
+    (["run"], {"out": "CWD/results", "build_dir": "CWD/report/build", "profile": "smoke", "data_root": None}),
+    (["bench", "--json", "a/b.json"], {"json": "CWD/a/b.json"}),
+    (["collect", "x.json", "./y.json"], {"bench": ["CWD/x.json", "CWD/y.json"]}),
+    (["gate", "--expect", "e.json", "head.json"], {"expect": "CWD/e.json", "bench": ["CWD/head.json"]}),
+])
+def test_every_path_given_is_made_absolute_from_the_current_folder(tmp_path, monkeypatch, argv, expected):
+    """Before anything runs: the suites' pytest and the sweep's workers run in other processes, yet read and write
+    where the user meant."""
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("HOME", str(home))
+    args = cli.absolute_paths(cli.build_parser().parse_args(argv))
+    path = lambda p: p.replace("CWD/..", str(tmp_path)).replace("CWD", str(cwd)).replace("HOME", str(home))  # noqa
+    for name, value in expected.items():
+        want = [Path(path(v)) for v in value] if isinstance(value, list) else \
+            value if value is None or name == "profile" and "/" not in value else \
+            path(value) if name == "profile" else Path(path(value))
+        assert getattr(args, name) == want, name
