@@ -97,6 +97,17 @@ def decide(study, bench, path):
     return fields, choices
 
 
+def choice_line(study, c):
+    """One of `decide`'s choices in a sentence: the rank chosen, or that none was within, and where testing stopped."""
+    group = f"{study}: {c['method']}" + (f", {c['init']} init" if c["init"] else "") + \
+        f" (batch {c['batch_size']}, {c['dtype']} {c['mode']})"
+    stop = "" if c["stopped_at"] is None else f"; stopped at rank {c['stopped_at']}: {c['stop_verdict']}"
+    if c["rank"] is None:
+        return f"{group}: no rank within {c['margin_points']:g} points of the reference{stop}"
+    return (f"{group}: chosen rank {c['rank']}, the smallest within {c['margin_points']:g} points of the reference, "
+            f"testing from the largest rank down{stop}")
+
+
 def table(study, bench, path, decided=None):
     """(raw, shown) of the study's benchmarks in the reference file `path` (rows as report.results gives them),
     with the decision fields of `decided` ({fullname: fields}, `decide`'s) where the study has any."""

@@ -140,8 +140,9 @@ def collect(results_dir: Path, bench_files: list[Path], across_profiles=False) -
             tables[f"{study}_comparison"] = t.write_table(tables_dir, f"{study}_comparison", *table,
                                                           longtable_caption=f"\\ComparisonCaption{{{study}}}")
         figures |= study_figures(d, one_axis, figures_dir, bench)
+    choices = {}
     for study in own:
-        decided, _ = benchstudy.decide(study, bench, bench_files[0])
+        decided, choices[study] = benchstudy.decide(study, bench, bench_files[0])
         tables[f"{study}_bench"] = t.write_table(tables_dir, f"{study}_bench",
                                                  *benchstudy.table(study, bench, bench_files[0], decided))
         figures |= benchstudy.figures(study, one_axis, figures_dir, decided)
@@ -155,7 +156,7 @@ def collect(results_dir: Path, bench_files: list[Path], across_profiles=False) -
         m["file"] = _stored(m["file"], results_dir)
     collected = {"profile": results_dir.name, "bench_files": [_stored(p, results_dir) for p in bench_files],
                  "across_profiles": across_profiles, "machines": machines, "studies": studies,
-                 "bench_studies": own, "bench": bench,
+                 "bench_studies": own, "bench_choices": choices, "bench": bench,
                  "tables": tables, "figures": figures}
     write_json(results_dir / "collected.json", collected)
     return collected
@@ -182,7 +183,11 @@ def describe(c, results_dir) -> str:
 
 def main(results_dir, bench_files, across_profiles=False) -> int:
     """`lowrank-bench collect`: collect and say what was written."""
-    print(describe(collect(results_dir, bench_files, across_profiles), results_dir))
+    c = collect(results_dir, bench_files, across_profiles)
+    print(describe(c, results_dir))
+    for study, choices in c["bench_choices"].items():
+        for choice in choices:
+            print(benchstudy.choice_line(study, choice))
     return 0
 
 

@@ -80,7 +80,7 @@ def test_collect_decides_as_core_decision_does_on_the_stored_outcomes(pytester, 
     files = stored(out)
     ref = files["test_study[None-fp32-eager]"][1]
     assert ref.shape == (int(seeds), 400) and ref.dtype == bool
-    collect(pytester.path / "results", [out])
+    collected = collect(pytester.path / "results", [out])
     table = {r["fullname"].rpartition("::")[2]: r
              for r in csv.DictReader((pytester.path / "results" / "tables" / "mine_bench.csv").open())}
     diffs = {}
@@ -99,6 +99,9 @@ def test_collect_decides_as_core_decision_does_on_the_stored_outcomes(pytester, 
     assert choice.rank == 16 and choice.stopped_at == 8 and choice.stop_verdict == "worse"  # the known answers
     assert {table[f"test_study[{k}-fp32-eager]"]["sequence"] for k in (4, 8, 16)} == {"not tested", "stop", "chosen"}
     assert table["test_study[16-fp32-eager]"]["sequence"] == "chosen"
+    assert [(c["method"], c["rank"], c["stopped_at"], c["stop_verdict"], c["tested"])
+            for c in collected["bench_choices"]["mine"]] == \
+        [("svd", choice.rank, choice.stopped_at, choice.stop_verdict, [k for k, _ in choice.tested])]
     assert (pytester.path / "results" / "figures" / "mine_forest.png").is_file()
 
 
