@@ -16,7 +16,8 @@ from pathlib import Path
 GRACE_S = 5  # how long the group gets to end on SIGTERM before SIGKILL
 
 
-def _end_group(proc):
+def end_group(proc):
+    """End `proc`'s process group: SIGTERM, then SIGKILL after GRACE_S."""
     if proc.poll() is not None:
         return
     try:
@@ -58,4 +59,4 @@ def run(cmd, *, capture=False, **popen_kwargs):
     finally:
         for s, h in handlers.items():
             signal.signal(s, h)
-        _end_group(proc)  # any other way out (an exception) must not leave the child behind either
+        end_group(proc)  # any other way out (an exception) must not leave the child behind either

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lowrank_bench import bench
 from lowrank_bench.timing.measure import pool_runs
+from lowrank_bench import ab
 from lowrank_bench.core import proc
 from lowrank_bench.core.benchjson import load_bench
 from lowrank_bench.core.io import UserError, atomic_path, require_regular_target, require_writable_dir, write_json
@@ -184,6 +185,10 @@ def cmd_gate(args):
     return gate.run(args)
 
 
+def cmd_ab(args):
+    return ab.run(args)
+
+
 def check_run(args):
     """What `run` needs, checked before it trains anything: latexmk for the report unless --no-report, writable
     report and results folders, and the profile's data (fetched now if missing)."""
@@ -288,6 +293,15 @@ def build_parser():
                 "2 unusable input. CI recipe: .ci/gate.sh",
                 "under a second for every profile", common=False)
     gate.add_arguments(p)
+
+    p = command("ab", cmd_ab, "time two git commits' benchmarks interleaved and fail when HEAD is slower",
+                "the git repository of the current folder: BASE and HEAD as committed, each in a temporary "
+                "worktree; pytest's tests there (PYTEST_ARGs), with --profile the checkpoints in --out",
+                "one line per benchmark (ratio head/base, interval, verdict, pairs); --base-json and --head-json "
+                "(pytest-benchmark JSON). Exit 0 nothing slower, 1 a regression, 3 undecided (with --undecided "
+                "fail), 2 unusable input",
+                "both sides' start-up and collection, then --budget seconds at most", common=False)
+    ab.add_arguments(p)
 
     p = command("run", cmd_run, "check prerequisites, then train every study, benchmark, collect and build the report",
                 DATA_IN + "; needs latexmk unless --no-report (checked before anything trains)",

@@ -17,6 +17,7 @@ import sys
 import pytest
 
 from lowrank_bench.options import add_bench_axes
+from lowrank_bench.timing import abwire
 
 _USED = pytest.StashKey[bool]()  # set once a test of the session has used the fixture
 _REFERENCES = pytest.StashKey[dict]()  # the reference models' measurements, once per session
@@ -91,6 +92,18 @@ def pytest_generate_tests(metafunc):
     dtypes, modes = dtypes_modes
     metafunc.parametrize("lowrank_dtype", dtypes, ids=str)
     metafunc.parametrize("lowrank_mode", modes, ids=str)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Under `lowrank-bench ab`, tests run in the order of their ids, so both sides meet shared benchmarks alike."""
+    if abwire.active():
+        items.sort(key=lambda item: item.nodeid)
+
+
+def pytest_collection_finish(session):
+    if abwire.active():
+        abwire.hello(item.nodeid for item in session.items)
 
 
 @pytest.fixture

@@ -424,7 +424,7 @@ def add_time_options(parser, default_slowdown):
     """--max-slowdown and --undecided, shared by `gate` and `ab`."""
     parser.add_argument("--max-slowdown", metavar="FRACTION", type=_fraction, default=default_slowdown,
                         help="fail when head/base time lies above 1 + this with its one-sided bound, at a 5%% "
-                             "family-wise level over all benchmarks (Holm), 0.05 or 5%%; ok when the upper bound "
+                             "family-wise level over all benchmarks, 0.05 or 5%%; ok when the upper bound "
                              "lies at or below it, else undecided (default: %(default)s)")
     parser.add_argument("--undecided", choices=["pass", "fail"], default="fail",
                         help="what undecided time checks mean when nothing regressed: fail exits 3, pass exits 0 "

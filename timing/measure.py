@@ -29,6 +29,7 @@ import torch
 
 from lowrank_bench.core.benchjson import STAT_FIELDS, by_fullname, is_number, machine_summary
 from lowrank_bench.core.io import UserError
+from lowrank_bench.timing import abwire
 from lowrank_bench.timing.pair import add_speedups
 
 
@@ -110,6 +111,8 @@ def run_timed(benchmark, fn, device):
     """
     timed = synchronized(fn, device)
     timed()  # lazy initialisation and compilation stay out of the calibration
+    if abwire.active():  # `lowrank-bench ab` runs the rounds, alternating this side with the other
+        return abwire.serve(benchmark, timed)
     result = benchmark(timed)
     if benchmark.stats:  # None under --benchmark-disable
         stats = benchmark.stats.stats

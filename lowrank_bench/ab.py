@@ -1,0 +1,236 @@
+"""`lowrank-bench ab BASE HEAD`: is HEAD slower than BASE? Both commits' benchmarks, interleaved in one time window.
+
+Each side runs its own code: a git worktree of its commit in a temporary folder (removed afterwards, on Ctrl-C
+too) and one pytest process in it, whose benchmarks take their rounds from this driver (timing/abwire.py). For
+each benchmark both sides have, the driver asks for pairs of rounds, base and head back to back in random order,
+so whatever the machine does lands on both rounds of a pair and cancels in the pair's ratio head/base. After 16,
+32, 64, … pairs it looks: the median ratio with the sign test's bounds (timing/decide.py's `paired_ratio`); FAIL
+when the lower bound lies above 1 + --max-slowdown, ok when the upper bound lies at or below it. A decided
+benchmark stops; an undecided one goes on until its share of --budget is spent (what earlier benchmarks leave over
+goes to those after them) and then gets a last look. Every look of every benchmark tests at 5 % / (benchmarks ×
+looks), a Bonferroni split: however often the driver looks, the chance of any false FAIL in the run stays at 5 %.
+A benchmark only one side has is timed for MIN_PAIRS rounds and reported, not compared.
+"""
+import os
+import random
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from lowrank_bench.core import proc
+from lowrank_bench.core.io import UserError, atomic_path
+from lowrank_bench.report.gate import exit_status
+from lowrank_bench.timing import abwire
+from lowrank_bench.timing.decide import ALPHA, FAIL, OK, UNDECIDED, paired_ratio, verdict
+
+SIDES = ("base", "head")
+MIN_PAIRS = 16  # the first look: with fewer pairs the sign test decides nothing at the levels used here
+LOOKS = tuple(MIN_PAIRS * 2 ** j for j in range(9))  # 16 … 4096 pairs, and one more when the budget ends
+HELLO_S = 600  # how long a side may take to start and collect its tests before it counts as one without `ab`
+
+
+def git(repo, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+
+
+def resolve(cwd, revisions):
+    """(repository root, `cwd` relative to it, {side: commit id}); UserError for what cannot be compared."""
+    top = git(cwd, "rev-parse", "--show-toplevel")
+    if top.returncode != 0:
+        raise UserError(f"{cwd}: not in a git repository; run `lowrank-bench ab` inside the repository whose commits "
+                        f"it compares")
+    root = Path(top.stdout.strip())
+    commits = {}
+    for side, rev in zip(SIDES, revisions):
+        found = git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+        if found.returncode != 0:
+            raise UserError(f"{side} {rev!r}: not a commit of {root}; give a branch, tag or commit id")
+        commits[side] = found.stdout.strip()
+    return root, git(cwd, "rev-parse", "--show-prefix").stdout.strip(), commits
+
+
+class Side:
+    """One side: its pytest process, its socket and the benchmark it waits at (`current`, None once it ended)."""
+
+    def __init__(self, name, folder, cwd, argv, log):
+        self.name, self.log, self.current, self.tests = name, log, None, []
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(folder / f"{name}.sock"))
+        self.listener.listen(1)
+        env = {**os.environ, abwire.ENV: str(folder / f"{name}.sock")}
+        with open(log, "w") as out:
+            self.process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        self.conn = None
+
+    def accept(self):
+        self.conn = Connection(self.listener.accept()[0].detach())
+        kind, protocol, tests = self.conn.recv()
+        if protocol != abwire.PROTOCOL:
+            raise UserError(f"{self.name} speaks ab protocol {protocol}, this lowrank-bench {abwire.PROTOCOL}")
+        self.tests = tests
+        self.advance()
+
+    def advance(self):
+        """Wait for the next benchmark this side reaches (None: its session ended)."""
+        try:
+            self.current = self.conn.recv()[1]
+        except (EOFError, OSError):
+            self.current = None
+
+    def round(self) -> float:
+        try:
+            self.conn.send("round")
+            return self.conn.recv()
+        except (EOFError, OSError):
+            raise UserError(f"{self.name}: its pytest stopped while timing {self.current}; its output ends:\n"
+                            f"{self.tail()}") from None
+
+    def finish(self):
+        self.conn.send("done")
+        self.advance()
+
+    def tail(self, lines=12) -> str:
+        return "\n".join(Path(self.log).read_text(errors="replace").splitlines()[-lines:])
+
+
+def connect(sides, labels):
+    """Each side's hello; a side whose pytest ends (or runs HELLO_S) without one lacks the protocol."""
+    deadline = time.monotonic() + HELLO_S
+    waiting = {side.listener: side for side in sides}
+    while waiting:
+        for listener in select.select(list(waiting), [], [], 0.5)[0]:
+            waiting.pop(listener).accept()
+        for side in waiting.values():
+            if side.process.poll() is not None or time.monotonic() > deadline:
+                raise UserError(f"{side.name} ({labels[side.name]}): its pytest "
+                                f"{'ended' if side.process.poll() is not None else f'ran {HELLO_S} s'} without "
+                                f"speaking ab's protocol (a lowrank-bench plugin older than `ab`, or an error "
+                                f"before its first test); its output ends:\n{side.tail()}")
+
+
+def compare(base, head, limit, alpha, seconds, rng):
+    """Pairs of rounds until a look decides or `seconds` are spent: (Ratio, verdict, pairs)."""
+    times = {"base": [], "head": []}
+    end = time.monotonic() + seconds
+    while True:
+        for side in rng.sample([base, head], 2):
+            times[side.name].append(side.round())
+        n = len(times["base"])
+        last = time.monotonic() > end or n >= LOOKS[-1]
+        if n in LOOKS or last:
+            r = paired_ratio(times["base"], times["head"], limit, alpha)
+            v = verdict(r, limit)
+            if v != UNDECIDED or last:
+                return r, v, n
+
+
+def drive(sides, budget, limit, rng, report):
+    """Walk both sides through their benchmarks in id order, comparing the shared ones; `report` gets each row."""
+    base, head = sides
+    shared = len(set(base.tests) & set(head.tests))
+    alpha = ALPHA / max(1, shared) / (len(LOOKS) + 1)
+    left, spent_until = shared, time.monotonic() + budget
+    while base.current or head.current:
+        if base.current == head.current:
+            share = max(0.0, spent_until - time.monotonic()) / max(1, left)
+            start = time.monotonic()
+            r, v, n = compare(base, head, limit, alpha, share, rng)
+            report(base.current, r, v, n, time.monotonic() - start)
+            left -= 1
+            base.finish(), head.finish()
+        else:  # the side whose benchmark sorts first has it alone: the other has passed that id
+            alone = base if head.current is None or (base.current is not None and base.current < head.current) \
+                else head
+            for _ in range(MIN_PAIRS):
+                alone.round()
+            report(alone.current, None, f"only in {alone.name}", MIN_PAIRS, 0.0)
+            alone.finish()
+
+
+def run(args) -> int:
+    if args.budget <= 0:
+        raise UserError(f"--budget must be a positive number of seconds, got {args.budget}")
+    root, prefix, commits = resolve(Path.cwd(), (args.base, args.head))
+    labels = {side: f"{rev} = {commits[side][:12]}" for side, rev in zip(SIDES, (args.base, args.head))}
+    if git(root, "status", "--porcelain", "--untracked-files=no").stdout.strip():
+        print(f"note: {root} has uncommitted changes; ab compares the commits as committed, without them")
+    print(f"ab: base {labels['base']}, head {labels['head']}; budget {args.budget:g} s, allowed slowdown "
+          f"{args.max_slowdown:.0%}")
+    pytest_argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args.pytest_args]
+    if args.profile:  # the built-in suites: both sides read the checkpoints of one --profile/--out
+        pytest_argv += [f"--profile={args.profile}", f"--out={Path(args.out).resolve()}"]
+    rows, rng = [], random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="lowrank-ab-") as tmp:
+        folder, sides = Path(tmp), []
+        try:
+            for side in SIDES:
+                tree = folder / side
+                added = git(root, "worktree", "add", "--detach", "--quiet", str(tree), commits[side])
+                if added.returncode != 0:
+                    raise UserError(f"git worktree add {commits[side][:12]}: {added.stderr.strip()}")
+                sides.append(Side(side, folder, tree / prefix,
+                                  [*pytest_argv, f"--benchmark-json={folder / f'{side}.json'}"], folder / f"{side}.log"))
+            connect(sides, labels)
+            start = time.monotonic()
+
+            def report(name, r, v, n, seconds):
+                rows.append((name, r, v, n))
+                shown = "" if r is None else f"{r.ratio - 1:+7.1%} [{r.lower - 1:+.1%}, {r.upper - 1:+.1%}]"
+                print(f"{name}  {shown}  {v}  {n} pairs  {seconds:.1f} s", flush=True)
+            drive(sides, args.budget, 1 + args.max_slowdown, rng, report)
+            for side in sides:
+                if side.process.wait() not in (0, 5):  # 5: pytest collected nothing
+                    raise UserError(f"{side.name} ({labels[side.name]}): pytest exited {side.process.returncode}; "
+                                    f"its output ends:\n{side.tail()}")
+            for side in sides:
+                target = Path(getattr(args, f"{side.name}_json"))
+                with atomic_path(target) as path:
+                    shutil.copyfile(folder / f"{side.name}.json", path)
+        finally:
+            for side in sides:
+                proc.end_group(side.process)
+            for side in SIDES:
+                git(root, "worktree", "remove", "--force", str(folder / side))
+            git(root, "worktree", "prune")
+    verdicts = [v for _, _, v, _ in rows]
+    failed, undecided = verdicts.count(FAIL), verdicts.count(UNDECIDED)
+    print(f"ab: {'FAIL' if failed else 'ok'}: {failed} slower than +{args.max_slowdown:.0%}, {verdicts.count(OK)} "
+          f"ok, {undecided} undecided, {len(rows) - failed - undecided - verdicts.count(OK)} on one side only, in "
+          f"{time.monotonic() - start:.0f} s; each benchmark's pairs tested at 5 % / ({sum(r is not None for _, r, _, _ in rows)} "
+          f"benchmarks x {len(LOOKS) + 1} looks), so any false FAIL has at most 5 % chance; JSON: {args.base_json}, "
+          f"{args.head_json}")
+    if undecided:
+        print(f"undecided: the budget ended before the pairs could tell; give a larger --budget, or raise "
+              f"--max-slowdown to what you must detect" + (" (counted as passing: --undecided pass)"
+                                                         if args.undecided == "pass" else ""))
+    return exit_status(failed, undecided, args.undecided)
+
+
+def add_arguments(parser):
+    from lowrank_bench.report.gate import add_time_options
+    parser.add_argument("base", metavar="BASE", help="the git revision to compare against (branch, tag, commit)")
+    parser.add_argument("head", metavar="HEAD", help="the git revision that may be slower")
+    parser.add_argument("--budget", metavar="SECONDS", type=float, default=300,
+                        help="wall time for the paired rounds of all benchmarks together, after both sides have "
+                             "started (default: %(default)s)")
+    add_time_options(parser, default_slowdown=0.05)
+    parser.add_argument("--profile", metavar="NAME|PATH", default=None,
+                        help="for this project's built-in suites: the profile both sides benchmark (with --out)")
+    parser.add_argument("--out", metavar="DIR", default="results",
+                        help="with --profile: the results folder whose checkpoints both sides read; train them "
+                             "first (default: %(default)s)")
+    parser.add_argument("--base-json", metavar="PATH", default="ab-base.json",
+                        help="where base's pytest-benchmark JSON goes (default: %(default)s)")
+    parser.add_argument("--head-json", metavar="PATH", default="ab-head.json",
+                        help="where head's pytest-benchmark JSON goes (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the order within pairs (default: random)")
+    parser.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG", help="passed on to both sides' pytest "
+                                                                             "(after --)")
+    return parser
