@@ -11,6 +11,7 @@ goes to those after them) and then gets a last look. Every look of every benchma
 looks), a Bonferroni split: however often the driver looks, the chance of any false FAIL in the run stays at 5 %.
 A benchmark only one side has is timed for MIN_PAIRS rounds and reported, not compared.
 """
+import math
 import os
 import random
 import select
@@ -27,11 +28,14 @@ from lowrank_bench.core import proc
 from lowrank_bench.core.io import UserError, atomic_path
 from lowrank_bench.report.gate import exit_status
 from lowrank_bench.timing import abwire
+from lowrank_bench.timing.measure import default_threads
 from lowrank_bench.timing.decide import ALPHA, FAIL, OK, UNDECIDED, paired_ratio, verdict
 
 SIDES = ("base", "head")
 MIN_PAIRS = 16  # the first look: with fewer pairs the sign test decides nothing at the levels used here
 LOOKS = tuple(MIN_PAIRS * 2 ** j for j in range(9))  # 16 … 4096 pairs, and one more when the budget ends
+MIN_SPAN_S = 2.0  # no look before the pairs span this long: a neighbour's phase of a second must not decide alone
+ROUND_S = 0.005  # a round repeats the call about this long: short, so both rounds of a pair see one machine
 HELLO_S = 600  # how long a side may take to start and collect its tests before it counts as one without `ab`
 
 
@@ -58,7 +62,7 @@ def resolve(cwd, revisions):
 class Side:
     """One side: its pytest process, its socket and the benchmark it waits at (`current`, None once it ended)."""
 
-    def __init__(self, name, folder, cwd, argv, log):
+    def __init__(self, name, folder, cwd, argv, log, cpus):
         self.name, self.log, self.current, self.tests = name, log, None, []
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(folder / f"{name}.sock"))
@@ -66,7 +70,7 @@ class Side:
         env = {**os.environ, abwire.ENV: str(folder / f"{name}.sock")}
         with open(log, "w") as out:
             self.process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+                                            start_new_session=True, preexec_fn=lambda: os.sched_setaffinity(0, cpus))
         self.conn = None
 
     def accept(self):
@@ -78,22 +82,22 @@ class Side:
         self.advance()
 
     def advance(self):
-        """Wait for the next benchmark this side reaches (None: its session ended)."""
+        """Wait for the next benchmark this side reaches (None: its session ended) and how long one call took."""
         try:
-            self.current = self.conn.recv()[1]
+            _, self.current, self.once = self.conn.recv()
         except (EOFError, OSError):
             self.current = None
 
-    def round(self) -> float:
+    def round(self, iterations) -> float:
         try:
-            self.conn.send("round")
+            self.conn.send(("round", iterations))
             return self.conn.recv()
         except (EOFError, OSError):
             raise UserError(f"{self.name}: its pytest stopped while timing {self.current}; its output ends:\n"
                             f"{self.tail()}") from None
 
     def finish(self):
-        self.conn.send("done")
+        self.conn.send(("done",))
         self.advance()
 
     def tail(self, lines=12) -> str:
@@ -118,13 +122,20 @@ def connect(sides, labels):
 def compare(base, head, limit, alpha, seconds, rng):
     """Pairs of rounds until a look decides or `seconds` are spent: (Ratio, verdict, pairs)."""
     times = {"base": [], "head": []}
-    end = time.monotonic() + seconds
+    iterations = max(1, math.ceil(ROUND_S / max(base.once, head.once, 1e-9)))  # the same on both sides
+    start = time.monotonic()
+    looks = iter(LOOKS)
+    look = next(looks)
     while True:
         for side in rng.sample([base, head], 2):
-            times[side.name].append(side.round())
-        n = len(times["base"])
-        last = time.monotonic() > end or n >= LOOKS[-1]
-        if n in LOOKS or last:
+            times[side.name].append(side.round(iterations))
+        n, now = len(times["base"]), time.monotonic()
+        last = now > start + seconds or n >= LOOKS[-1]
+        if n >= look and not last:
+            look = next(looks)
+        elif not last:
+            continue
+        if last or now >= start + MIN_SPAN_S:  # a look skipped for a short span still counts in the error budget
             r = paired_ratio(times["base"], times["head"], limit, alpha)
             v = verdict(r, limit)
             if v != UNDECIDED or last:
@@ -136,12 +147,12 @@ def drive(sides, budget, limit, rng, report):
     base, head = sides
     shared = len(set(base.tests) & set(head.tests))
     alpha = ALPHA / max(1, shared) / (len(LOOKS) + 1)
-    left, spent_until = shared, time.monotonic() + budget
+    left, spent = shared, 0.0  # the budget pays for pairs only, not for a side's set-up between benchmarks
     while base.current or head.current:
         if base.current == head.current:
-            share = max(0.0, spent_until - time.monotonic()) / max(1, left)
             start = time.monotonic()
-            r, v, n = compare(base, head, limit, alpha, share, rng)
+            r, v, n = compare(base, head, limit, alpha, max(0.0, budget - spent) / max(1, left), rng)
+            spent += time.monotonic() - start
             report(base.current, r, v, n, time.monotonic() - start)
             left -= 1
             base.finish(), head.finish()
@@ -149,7 +160,7 @@ def drive(sides, budget, limit, rng, report):
             alone = base if head.current is None or (base.current is not None and base.current < head.current) \
                 else head
             for _ in range(MIN_PAIRS):
-                alone.round()
+                alone.round(max(1, math.ceil(ROUND_S / max(alone.once, 1e-9))))
             report(alone.current, None, f"only in {alone.name}", MIN_PAIRS, 0.0)
             alone.finish()
 
@@ -166,6 +177,9 @@ def run(args) -> int:
     pytest_argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args.pytest_args]
     if args.profile:  # the built-in suites: both sides read the checkpoints of one --profile/--out
         pytest_argv += [f"--profile={args.profile}", f"--out={Path(args.out).resolve()}"]
+    # Both sides on the same cores (as many as a benchmark session uses): a neighbour that loads one core then
+    # slows both rounds of a pair alike, where sides on different cores would see different neighbours.
+    cpus = sorted(os.sched_getaffinity(0))[-default_threads():]
     rows, rng = [], random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="lowrank-ab-") as tmp:
         folder, sides = Path(tmp), []
@@ -176,7 +190,8 @@ def run(args) -> int:
                 if added.returncode != 0:
                     raise UserError(f"git worktree add {commits[side][:12]}: {added.stderr.strip()}")
                 sides.append(Side(side, folder, tree / prefix,
-                                  [*pytest_argv, f"--benchmark-json={folder / f'{side}.json'}"], folder / f"{side}.log"))
+                                  [*pytest_argv, f"--benchmark-json={folder / f'{side}.json'}"], folder / f"{side}.log",
+                                  cpus))
             connect(sides, labels)
             start = time.monotonic()
 

@@ -3,13 +3,13 @@
 `ab` runs one pytest process per side (base, head), each in its own git worktree, with $LOWRANK_AB naming the
 driver's socket. In such a process the plugin sorts the tests by id, so both sides meet the benchmarks they share
 in the same order, and says hello with the ids it collected. Each benchmark that times through
-`measure.run_timed` then waits for the driver instead of running pytest-benchmark's loop: it announces its id,
-runs one round whenever the driver asks (the driver alternates the sides), and returns when the driver says the
-benchmark is decided, with every round it ran in its pytest-benchmark stats, so the side's JSON holds them.
+`measure.run_timed` then waits for the driver instead of running pytest-benchmark's loop: it announces its id and
+how long one call took, runs one round whenever the driver asks (the driver alternates the sides), and returns
+when the driver says the benchmark is decided, with every round in its pytest-benchmark stats, so the side's JSON
+holds them.
 Messages are pickled tuples over a Unix socket (multiprocessing's Connection); the socket lies in a folder only
 this user can enter.
 """
-import math
 import os
 import socket
 import time
@@ -17,7 +17,6 @@ from multiprocessing.connection import Connection
 
 ENV = "LOWRANK_AB"
 PROTOCOL = 1  # a side answers hello with this; the driver refuses another
-ROUND_SECONDS = 0.005  # a round repeats the call until it lasts about this long: short, so a pair sees one machine
 
 _connection = None
 
@@ -41,14 +40,18 @@ def hello(test_ids):
 
 
 def serve(benchmark, timed):
-    """Time `timed` in rounds the driver asks for; record them in `benchmark`'s stats; return `timed`'s result."""
+    """Time `timed` in the rounds the driver asks for; record them in `benchmark`'s stats; return `timed`'s result.
+
+    Every round starts with one untimed call, so it times warm calls even though the other side just ran on the
+    same core, and repeats the call as often as the driver says: the same count on both sides of a pair."""
     driver = _driver()
-    driver.send(("bench", benchmark.fullname))
     start = time.perf_counter()
     result = timed()
-    iterations = max(1, math.ceil(ROUND_SECONDS / max(time.perf_counter() - start, 1e-9)))
-    rounds = []
-    while driver.recv() == "round":
+    driver.send(("bench", benchmark.fullname, time.perf_counter() - start))
+    rounds, iterations = [], 1
+    while (message := driver.recv())[0] == "round":
+        iterations = message[1]
+        timed()
         start = time.perf_counter()
         for _ in range(iterations):
             result = timed()
