@@ -176,7 +176,7 @@ def run(args) -> int:
           f"{args.max_slowdown:.0%}")
     pytest_argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args.pytest_args]
     if args.profile:  # the built-in suites: both sides read the checkpoints of one --profile/--out
-        pytest_argv += [f"--profile={args.profile}", f"--out={Path(args.out).resolve()}"]
+        pytest_argv += [f"--profile={args.profile}", f"--out={args.out}"]
     # Both sides on the same cores (as many as a benchmark session uses): a neighbour that loads one core then
     # slows both rounds of a pair alike, where sides on different cores would see different neighbours.
     cpus = sorted(os.sched_getaffinity(0))[-default_threads():]
@@ -205,7 +205,7 @@ def run(args) -> int:
                     raise UserError(f"{side.name} ({labels[side.name]}): pytest exited {side.process.returncode}; "
                                     f"its output ends:\n{side.tail()}")
             for side in sides:
-                target = Path(getattr(args, f"{side.name}_json"))
+                target = getattr(args, f"{side.name}_json")
                 with atomic_path(target) as path:
                     shutil.copyfile(folder / f"{side.name}.json", path)
         finally:
@@ -238,12 +238,12 @@ def add_arguments(parser):
     add_time_options(parser, default_slowdown=0.05)
     parser.add_argument("--profile", metavar="NAME|PATH", default=None,
                         help="for this project's built-in suites: the profile both sides benchmark (with --out)")
-    parser.add_argument("--out", metavar="DIR", default="results",
+    parser.add_argument("--out", metavar="DIR", type=Path, default=Path("results"),
                         help="with --profile: the results folder whose checkpoints both sides read; train them "
                              "first (default: %(default)s)")
-    parser.add_argument("--base-json", metavar="PATH", default="ab-base.json",
+    parser.add_argument("--base-json", metavar="PATH", type=Path, default=Path("ab-base.json"),
                         help="where base's pytest-benchmark JSON goes (default: %(default)s)")
-    parser.add_argument("--head-json", metavar="PATH", default="ab-head.json",
+    parser.add_argument("--head-json", metavar="PATH", type=Path, default=Path("ab-head.json"),
                         help="where head's pytest-benchmark JSON goes (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the order within pairs (default: random)")
     parser.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG", help="passed on to both sides' pytest "

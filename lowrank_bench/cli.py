@@ -324,7 +324,16 @@ def _terminated(signum, frame):
 
 
 def main(argv=None):
-    args = absolute_paths(build_parser().parse_args(argv))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    passed = []  # what follows `--` goes to pytest whole: argparse would match a positional BASE HEAD to it
+    if "--" in argv:
+        argv, passed = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+    parser = build_parser()
+    args = absolute_paths(parser.parse_args(argv))
+    if passed:
+        if not hasattr(args, "pytest_args"):
+            parser.error(f"{args.command} takes no arguments after --: only bench and ab pass them to pytest")
+        args.pytest_args += passed
     handler = None
     if threading.current_thread() is threading.main_thread():  # only there can a signal handler be set
         handler = signal.signal(signal.SIGTERM, _terminated)

@@ -73,7 +73,7 @@ def absolute_paths(args):
             setattr(args, key, absolute(value))
         elif isinstance(value, list) and value and all(isinstance(v, Path) for v in value):
             setattr(args, key, [absolute(v) for v in value])
-    if getattr(args, "profile", "").endswith(".toml"):
+    if (getattr(args, "profile", None) or "").endswith(".toml"):  # ab: None unless given
         args.profile = str(absolute(args.profile))
     return args
 
