@@ -26,9 +26,8 @@ from pathlib import Path
 
 from lowrank_bench.core import proc
 from lowrank_bench.core.io import UserError, atomic_path
-from lowrank_bench.report.gate import exit_status
+from lowrank_bench.report.gate import add_time_options, exit_status
 from lowrank_bench.timing import abwire
-from lowrank_bench.timing.measure import default_threads
 from lowrank_bench.timing.decide import ALPHA, FAIL, OK, UNDECIDED, paired_ratio, verdict
 
 SIDES = ("base", "head")
@@ -179,6 +178,7 @@ def run(args) -> int:
         pytest_argv += [f"--profile={args.profile}", f"--out={args.out}"]
     # Both sides on the same cores (as many as a benchmark session uses): a neighbour that loads one core then
     # slows both rounds of a pair alike, where sides on different cores would see different neighbours.
+    from lowrank_bench.timing.measure import default_threads  # torch: imported only when ab runs
     cpus = sorted(os.sched_getaffinity(0))[-default_threads():]
     rows, rng = [], random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="lowrank-ab-") as tmp:
@@ -229,7 +229,6 @@ def run(args) -> int:
 
 
 def add_arguments(parser):
-    from lowrank_bench.report.gate import add_time_options
     parser.add_argument("base", metavar="BASE", help="the git revision to compare against (branch, tag, commit)")
     parser.add_argument("head", metavar="HEAD", help="the git revision that may be slower")
     parser.add_argument("--budget", metavar="SECONDS", type=float, default=300,
