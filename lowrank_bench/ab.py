@@ -142,7 +142,8 @@ def compare(base, head, limit, alpha, seconds, rng):
 
 
 def drive(sides, budget, limit, rng, report):
-    """Walk both sides through their benchmarks in id order, comparing the shared ones; `report` gets each row."""
+    """Walk both sides through their benchmarks in id order, comparing the shared ones; `report` gets each row.
+    Returns the size of the family the error budget is split over (the tests both sides collected)."""
     base, head = sides
     shared = len(set(base.tests) & set(head.tests))
     alpha = ALPHA / max(1, shared) / (len(LOOKS) + 1)
@@ -162,6 +163,7 @@ def drive(sides, budget, limit, rng, report):
                 alone.round(max(1, math.ceil(ROUND_S / max(alone.once, 1e-9))))
             report(alone.current, None, f"only in {alone.name}", MIN_PAIRS, 0.0)
             alone.finish()
+    return shared
 
 
 def run(args) -> int:
@@ -199,7 +201,7 @@ def run(args) -> int:
                 rows.append((name, r, v, n))
                 shown = "" if r is None else f"{r.ratio - 1:+7.1%} [{r.lower - 1:+.1%}, {r.upper - 1:+.1%}]"
                 print(f"{name}  {shown}  {v}  {n} pairs  {seconds:.1f} s", flush=True)
-            drive(sides, args.budget, 1 + args.max_slowdown, rng, report)
+            family = drive(sides, args.budget, 1 + args.max_slowdown, rng, report)
             for side in sides:
                 if side.process.wait() not in (0, 5):  # 5: pytest collected nothing
                     raise UserError(f"{side.name} ({labels[side.name]}): pytest exited {side.process.returncode}; "
@@ -218,9 +220,8 @@ def run(args) -> int:
     failed, undecided = verdicts.count(FAIL), verdicts.count(UNDECIDED)
     print(f"ab: {'FAIL' if failed else 'ok'}: {failed} slower than +{args.max_slowdown:.0%}, {verdicts.count(OK)} "
           f"ok, {undecided} undecided, {len(rows) - failed - undecided - verdicts.count(OK)} on one side only, in "
-          f"{time.monotonic() - start:.0f} s; each benchmark's pairs tested at 5 % / ({sum(r is not None for _, r, _, _ in rows)} "
-          f"benchmarks x {len(LOOKS) + 1} looks), so any false FAIL has at most 5 % chance; JSON: {args.base_json}, "
-          f"{args.head_json}")
+          f"{time.monotonic() - start:.0f} s; every look tested at 5 % / ({family} shared test(s) x {len(LOOKS) + 1} "
+          f"looks), so any false FAIL has at most 5 % chance; JSON: {args.base_json}, {args.head_json}")
     if undecided:
         print(f"undecided: the budget ended before the pairs could tell; give a larger --budget, or raise "
               f"--max-slowdown to what you must detect" + (" (counted as passing: --undecided pass)"

@@ -266,8 +266,8 @@ def build_parser():
                    help="where the benchmark JSON goes (default OUT/<profile>/bench.json), written atomically")
     p.add_argument("--repeat", metavar="N", type=int, default=1,
                    help="run the suite N times, each in a fresh process, and pool them: min over all rounds, "
-                        "other stats the median over runs; with `gate --stat min` what makes time gates hold on "
-                        "a noisy machine (default %(default)s)")
+                        "other stats the median over runs; for a time gate between commits use `ab` "
+                        "(default %(default)s)")
     p.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG", help="passed on to pytest (after --)")
     add_bench_axes(p.add_argument)
 

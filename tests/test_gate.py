@@ -318,7 +318,8 @@ def test_bad_option_values_are_refused_early(capsys):
         gate.main(["a.json", "b.json", "--max-slowdown=-5%"])
     assert "must be >= 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        gate.main(["a.json", "b.json", "--stat", "ops"])  # ops is higher-is-better, not a time
+        gate.main(["a.json", "b.json", "--undecided", "maybe"])
+    assert "invalid choice: 'maybe'" in capsys.readouterr().err
 
 
 def test_wrong_file_count_exits_2(tmp_path, capsys):
