@@ -127,6 +127,15 @@ def test_collect_refuses_a_changed_sidecar_in_one_line(pytester, monkeypatch, ca
     assert "\n" not in err and "test_study[8-fp32-eager]" in err and "SHA-256" in err, err
 
 
+def test_one_study_is_decided_at_one_margin(pytester, monkeypatch):
+    out = run_study(pytester, monkeypatch)
+    bench = json.loads(out.read_text())
+    bench["benchmarks"][1]["extra_info"]["margin_points"] = 1.0
+    out.write_text(json.dumps(bench))
+    with pytest.raises(UserError, match=r"study mine were run with margins \[1.0, 2.0\] points"):
+        collect(pytester.path / "results", [out])
+
+
 # ---- the format itself -----------------------------------------------------------------------------------------
 
 def written(tmp_path, outcomes=None):
