@@ -18,6 +18,7 @@ from test_collect import BENCH, write_results  # tests/ is on sys.path: pytest's
 from lowrank_bench.core.io import UserError
 
 SECTIONS = ["Setup", "SVD of MLP weights", "LoRA", "Low-rank attention", "Conclusion"]
+REPO = Path(__file__).resolve().parents[1]
 needs_latexmk = pytest.mark.needs("latexmk", "pdftotext")  # the root conftest.py: skips, or fails under CI
 
 
@@ -77,7 +78,7 @@ def test_numbers_in_the_pdf_come_from_the_results(built):
     assert "\\newcommand{\\SvdChosenRank}{128}" in (out / "numbers.tex").read_text()
     # Listings quote the real source at the lines where the class starts.
     first = int(re.search(r"\\newcommand\{\\LowRankLinearFirst\}\{(\d+)\}", (out / "numbers.tex").read_text())[1])
-    source = (latex.ROOT / "models" / "lowrank.py").read_text().splitlines()
+    source = (REPO / "models" / "lowrank.py").read_text().splitlines()
     assert source[first - 1].startswith("class LowRankLinear")
     assert (out / "figures" / "svd_accuracy.pdf").exists() and (out / "tables" / "svd_comparison.tex").exists()
 
@@ -194,7 +195,7 @@ def test_every_package_the_report_uses_is_installed_by_ci_and_named_in_the_hint(
             for names in re.findall(r"\\usepackage(?:\[[^]]*\])?\{([^}]*)\}", t.read_text())
             for name in names.split(",")}
     assert "lmodern" in used and used <= latex.TEX_PACKAGES.keys(), used - latex.TEX_PACKAGES.keys()
-    ci = (Path(latex.ROOT) / ".ci" / "run").read_text().replace("\\\n", " ")
+    ci = (REPO / ".ci" / "run").read_text().replace("\\\n", " ")
     install = next(line for line in ci.splitlines() if "apt-get install" in line).split()
     for debian in latex.DEBIAN_PACKAGES:
         assert debian in install and debian in latex.INSTALL_HINT
@@ -247,7 +248,7 @@ def test_excerpts_come_from_the_real_sources_and_a_missing_symbol_fails_loudly(t
     copy = (tmp_path / "a" / "code" / name).read_text().splitlines()
     assert copy[first - 1].startswith("class LowRankLinear") and first < last
     assert all(ord(c) < 128 for line in copy for c in line)  # pdflatex's listings need ASCII
-    assert len(copy) == len((latex.ROOT / "models" / "lowrank.py").read_text().splitlines())
+    assert len(copy) == len((REPO / "models" / "lowrank.py").read_text().splitlines())
     monkeypatch.setitem(latex.EXCERPTS, "Gone", "models.lowrank:RenamedLinear")
     with pytest.raises(LookupError, match="models.lowrank:RenamedLinear"):
         latex.write_excerpts(tmp_path / "b")
