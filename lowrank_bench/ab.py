@@ -111,9 +111,12 @@ def connect(sides, labels):
         for listener in select.select(list(waiting), [], [], 0.5)[0]:
             waiting.pop(listener).accept()
         for side in waiting.values():
+            if select.select([side.listener], [], [], 0)[0]:
+                continue  # its hello came in the meantime (a side without benchmarks may then end at once)
             if side.process.poll() is not None or time.monotonic() > deadline:
+                ended = side.process.poll()
                 raise UserError(f"{side.name} ({labels[side.name]}): its pytest "
-                                f"{'ended' if side.process.poll() is not None else f'ran {HELLO_S} s'} without "
+                                f"{f'ended (status {ended})' if ended is not None else f'ran {HELLO_S} s'} without "
                                 f"speaking ab's protocol (a lowrank-bench plugin older than `ab`, or an error "
                                 f"before its first test); its output ends:\n{side.tail()}")
 
@@ -206,6 +209,9 @@ def run(args) -> int:
                 if side.process.wait() not in (0, 5):  # 5: pytest collected nothing
                     raise UserError(f"{side.name} ({labels[side.name]}): pytest exited {side.process.returncode}; "
                                     f"its output ends:\n{side.tail()}")
+            if not rows:
+                raise UserError("neither side timed a benchmark through the lowrank fixture (all deselected, or "
+                                "tests without it?); nothing written")
             for side in sides:
                 target = getattr(args, f"{side.name}_json")
                 with atomic_path(target) as path:

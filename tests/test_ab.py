@@ -92,13 +92,14 @@ def test_identical_sides_do_not_fail(project, tmp_path):
     assert not [line for line in out.splitlines() if line.startswith("test_toy") and " FAIL " in line]
 
 
-@pytest.mark.parametrize("args, message", [
-    (("fast", "nosuchrev"), "head 'nosuchrev': not a commit of"),
-    (("noplugin", "fast"), "base (noplugin = "),
+@pytest.mark.parametrize("revisions, pytest_args, message", [
+    (("fast", "nosuchrev"), (), "head 'nosuchrev': not a commit of"),
+    (("noplugin", "fast"), (), "base (noplugin = "),
+    (("fast", "fast"), ("-k", "nothing_matches"), "neither side timed a benchmark"),
 ])
-def test_what_cannot_be_compared_exits_2(project, tmp_path, args, message):
-    rc, out, err = ab(project, *args, "--budget", "5", "--base-json", tmp_path / "b.json", "--head-json",
-                      tmp_path / "h.json")
+def test_what_cannot_be_compared_exits_2(project, tmp_path, revisions, pytest_args, message):
+    rc, out, err = ab(project, *revisions, "--budget", "5", "--base-json", tmp_path / "b.json", "--head-json",
+                      tmp_path / "h.json", "--", *pytest_args)
     assert rc == 2 and message in err and err.startswith("error: ")
     assert not (tmp_path / "b.json").exists()
 
