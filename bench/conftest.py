@@ -17,6 +17,7 @@ from lowrank_bench import plugin
 from lowrank_bench.bench.harness import Env, Suite, axes, profile_of
 from lowrank_bench.timing.pair import add_speedups
 from lowrank_bench.core.benchjson import check_study_extra_info
+from lowrank_bench.core.io import UserError
 from lowrank_bench.core.variants import variant_id
 from lowrank_bench.options import add_common
 from lowrank_bench.training.studies import timed
@@ -35,7 +36,10 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
 def pytest_configure(config):
     # Pin the thread count for the whole session so every benchmark (and its record) uses the same one.
-    torch.set_num_threads(default_threads())
+    try:
+        torch.set_num_threads(default_threads())
+    except UserError as e:  # a bad $LOWRANK_THREADS: one line, not an INTERNALERROR
+        raise pytest.UsageError(str(e)) from None
 
 
 def pytest_generate_tests(metafunc):

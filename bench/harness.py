@@ -159,14 +159,15 @@ class Suite:
         return x[idx], y[idx]
 
     def variant(self, row):
-        """The summary's row for `row`'s variant over every seed: means, 95 % half-widths, n."""
+        """The summary's row for `row`'s variant over every seed: means, standard deviations, n."""
         return next(v for v in self.summary["rows"] if key(v) == key(row))
 
     def over_seeds(self, row):
-        """The test accuracy of `row`'s variant over every seed (the summary's mean, its half-width and n), and the
-        seed of `row`, the checkpoint timed."""
+        """The test accuracy of `row`'s variant over every seed (the summary's mean and n; no interval: an interval
+        over seeds alone is 0 wide where two seeds tie, and the summary gives none), and the seed of `row`, the
+        checkpoint timed."""
         v = self.variant(row)
-        return {"accuracy": v["test_acc"], "accuracy_ci95": v.get("test_acc_ci95"), "n_seeds": v.get("n_seeds", 1),
+        return {"accuracy": v["test_acc"], "accuracy_ci95": None, "n_seeds": v.get("n_seeds", 1),
                 "seed_timed": row.get("seed")}
 
     def fields(self, model, row, accuracy, batch_size, kind, dtype="fp32", mode="eager"):

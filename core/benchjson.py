@@ -10,8 +10,8 @@ reads is checked against the schema below when the file is loaded (core/schema.p
 anyone (a CI artifact, a file attached to a pull request).
 """
 from lowrank_bench.core.io import UserError, read_json
-from lowrank_bench.core.schema import (COUNT, FRACTION, NON_NEGATIVE, POSITIVE_INT, boolean, list_of, name, nullable,
-                                      number, one_of, record, relative_path, text, validate)
+from lowrank_bench.core.schema import (COUNT, FRACTION, NON_NEGATIVE, POSITIVE_INT, Invalid, boolean, list_of, name,
+                                       nullable, number, one_of, record, relative_path, text, validate)
 from lowrank_bench.core.spec import DTYPES, INITS, KINDS, MODES, STUDIES
 
 # Stats.fields (pytest_benchmark/stats.py) plus the "iterations" that Metadata.as_dict adds.
@@ -53,7 +53,7 @@ _STATS = record({"median": _TIME, "min": _TIME, "rounds": POSITIVE_INT},
 _ACCURACY = nullable(FRACTION)
 _AMOUNT = nullable(NON_NEGATIVE)
 _RATIO = nullable(number(above=0))
-_EXTRA_INFO = record(optional={
+_EXTRA_FIELDS = {
     # a study and method by name: a user's own (the lowrank plugin) as well as the built-in ones
     "study": name, "kind": one_of(*KINDS), "method": name,
     "rank": nullable(POSITIVE_INT), "init": nullable(one_of(*INITS)), "embedding": nullable(name),
@@ -68,7 +68,28 @@ _EXTRA_INFO = record(optional={
     **{f: _RATIO for f in ("flop_ratio", "speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")},
     **{f: POSITIVE_INT for f in ("seq_len", "d_model", "heads", "d_ff")},
     "merged": nullable(boolean), "costs_more_than_dense": boolean,
-    "outcomes": relative_path, "outcomes_sha256": text, "margin_points": number(low=0, high=100)})
+    "outcomes": relative_path, "outcomes_sha256": text, "margin_points": number(low=0, high=100)}
+_EXTRA_INFO = record(optional=_EXTRA_FIELDS)
+
+
+def _own_value(v):
+    """A user's own extra_info value: null, a flag, a string without control characters or a finite number."""
+    return v if v is None or isinstance(v, bool) else text(v) if isinstance(v, str) else number()(v)
+
+
+def extra_info(v):
+    """A benchmark's extra_info as the `lowrank` fixture writes it: the contract's fields as the readers check
+    them, and a user's own fields plain values (NaN, Infinity, lists and objects are refused)."""
+    _EXTRA_INFO(v)
+    for k, item in v.items():
+        if k not in _EXTRA_FIELDS:
+            try:
+                _own_value(item)
+            except Invalid as e:
+                raise Invalid(k, e.message) from None
+    return v
+
+
 _BENCHMARK = record({"stats": _STATS},
                     {"extra_info": _EXTRA_INFO, "name": nullable(text), "group": nullable(text),
                      "param": nullable(text)})

@@ -6,6 +6,7 @@ at once, no cleanup), so a killed `bench` left pytest timing benchmarks against 
 temporary file nobody removed. Here SIGTERM and SIGINT end the child's whole group (pytest and anything it
 started) and then leave this process through an exception, so `atomic_path` and other `finally` blocks run.
 """
+import ctypes
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import threading
 from pathlib import Path
 
 GRACE_S = 5  # how long the group gets to end on SIGTERM before SIGKILL
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def end_group(proc):
@@ -30,11 +32,19 @@ def end_group(proc):
         proc.wait()
 
 
+def _end_with_parent():
+    """In the child before it runs: on Linux, SIGTERM when the parent dies, SIGKILL included (nothing else tells a
+    child in a session of its own; pytest timed on for 11 s and then wrote into a file nobody would read)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def run(cmd, *, capture=False, **popen_kwargs):
     """(exit status, stdout or None) of `cmd`, run in its own process group; SIGTERM or SIGINT to us end the
     group, then raise KeyboardInterrupt (SIGINT) or SystemExit(128 + signal) (SIGTERM) here."""
     out = subprocess.PIPE if capture else None
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT if capture else None,
+    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_end_with_parent, stdout=out,
+                            stderr=subprocess.STDOUT if capture else None,
                             text=capture, errors="replace" if capture else None, **popen_kwargs)
 
     def stop(signum, frame):

@@ -8,8 +8,9 @@ A spec is a callable that returns the value when it is acceptable and raises `In
 Fields a spec does not name are left as they are: the readers hand on only what they name.
 """
 import math
+import os
 
-from lowrank_bench.core.io import UserError
+from lowrank_bench.core.io import MAX_INT, UserError
 
 
 class Invalid(Exception):
@@ -55,7 +56,8 @@ def number(*, low=None, high=None, above=None, integer=False):
 
     def check(v):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)) \
-                or not math.isfinite(v) or (low is not None and v < low) or (high is not None and v > high) \
+                or (isinstance(v, int) and abs(v) >= MAX_INT) or not math.isfinite(v) \
+                or (low is not None and v < low) or (high is not None and v > high) \
                 or (above is not None and v <= above):
             refuse(v, expected)
         return v
@@ -82,10 +84,15 @@ def text(v):
     return v
 
 
+NAME_CHARS = 100  # a name with the suffixes a table or figure adds still fits a file name (255 bytes)
+
+
 def name(v):
     """A name that may become part of a path or an id: non-empty, no path separator, not `.` or `..`, no control
-    characters, at most 255 characters."""
-    if not isinstance(v, str) or not v or v in (".", "..") or "/" in v or "\\" in v or len(v) > 255 \
+    characters, at most NAME_CHARS characters."""
+    if isinstance(v, str) and len(v) > NAME_CHARS:
+        refuse(v, f"a name of at most {NAME_CHARS} characters (it has {len(v)}): file names are made of it")
+    if not isinstance(v, str) or not v or v in (".", "..") or "/" in v or "\\" in v \
             or any(ord(c) < 32 or ord(c) == 127 for c in v):
         refuse(v, "a name (non-empty, without '/', '\\\\' or control characters, not '.' or '..')")
     return v
@@ -167,3 +174,14 @@ def record(required=None, optional=None):
                     raise Invalid(_at(field, e.where), e.message) from None
         return v
     return check
+
+
+def environment(variable, spec, default, hint):
+    """The environment variable `variable` as a whole number checked against `spec`, `default` when unset or
+    empty; a UserError naming the variable and its value otherwise, with `hint` (what it is for)."""
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    if not raw.removeprefix("-").isdigit() or len(raw) > 20:  # int() would take "1_000" and 4,000 digits
+        raise UserError(f"${variable}={raw[:40]!r} is not a whole number; {hint}")
+    return validate(int(raw), spec, f"${variable}={raw}", hint)

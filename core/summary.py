@@ -6,8 +6,8 @@ name is kept as it is and never reaches the report's LaTeX or a path (report/tab
 the CSV tables).
 """
 from lowrank_bench.core.io import read_json
-from lowrank_bench.core.schema import (COUNT, FRACTION, NON_NEGATIVE, POSITIVE_INT, Invalid, boolean, dict_of, list_of, name,
-                         nullable, number, one_of, record, refuse, relative_path, text, validate)
+from lowrank_bench.core.schema import (COUNT, FRACTION, NON_NEGATIVE, POSITIVE_INT, Invalid, boolean, dict_of, list_of,
+                                       name, nullable, number, one_of, record, refuse, relative_path, text, validate)
 from lowrank_bench.core.spec import INITS
 
 _AMOUNT = nullable(NON_NEGATIVE)  # bytes or seconds: a mean over seeds need not be an integer
@@ -38,7 +38,7 @@ def _row(study):
                 "qkv_params": nullable(COUNT), "stop_acc": _OPTIONAL_FRACTION, "outcomes": relative_path,
                 "calibration_seconds": _AMOUNT, "factorize_seconds": _AMOUNT, "verdict": nullable(one_of(*VERDICTS))}
     for metric in ("val_acc", "test_acc", "acc_truncated"):
-        optional |= {f"{metric}_std": _AMOUNT, f"{metric}_ci95": _AMOUNT}
+        optional |= {f"{metric}_std": _AMOUNT}
     for part in ("val", "test"):
         # bounds widened for few seeds (core/decision.py) may reach past ±1: finite numbers
         optional |= {f"{part}_diff": _DIFF, f"{part}_diff_lower": nullable(number()),
@@ -50,9 +50,17 @@ _LAYER = record({"layer": text, "rank": POSITIVE_INT, "m": POSITIVE_INT, "n": PO
                  "rel_error": NON_NEGATIVE, "energy": FRACTION, "params": COUNT, "dense_params": COUNT,
                  "break_even": NON_NEGATIVE, "costs_more_than_dense": boolean},
                 {"flops": COUNT, "bytes": COUNT})
-_RETRAIN = record({"epochs": COUNT, "lr": NON_NEGATIVE, "warmup_frac": FRACTION},
-                  {"distill": nullable(NON_NEGATIVE), "distill_temperature": number(above=0),
-                   "batch_size": POSITIVE_INT, "augment": name})
+_RETRAIN_FIELDS = record({"epochs": COUNT, "lr": NON_NEGATIVE, "warmup_frac": FRACTION},
+                         {"distill": nullable(NON_NEGATIVE), "distill_temperature": number(above=0),
+                          "batch_size": POSITIVE_INT, "augment": name})
+
+
+def _retrain(v):
+    """The retraining settings; a distillation weight comes with the temperature it was applied at."""
+    _RETRAIN_FIELDS(v)
+    if v.get("distill") and "distill_temperature" not in v:
+        raise Invalid("distill_temperature", "missing, and distill is set")
+    return v
 
 
 def _summary(study):
@@ -65,7 +73,7 @@ def _summary(study):
                    "rows": list_of(_row(study), min_len=1), "chosen": chosen, "choices": list_of(choice)},
                   {"device": name, "device_name": nullable(text), "seeds": list_of(COUNT),
                    "seed_rows": list_of(_row(study)), "layers": list_of(_LAYER),
-                   "augmentation": record(optional={"chosen": nullable(name)}), "retrain": _RETRAIN,
+                   "augmentation": record(optional={"chosen": nullable(name)}), "retrain": _retrain,
                    "latency_batch_size": POSITIVE_INT, "embedding_frozen": boolean, "targets": list_of(name),
                    "chosen_by_init": dict_of(one_of(*INITS), chosen),
                    "chosen_by_embedding": dict_of(name, dict_of(one_of(*INITS), chosen)),

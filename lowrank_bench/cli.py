@@ -15,10 +15,12 @@ from lowrank_bench.timing.measure import pool_runs
 from lowrank_bench import ab
 from lowrank_bench.core import proc
 from lowrank_bench.core.benchjson import load_bench
-from lowrank_bench.core.io import UserError, atomic_path, require_regular_target, require_writable_dir, write_json
+from lowrank_bench.core.io import (UserError, atomic_path, confined, remove_leftovers, require_regular_target,
+                                  require_writable_dir, write_json)
 from lowrank_bench.options import absolute_paths, add_bench_axes, add_common, as_argv, bench_axes_argv
 from lowrank_bench.report import collect, gate, latex
 from lowrank_bench.report.results import default_bench
+from lowrank_bench.timing.measure import default_threads
 from lowrank_bench.training.config import load_profile, resolve_device
 from lowrank_bench.training.data import cache_dir, check, needed, resolve_root
 from lowrank_bench.training.download import download, ensure
@@ -43,8 +45,8 @@ DATA_IN = "data sets from --data-root, else $LOWRANK_DATA, else ~/.cache/lowrank
 
 def profile_out(args):
     profile = load_profile(args.profile, args.device, args.overrides)
-    out = Path(args.out) / profile.name
     try:  # a path that cannot even be looked up (too long, a loop of links) fails here, not as a traceback later
+        out = confined(args.out, profile.name)
         out.exists()
     except OSError as e:
         shown = f"{str(args.out)[:60]}... ({len(str(args.out))} characters)" if len(str(args.out)) > 80 else args.out
@@ -95,8 +97,9 @@ def train_studies(studies, args):
         raise
     executor.close()
     if failed:
-        raise UserError(f"{len(failed)} job(s) failed: {', '.join(failed)}; their logs are in {out / 'logs'}, "
-                        "rerun the command to retry only them")
+        raise UserError(f"{len(failed)} job(s) failed: {', '.join(failed)}; the FAILED lines above say why and their "
+                        f"logs are in {out / 'logs'}; rerun the command (once what a FAILED line names is fixed) "
+                        f"to retry only them")
     print(f"== {', '.join(studies)} done in {time.perf_counter() - t0:.1f}s, results in {out} ==")
     return 0
 
@@ -143,14 +146,16 @@ def run_suite(args, json_path, target):
 def cmd_bench(args):
     profile, out = profile_out(args)  # a bad profile fails here, before pytest starts
     resolve_device(args.device)  # --device cuda without CUDA would skip every benchmark: refuse it here
-    target = args.json or out / "bench.json"
+    target = args.json or confined(out, "bench.json")
     if args.repeat < 1:
         raise UserError(f"--repeat must be at least 1, got {args.repeat}")
     if any(a.startswith("--benchmark-json") for a in args.pytest_args):
         raise UserError("give the output file as `lowrank-bench bench --json PATH`, not --benchmark-json")
+    default_threads()  # a bad $LOWRANK_THREADS fails here, in one line, before pytest starts
     require_regular_target(target, "--json" if args.json else "")
     require_writable_dir(Path(target).parent, "--json's folder" if args.json else "--out")
     fetch_data(args, profile, list(STUDIES))  # here, not in pytest: the suites (and the training they start) read it
+    remove_leftovers(Path(target).parent, Path(target).name)  # what a killed `bench` left
     with atomic_path(target) as tmp:  # pytest-benchmark writes in place; an interrupted run keeps the old file
         if args.repeat == 1:
             run_suite(args, tmp, target)
@@ -172,7 +177,7 @@ def cmd_bench(args):
 def cmd_collect(args):
     _, out = profile_out(args)
     if (own := collect.own_folder(args.bench)):  # a user's own study: a folder of its own, never a profile's
-        out = args.out / own
+        out = confined(args.out, own)
     return collect.main(out, args.bench or default_bench(out), args.across_profiles)
 
 

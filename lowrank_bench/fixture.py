@@ -11,8 +11,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from lowrank_bench.core import benchjson
 from lowrank_bench.core.bench_outcomes import as_matrix
-from lowrank_bench.core.benchjson import RESERVED_EXTRA_INFO
+from lowrank_bench.core.io import UserError
+from lowrank_bench.core.schema import name, validate
 from lowrank_bench.core.spec import STUDIES
 from lowrank_bench.models.inputs import call
 from lowrank_bench.training.measure import forward_flops, measure, param_counts
@@ -42,6 +44,15 @@ def _seed_outcomes(over_seeds, timed_outcomes):
                          f"{float(matrix.mean())!r}; it must have n_seeds = {over_seeds['n_seeds']!r} rows whose "
                          f"mean is over_seeds['accuracy'] = {accuracy!r}")
     return matrix
+
+
+def _valid(value, spec, where):
+    """`value` checked as `lowrank-bench collect` and `gate` will read it (core/schema.py): a ValueError naming the
+    argument or field otherwise, when the test runs and not later in a reader."""
+    try:
+        validate(value, spec, "lowrank(...)", "give what `lowrank-bench collect` reads", where)
+    except UserError as e:
+        raise ValueError(str(e)) from None
 
 
 def _number(x):
@@ -97,9 +108,8 @@ class LowRank:
                  study: str, method: str, rank: int | None = None,
                  accuracy: float | Callable[[Callable], float] | None = None, init: str | None = None,
                  over_seeds: Mapping[str, Any] | None = None, extra_info: Mapping[str, Any] | None = None) -> Any:
-        for name, value in (("study", study), ("method", method)):
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"lowrank(...): {name} must be a non-empty string, got {value!r}")
+        for field, value in (("study", study), ("method", method)):  # they name files and tables
+            _valid(value, name, field)
         if study in STUDIES and not set(STUDIES[study].extra_info) <= set(extra_info or {}):
             raise ValueError(f"lowrank(...): study {study!r} is a built-in study's name; give yours another")
         if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
@@ -110,6 +120,9 @@ class LowRank:
         if not tensors or tensors[0].dim() == 0:
             raise ValueError("lowrank(...): inputs must be a batch: a tensor, or a tuple or dict holding tensors")
         device, batch_size = tensors[0].device, tensors[0].shape[0]
+        if batch_size < 1:
+            raise ValueError("lowrank(...): inputs is an empty batch (its first dimension is 0); give one example "
+                             "or more")
         ref_params, ref_flops = self._reference(reference, inputs)
 
         converted, forward = for_inference(model.eval(), self.dtype, self.mode, device)
@@ -125,7 +138,7 @@ class LowRank:
                                      "the key 'accuracy'")
                 own_info |= {k: v for k, v in accuracy.items() if k != "accuracy"}
                 accuracy = accuracy["accuracy"]
-        clash = sorted(RESERVED_EXTRA_INFO & set(own_info))
+        clash = sorted(benchjson.RESERVED_EXTRA_INFO & set(own_info))
         if clash:
             raise ValueError(f"lowrank(...): extra_info may not set {clash}: the fixture writes them")
         outcomes = None
@@ -146,6 +159,8 @@ class LowRank:
                 raise ValueError(f"lowrank(...): over_seeds must hold exactly {sorted(seeds)} (and optionally "
                                  f"'outcomes'), got {sorted(over_seeds)}")
             seeds, outcomes = given, _seed_outcomes(over_seeds, outcomes is not None)
+        _valid({"study": study, "method": method, "rank": rank, "init": init, **seeds, **own_info},
+               benchjson.extra_info, "")
         own = measure(converted, timed_inputs, device)
         self.benchmark.extra_info.update({
             "study": study, "kind": "infer", "method": method, "rank": rank, "init": init, "batch_size": batch_size,

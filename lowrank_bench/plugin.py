@@ -128,9 +128,13 @@ def lowrank(benchmark, request, lowrank_dtype, lowrank_mode):
     import torch
 
     from lowrank_bench.fixture import LowRank
+    from lowrank_bench.core.io import UserError
     from lowrank_bench.timing.measure import default_threads
     if not request.config.stash.get(_USED, False):  # the first use: every benchmark of the session, one thread count
-        torch.set_num_threads(default_threads())
+        try:
+            torch.set_num_threads(default_threads())
+        except UserError as e:  # a bad $LOWRANK_THREADS: the reason, not a traceback
+            pytest.fail(str(e), pytrace=False)
         request.config.stash[_USED] = True
     return LowRank(benchmark, lowrank_dtype, lowrank_mode, request.config.stash.setdefault(_REFERENCES, {}),
                    _store(request.config, request.node.nodeid))

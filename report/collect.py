@@ -16,7 +16,7 @@ folder of their own (`own_folder`).
 from pathlib import Path
 
 from lowrank_bench.core.benchjson import load_bench
-from lowrank_bench.core.io import UserError, read_json, write_json
+from lowrank_bench.core.io import UserError, confined, read_json, remove_leftovers, write_json
 from lowrank_bench.core.schema import boolean, dict_of, list_of, name, record, relative_path, text, validate
 from lowrank_bench.core.spec import STUDIES
 from lowrank_bench.report import benchstudy, tables as t
@@ -53,7 +53,7 @@ def read_collected(results_dir):
 def _written_before(prior, results_dir):
     """The tables and figures the previous collection wrote (its collected.json is the manifest): only these may be
     removed, never a file the user put there."""
-    return [results_dir / kind / Path(p).name for kind in ("tables", "figures") if prior
+    return [confined(results_dir, f"{kind}/{Path(p).name}") for kind in ("tables", "figures") if prior
             for paths in prior[kind].values() for p in paths.values()]
 
 
@@ -88,10 +88,14 @@ def _stored(path, results_dir):
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
-def check_profiles(machines, profiles, results_dir):
-    """Refuse a benchmark file measured under another profile than the results': its timings would be tabulated
-    beside accuracies they were not measured with."""
+def check_profiles(machines, profiles, results_dir, bench):
+    """Refuse a benchmark file measured under another profile than the results', or whose built-in studies'
+    benchmarks do not say which: its timings would be tabulated beside accuracies they were not measured with."""
     for m in machines:
+        if m["profile"] is None and any(b["file"] == m["label"] and b["study"] in STUDIES for b in bench):
+            raise UserError(f"{m['file']}: its benchmarks carry no extra_info.profile, so nothing says they were "
+                            f"measured under profile {', '.join(sorted(profiles))} of the results in {results_dir}; "
+                            f"give the benchmark file `lowrank-bench bench` wrote, or pass --across-profiles")
         if m["profile"] is not None and m["profile"] not in profiles:
             raise UserError(f"{m['file']}: benchmarks of profile {m['profile']}, but the results in {results_dir} are "
                             f"of profile {', '.join(sorted(profiles))}; give that profile's benchmark file, or pass "
@@ -111,12 +115,15 @@ def collect(results_dir: Path, bench_files: list[Path], across_profiles=False) -
         raise UserError(f"{results_dir}: no study results (svd/, lora/ or attention/summary.json); "
                         f"run `lowrank-bench train <study>` for this profile first")
     if not across_profiles and studies:
-        check_profiles(machines, {d["meta"]["profile"] for d in studies.values()}, results_dir)
+        check_profiles(machines, {d["meta"]["profile"] for d in studies.values()}, results_dir, bench)
     labels = [m["label"] for m in machines]
     reference = [b for b in bench if b["file"] == labels[0]] if labels else []
     one_axis = primary(bench)  # latency tables and figures: one dtype and mode, never a mix
-    tables_dir, figures_dir = results_dir / "tables", results_dir / "figures"
+    tables_dir, figures_dir = confined(results_dir, "tables"), confined(results_dir, "figures")
+    target = confined(results_dir, "collected.json")
     written_before = _written_before(prior, results_dir)
+    for folder in (results_dir, tables_dir, figures_dir):  # what a killed collection left
+        remove_leftovers(folder)
     tables, figures = {}, {}
     if machines:
         tables["machines"] = t.write_table(tables_dir, "machines", *t.machines_table(machines))
@@ -158,7 +165,7 @@ def collect(results_dir: Path, bench_files: list[Path], across_profiles=False) -
                  "across_profiles": across_profiles, "machines": machines, "studies": studies,
                  "bench_studies": own, "bench_choices": choices, "bench": bench,
                  "tables": tables, "figures": figures}
-    write_json(results_dir / "collected.json", collected)
+    write_json(target, collected)
     return collected
 
 

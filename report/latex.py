@@ -15,7 +15,7 @@ import time
 from pathlib import Path, PurePosixPath
 
 from lowrank_bench.core import proc
-from lowrank_bench.core.io import UserError, atomic_write, read_json, write_json
+from lowrank_bench.core.io import UserError, atomic_write, confined, read_json, remove_leftovers, write_json
 from lowrank_bench.core.schema import list_of, record, relative_path, validate
 from lowrank_bench.core.spec import STUDIES
 from lowrank_bench.report import fmt, prose
@@ -28,6 +28,8 @@ BUILD = Path("report", "build")  # from the current folder: the checkout's repor
 # The build folder's list of what the report wrote there: the only files a build replaces or removes.
 MANIFEST = "report-files.json"
 _MANIFEST = record({"files": list_of(relative_path)})
+# How pdflatex and latexmk say that a write failed for want of space (the log says no more).
+DISK_FULL = ("fwrite() failed", "No space left on device", "Disk quota exceeded")
 # What latexmk and pdflatex write beside report.tex.
 LATEX_OUTPUTS = [f"report.{ext}" for ext in ("aux", "fdb_latexmk", "fls", "log", "out", "pdf", "toc")]
 # Every \\usepackage of templates/report.tex -> the Debian package that provides it (tests/test_report.py checks
@@ -86,7 +88,7 @@ def write_excerpts(out_dir):
     for stem, symbol in EXCERPTS.items():
         path, first, last = source_of(symbol)
         copy = "".join(ASCII.get(c, c if ord(c) < 128 else "?") for c in path.read_text())
-        atomic_write(out_dir / "code" / path.name, copy)
+        atomic_write(confined(out_dir, f"code/{path.name}"), copy)
         found[stem] = (path.name, first, last)
     return found
 
@@ -115,7 +117,7 @@ def _mib(n_bytes):
 
 def study_numbers(d, bench):
     """The macros a study's section quotes, without the study prefix."""
-    base = d["baseline"] or d["rows"][0]
+    base = d["baseline"]
     chosen = d["chosen"]
     c = chosen or {}
     ranks = sorted({r["rank"] for r in d["rows"] if r["rank"] is not None})
@@ -188,7 +190,7 @@ def lora_numbers(d, bench):
 
 @own_numbers("attention")
 def attention_numbers(d, bench):
-    c, base = d["chosen"] or {}, d["baseline"] or {}
+    c, base = d["chosen"] or {}, d["baseline"]
     return {"ChosenInit": c.get("init") or "--", "InitVerdict": prose.attention_inits(d),
             "EmbeddingVerdict": prose.attention_embedding(d), "BestVerdict": prose.attention_best(d),
             "BaseQKV": _int(base.get("qkv_params")), "ChosenQKV": _int(c.get("qkv_params")),
@@ -268,7 +270,7 @@ def own_build_dir(out_dir, results_dir) -> list[str]:
 
 
 def _write_manifest(out_dir, files):
-    write_json(out_dir / MANIFEST, {"files": sorted(set(files))})
+    write_json(confined(out_dir, MANIFEST), {"files": sorted(set(files))})
 
 
 def require_latexmk(alternative="") -> str:
@@ -288,21 +290,23 @@ def build_report(results_dir, out_dir=BUILD, bench_files=None, collected=None) -
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     earlier = own_build_dir(out_dir, results_dir)
     collected = collected or _collected(results_dir, bench_files)
+    for folder in ("", "tables", "figures", "code"):  # what a killed build left
+        remove_leftovers(confined(out_dir, folder))
     for rel in earlier:  # an earlier build's files must not stand in for absent ones
         if rel.split("/")[0] in ("tables", "figures", "code"):
-            (out_dir / rel).unlink(missing_ok=True)
+            confined(out_dir, rel).unlink(missing_ok=True)
     written = []
     for template in TEMPLATES.glob("*.tex"):
-        atomic_write(out_dir / template.name, template.read_text())
+        atomic_write(confined(out_dir, template.name), template.read_text())
         written.append(template.name)
     for kind, ext in (("tables", "tex"), ("figures", "pdf")):
         for paths in collected[kind].values():
             src = results_dir / paths[ext]
-            atomic_write(out_dir / kind / src.name, src.read_bytes())
+            atomic_write(confined(out_dir, f"{kind}/{src.name}"), src.read_bytes())
             written.append(f"{kind}/{src.name}")
     excerpts = write_excerpts(out_dir)
     written += [f"code/{name}" for name, _, _ in excerpts.values()]
-    atomic_write(out_dir / "numbers.tex", numbers_tex(collected, excerpts))
+    atomic_write(confined(out_dir, "numbers.tex"), numbers_tex(collected, excerpts))
     written.append("numbers.tex")
     # Listed before latexmk runs, so that a build stopped halfway leaves a folder the next build still owns.
     _write_manifest(out_dir, [*written, *(f for f in earlier if (out_dir / f).is_file()), *LATEX_OUTPUTS])
@@ -317,9 +321,13 @@ def build_report(results_dir, out_dir=BUILD, bench_files=None, collected=None) -
     if rc != 0:
         # latexmk's database would answer the next call with "Nothing to do" and repeat this error even after
         # the missing package is installed: forget it, so the next build starts from scratch.
-        (out_dir / "report.fdb_latexmk").unlink(missing_ok=True)
+        confined(out_dir, "report.fdb_latexmk").unlink(missing_ok=True)
         log = out_dir / "report.log"
         lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        full = next((l.strip() for l in [*lines, *stdout.splitlines()] if any(m in l for m in DISK_FULL)), None)
+        if full:
+            raise UserError(f"latexmk failed: the disk holding {out_dir} is full ({full}); free disk space or give "
+                            f"another --build-dir, then build again")
         # -file-line-error writes "./file.tex:LINE: message", then "l.LINE <the input up to the error>".
         at = next((i for i, l in enumerate(lines) if re.match(r"(\S+\.tex:\d+: |! )", l)), None)
         first = " ".join(l.strip() for l in lines[at:at + 2]) if at is not None else stdout.strip()[-200:]

@@ -49,7 +49,12 @@ def load_study(results_dir, study):
         row["series"] = _series(study, row)
         row["chosen"] = bool(chosen_key) and all(row.get(f) == v for f, v in chosen_key.items())
     _mark_sequence(path, rows, summary["choices"])
-    baseline = next((r for r in rows if r["method"] == STUDIES[study].reference and r["rank"] is None), None)
+    reference = STUDIES[study].reference
+    baseline = next((r for r in rows if r["method"] == reference and r["rank"] is None and not r.get("embedding")),
+                    None)
+    if baseline is None:  # every row is compared with it: without it no sentence may name another row so
+        raise UserError(f"{path}: rows: no {reference} row (method {reference!r}, rank null), the reference every "
+                        f"row is compared with; re-run `lowrank-bench train {study}`")
     chosen = next((r for r in rows if r["chosen"]), None)
     seed_rows = summary.get("seed_rows") or rows  # a summary of one seed per variant has only "rows"
     runs = {}

@@ -33,7 +33,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
     def full(self, data):
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(io.Path, "write_bytes", full)
-    with pytest.raises(io.UserError, match=r"r\.json: cannot write it \(No space left on device\); free disk space"):
+    with pytest.raises(io.UserError, match=r"r\.json: cannot write it \(No space left on device\); the disk is full: free disk space"):
         io.write_json(target, {"new": 2})
     assert target.read_text() == '{\n  "old": 1\n}\n' and [p.name for p in tmp_path.iterdir()] == ["r.json"]
 

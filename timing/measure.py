@@ -23,11 +23,13 @@ import copy
 import os
 import platform
 import statistics
+import sys
 
 import psutil
 import torch
 
 from lowrank_bench.core.benchjson import STAT_FIELDS, by_fullname, is_number, machine_summary
+from lowrank_bench.core.schema import POSITIVE_INT, environment
 from lowrank_bench.core.io import UserError
 from lowrank_bench.timing import abwire
 from lowrank_bench.timing.pair import add_speedups
@@ -44,7 +46,12 @@ def default_threads():
     """The thread count a benchmark session pins: $LOWRANK_THREADS, else all cores but one. A parallel region waits
     for its slowest thread, so with every core busy each interruption by the OS or pytest stalls the whole op (on 2
     vCPUs the run-to-run spread of medians fell from 46 % to 12 % with one core left free)."""
-    return int(os.environ.get("LOWRANK_THREADS", max(1, (os.cpu_count() or 1) - 1)))
+    cores = os.cpu_count() or 1
+    threads = environment("LOWRANK_THREADS", POSITIVE_INT, max(1, cores - 1),
+                          "set it to the number of threads a benchmark uses (1 or more), or unset it")
+    if threads > cores:  # torch's thread pool at 100,000 threads crashes the process
+        print(f"LOWRANK_THREADS={threads} is more than the {cores} cores here: using {cores}", file=sys.stderr)
+    return min(threads, cores)
 
 
 def axes(device_type, dtypes=None, modes=None):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from lowrank_bench.core.io import MAX_INT
 from lowrank_bench.core.spec import DTYPES, MODES
 from lowrank_bench.models.methods import METHODS
 from lowrank_bench.models.mlp import MLPConfig
@@ -239,14 +240,15 @@ def _type_name(annotation, least=1):
     if annotation is float:
         return "a number"
     if annotation is int:
-        return "an integer"
+        return "an integer below 2^63"
     if annotation is bool:
         return "true or false"
     if annotation is str:
         return "a string"
     if typing.get_origin(annotation) is list:
         item = typing.get_args(annotation)[0]
-        return f"a non-empty list of {f'integers >= {least}' if item is int else _type_name(item)[2:] + 's'}"
+        each = f"integers >= {least}, below 2^63" if item is int else _type_name(item)[2:] + "s"
+        return f"a non-empty list of {each}"
     return " or ".join("left out" if a is type(None) else _type_name(a, least) for a in typing.get_args(annotation))
 
 
@@ -264,7 +266,8 @@ def _fits(value, annotation, least=1):
             _fits(v, item) and (item is not int or v >= least) for v in value)
     if annotation in (int, float):
         allowed = (int,) if annotation is int else (int, float)
-        return isinstance(value, allowed) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+        return isinstance(value, allowed) and not isinstance(value, bool) and math.isfinite(value) \
+            and 0 <= value < MAX_INT
     return isinstance(value, annotation)
 
 

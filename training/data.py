@@ -68,8 +68,12 @@ class DataError(UserError):
 
 def resolve_root(arg: str | None) -> Path:
     """The data root: the `--data-root` argument, else `$LOWRANK_DATA`, else `default_root()`. Contents are not
-    checked."""
-    return Path(arg or os.environ.get("LOWRANK_DATA") or default_root()).expanduser()
+    checked, but a file given for the folder is refused."""
+    root = Path(arg or os.environ.get("LOWRANK_DATA") or default_root()).expanduser()
+    if root.exists() and not root.is_dir():
+        given = "--data-root" if arg else "LOWRANK_DATA" if os.environ.get("LOWRANK_DATA") else "the data root"
+        raise DataError(f"{given} {root} is a file, not a folder; give the folder that holds the data sets")
+    return root
 
 
 def cache_dir() -> Path:
@@ -279,9 +283,9 @@ SUBSETS = {"hoda": (("hoda_train", HODA_TRAIN), ("hoda_test", HODA_TEST)),
 
 
 def check_splits(profile, root, studies) -> None:
-    """Raise ValueError naming the profile key when a split the studies read would be empty or a subset asks for
-    more samples than its file has: the early-stopping hold-out (round(stop_fraction × n), as `_indices` draws it) and
-    what is left of training must each keep one sample. Sizes come from the files' headers, before any decoding."""
+    """Raise ValueError naming the profile key when a split the studies read would be empty or a subset or the
+    decide part asks for more samples than its file has: the early-stopping hold-out (round(stop_fraction × n), as
+    `_indices` draws it) and what is left of training must each keep one sample. Sizes come from the files' headers, before any decoding."""
     d, root = profile.data, Path(root)
     for name in dict.fromkeys(n for s in studies for n in STUDIES[s].datasets):
         require(root, [name])
@@ -298,6 +302,11 @@ def check_splits(profile, root, studies) -> None:
                 raise ValueError(f"{what} with data.stop_fraction = {d.stop_fraction} leaves an empty "
                                  f"{'stop' if held < 1 else 'training'} split (round({d.stop_fraction} x {n}) "
                                  f"= {held} held out); {fix} data.stop_fraction")
+            decide = getattr(d, f"{name}_decide")
+            if role == "train" and not (decide <= total - n or decide < n - held):  # as `_indices` draws it
+                raise ValueError(f"data.{name}_decide = {decide} does not fit {path}: {total - n} training examples "
+                                 f"lie outside the subset and {n - held} train inside it; set data.{name}_decide "
+                                 f"<= {max(total - n, n - held - 1)}")
 
 
 # ---------------------------------------------------------------------------------------------------- Hoda

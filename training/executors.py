@@ -9,9 +9,11 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 
+import psutil
 import torch
 
 from lowrank_bench.core.io import UserError
@@ -34,6 +36,21 @@ def auto_jobs(device):
     if torch.device(device).type == "cuda":
         return 2 * max(1, torch.cuda.device_count())
     return 2 if cores() >= 2 else 1
+
+
+WORKER_BYTES = 1 << 30  # what one worker may hold: torch, a job's data set and models (smoke and quick stay below)
+
+
+def capped(n):
+    """`n` workers, or as many as this machine runs side by side, said in a line: one per core (more only queue)
+    and WORKER_BYTES of available memory each (more get killed)."""
+    memory = psutil.virtual_memory().available
+    most = min(cores(), max(1, int(memory // WORKER_BYTES)))
+    if n > most:
+        why = f"{cores()} cores" if most == cores() else f"{memory / 2**30:.1f} GiB of memory available, " \
+                                                           f"{WORKER_BYTES / 2**30:g} GiB per worker"
+        print(f"--jobs {n}: capped at {most} ({why})", file=sys.stderr)
+    return min(n, most)
 
 
 def threads_per_worker(n, device):
@@ -139,6 +156,8 @@ class RayTasks:
     with the task (runtime_env working_dir); the data root must exist at the same path on every node."""
 
     def __init__(self, profile, root, device, address=None, gpu_share=0.5, num_cpus=None):
+        if address is not None:  # before Ray, which takes seconds to import and retries for minutes
+            check_reachable(address)
         try:
             import ray  # here: an optional extra that takes seconds to import
         except ImportError:
@@ -151,8 +170,6 @@ class RayTasks:
         env = {"working_dir": repo, "excludes": [".git", "results", "report/build", "*.safetensors"]} \
             if os.path.exists(os.path.join(repo, "pyproject.toml")) else {}
         local = {"num_cpus": num_cpus} if address is None else {}  # a cluster has its own resources
-        if address is not None:
-            check_reachable(address)
         ray.init(address=address, runtime_env=env, ignore_reinit_error=True, log_to_driver=False, **local)
         gpus = gpu_share if torch.device(device).type == "cuda" else 0
         self.task = ray.remote(num_cpus=1, num_gpus=gpus)(execute)
@@ -173,20 +190,34 @@ class RayTasks:
         self.ray.shutdown()
 
 
-CONNECT_S = 10  # how long a Ray address gets to accept a connection
+CONNECT_S = 10  # how long a Ray address gets to accept a connection, and again to answer on it
+# Ray's cluster speaks gRPC, over HTTP/2: a client's connection preface (RFC 9113 3.4) with an empty SETTINGS frame.
+# A server answers with a SETTINGS frame of its own (frame type 4, the 4th byte of its 9-byte header).
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+SETTINGS = 4
 
 
 def check_reachable(address):
-    """Raise UserError unless the Ray cluster at `address` (HOST:PORT, or ray://HOST:PORT) accepts a connection:
-    Ray itself retries an address that does not answer for minutes, without a word."""
+    """Raise UserError unless the Ray cluster at `address` (HOST:PORT, or ray://HOST:PORT) accepts a connection and
+    answers it as an HTTP/2 (gRPC) server does, each within CONNECT_S: Ray itself retries an address that does not
+    answer for minutes, without a word."""
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit():
         return  # "auto" and other forms Ray resolves itself
+    hint = ("start one with `ray start --head`, or leave out --ray-address (and RAY_ADDRESS) for a local one")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_S).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_S) as conn:
+            conn.sendall(HTTP2_PREFACE)
+            head = b""
+            while len(head) < 9 and (chunk := conn.recv(9 - len(head))):
+                head += chunk
+    except TimeoutError:
+        raise UserError(f"--ray-address {address}: something there took the connection but did not answer within "
+                        f"{CONNECT_S} s, as no Ray cluster does; {hint}") from None
     except OSError as e:
-        raise UserError(f"--ray-address {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
-                        "`ray start --head`, or leave out --ray-address (and RAY_ADDRESS) for a local one") from None
+        raise UserError(f"--ray-address {address}: no Ray cluster answers there ({e.strerror or e}); {hint}") from None
+    if len(head) < 9 or head[3] != SETTINGS:
+        raise UserError(f"--ray-address {address}: what answers there is not a Ray cluster (no gRPC server); {hint}")
 
 
 def make(kind, jobs, profile, root, device, ray_address=None, num_cpus=None):
@@ -194,7 +225,8 @@ def make(kind, jobs, profile, root, device, ray_address=None, num_cpus=None):
     if kind == "ray":
         return RayTasks(profile, root, device, address=ray_address or os.environ.get("RAY_ADDRESS"),
                         num_cpus=num_cpus)
-    n = auto_jobs(device) if jobs == "auto" else int(jobs) if str(jobs).isdigit() else 0
+    n = auto_jobs(device) if jobs == "auto" else int(jobs) if str(jobs).isdigit() and len(str(jobs)) < 10 else 0
     if n < 1:
         raise UserError(f"--jobs must be a whole number >= 1 or auto, got {jobs!r}")
+    n = capped(n)
     return InProcess(profile, root, device) if n == 1 else LocalPool(profile, root, device, n)

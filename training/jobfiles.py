@@ -4,7 +4,7 @@ and the rule for every file name a job hands over: a path relative to its folder
 A results folder may come from someone else (a colleague's copy, a CI artifact), so a job file is input from a
 stranger: the names it lists are joined onto the results folder and onto a job's temporary folder, and its row
 becomes a summary row. So: every name is relative, has no `.`/`..` part and no backslash, and resolves inside its
-folder (a symbolic link out of it is refused too); a job's own files are its checkpoint, `<job name>.<suffix>`;
+folder with no symbolic link on the way; a job's own files are its checkpoint, `<job name>.<suffix>`;
 key fields equal the job's, accuracies are numbers in [0, 1], and every other value is a plain number, flag or
 short identifier. What `check` refuses raises `UserError` naming the file and the field.
 """
@@ -13,7 +13,7 @@ import math
 import re
 from pathlib import Path
 
-from lowrank_bench.core.io import UserError
+from lowrank_bench.core.io import UserError, confined
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 # a checkpoint's `.safetensors` and `.json`, its per-example outcomes' `.outcomes.safetensors`
@@ -31,13 +31,12 @@ def relative_name(name, what):
 
 
 def inside(folder, name, what) -> Path:
-    """`folder / name`, after `relative_name` and a check that the resolved path is inside the resolved `folder`
-    (a symbolic link out of it is refused too)."""
+    """`folder / name`, after `relative_name` and core.io's `confined`: no symbolic link on the way."""
     relative_name(name, what)
-    path = Path(folder) / name
-    if not path.resolve().is_relative_to(Path(folder).resolve()):
-        raise UserError(f"{what}: {name!r} leads out of {folder} (through a symbolic link)")
-    return path
+    try:
+        return confined(folder, name)
+    except UserError as e:
+        raise UserError(f"{what}: {e}") from None
 
 
 def own_file(job, name, what):

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from lowrank_bench.core.io import UserError, atomic_write, read_json, write_json
+from lowrank_bench.core.io import UserError, alive, atomic_write, confined, read_json, write_json
 from lowrank_bench.core.spec import STUDIES
 from lowrank_bench.training import data, embeddings, jobfiles
 from lowrank_bench.training.studies import MODULES, variants
@@ -151,26 +151,16 @@ def remove_stale_job_folders(pid=None):
             mine = folder.stat().st_uid == os.getuid()
         except OSError:
             continue
-        if mine and owner.isdigit() and (int(owner) == pid if pid else not _alive(int(owner))):
+        if mine and owner.isdigit() and (int(owner) == pid if pid else not alive(int(owner))):
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 def result_path(out, job):
-    return Path(out) / "jobs" / f"{job.id}.json"
+    return confined(out, f"jobs/{job.id}.json")
 
 
 def log_path(out, job):
-    return Path(out) / "logs" / f"{job.name}.log"
+    return confined(out, f"logs/{job.name}.log")
 
 
 def stored(out, job):
@@ -209,7 +199,7 @@ def store(out, job, result, kept):
     """Write a finished job's files, log and (last, so a kill in between reruns the job) its job file `kept`."""
     atomic_write(log_path(out, job), result["log"])
     for name, data in result["files"].items():
-        atomic_write(Path(out) / name, data)
+        atomic_write(confined(out, name), data)
     write_json(result_path(out, job), kept)
     return kept
 
@@ -248,6 +238,8 @@ def sweep(profile, studies, *, out, root, device, executor, force=False):
     Returns the names of the failed jobs (and of the jobs that could not start because a parent failed)."""
     out = Path(out)
     jobs = plan(profile, studies, device, root)
+    for job in jobs:  # where each job writes, before any trains: a symbolic link there fails now, not after it
+        result_path(out, job), log_path(out, job), confined(out, str(Path(job.name).parent))
     graph = {j.id: j for j in jobs}
     results = {} if force else {j.id: r for j in jobs if (r := stored(out, j)) is not None}
     print(f"== sweep: {len(jobs)} jobs ({len(results)} already done), {executor.describe()}, results in {out} ==")

@@ -6,35 +6,27 @@ baseline, so two variants' results pair up by seed and, through their per-exampl
 by example. The decision is core/decision.py's one rule: the paired difference (variant − reference) on the decide
 part of validation, with one-sided 95 % bounds from a bootstrap over seeds and examples, is "within" the margin δ,
 "worse", or "undecided"; the same difference on test is the confirmation, printed beside it and never used for it.
-The seed-only Student t interval of each mean (`<metric>_ci95`) describes the spread of seeds, nothing more.
+Each mean's spread over seeds is its sample standard deviation (`<metric>_std`); an interval over seeds alone is not
+given: with two seeds that tie it has width 0, as if the accuracy were exact. The bootstrap bounds are the intervals.
 """
-import math
 import statistics
-
-from scipy import stats as scipy_stats
 
 from lowrank_bench.core.decision import paired_difference, verdict
 from lowrank_bench.core.variants import KEY_FIELDS
 from lowrank_bench.training.outcomes import stack
 
-# What gets a mean, a spread, an interval and a paired difference (a row without the field: None throughout).
+# What gets a mean, a spread and a paired difference (a row without the field: None throughout).
 METRICS = ("val_acc", "test_acc", "acc_truncated")
-CONFIDENCE = 0.95
 DECISION_FIELDS = ("val_diff", "val_diff_lower", "val_diff_upper", "verdict", "test_diff", "test_diff_lower",
                    "test_diff_upper")
 
 
-def interval(values):
-    """(mean, sample standard deviation, 95 % half-width) of `values`; the last two None for fewer than 2."""
+def spread(values):
+    """(mean, sample standard deviation) of `values`; the deviation None for fewer than 2."""
     values = [v for v in values if v is not None]
     if not values:
-        return None, None, None
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, None, None
-    std = statistics.stdev(values)
-    t = scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, df=len(values) - 1)
-    return mean, std, float(t) * std / math.sqrt(len(values))
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) >= 2 else None
 
 
 def _variant_key(row):
@@ -46,8 +38,8 @@ def over_seeds(seed_rows, reference, outcomes, margin):
     rows.
 
     Each row holds the key fields, `n_seeds`, `seeds`, every numeric field's mean over seeds where the seeds differ
-    (so `val_acc` and `test_acc` are means; a parameter count stays the integer it is), `<metric>_std` and
-    `<metric>_ci95` for the METRICS; and, except for the variant whose key is `reference`, the decision:
+    (so `val_acc` and `test_acc` are means; a parameter count stays the integer it is), `<metric>_std` for the
+    METRICS; and, except for the variant whose key is `reference`, the decision:
     `val_diff`, `val_diff_lower`, `val_diff_upper`, `verdict` (against `margin`, a fraction) and the confirmation
     `test_diff`, `test_diff_lower`, `test_diff_upper`, from the seeds both ran. `outcomes(row)` is a per-seed row's
     `training.outcomes.Outcomes`. Non-numeric fields come from the first seed.
@@ -66,8 +58,8 @@ def over_seeds(seed_rows, reference, outcomes, margin):
                 variant[field] = statistics.fmean(values)  # sizes agree across seeds and stay as they are
         variant |= {"n_seeds": len(rows), "seeds": [r["seed"] for r in rows]}
         for metric in METRICS:
-            mean, std, ci95 = interval([r.get(metric) for r in rows])
-            variant |= {metric: mean, f"{metric}_std": std, f"{metric}_ci95": ci95}
+            mean, std = spread([r.get(metric) for r in rows])
+            variant |= {metric: mean, f"{metric}_std": std}
         paired = [(outcomes(r), outcomes(ref_by_seed[r["seed"]])) for r in rows if r["seed"] in ref_by_seed]
         decision = dict.fromkeys(DECISION_FIELDS)
         if key != reference and paired:

@@ -7,7 +7,7 @@ import cpuinfo
 import torch
 
 from lowrank_bench.core.decision import choose_rank, data_to_decide
-from lowrank_bench.core.io import write_json
+from lowrank_bench.core.io import confined, write_json
 from lowrank_bench.core.spec import STUDIES
 from lowrank_bench.core.variants import key, row_id, variant_id
 from lowrank_bench.models.methods import METHODS, calibrate, factorize
@@ -149,7 +149,7 @@ def write_summary(out, study, profile, device, rows, seed_rows, chosen, choices,
     summary = {"study": study, "profile": profile.name, "device": torch.device(device).type,
                "device_name": device_name(device), "seeds": list(profile.seeds), "chosen": chosen_key(chosen),
                "choices": choices, "margin_points": margin_points, "rows": rows, "seed_rows": seed_rows, **extra}
-    write_json(Path(out) / study / "summary.json", summary)
+    write_json(confined(out, f"{study}/summary.json"), summary)
     return summary
 
 
