@@ -101,12 +101,9 @@ def suite(request, env, pytestconfig):
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    """Speedups that need two benchmarks: factored vs dense model, and the raw-GEMM ceiling for the same k.
-
-    For each Study 1 inference benchmark: `speedup_vs_dense` = dense min / this min at the same batch size;
-    `ceiling_speedup` = bare dense GEMM chain min / bare factored GEMM chain min (every factored layer in one
-    call); and
-    `ceiling_efficiency` = speedup_vs_dense / ceiling_speedup (1.0 = the model gets all the GEMMs allow).
+    """The one ratio that needs two benchmarks: for each Study 1 inference benchmark, `speedup_vs_dense` = dense
+    min / this min at the same batch size, dtype and mode. The paired ratios (`speedup_paired` with its bounds,
+    `ceiling_speedup`, `ceiling_efficiency`) the `lowrank` fixture wrote while each benchmark ran (timing/pair.py).
     """
     check_study_extra_info(output_json, "this benchmark run")  # a suite that breaks the contract fails here
     add_speedups(output_json["benchmarks"])

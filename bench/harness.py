@@ -143,14 +143,15 @@ class Suite:
             return accuracy
         return functools.partial(self.accuracy_through, batch_size=batch_size)
 
-    def time_inference(self, lowrank, model, inputs, row, accuracy, extra_info):
-        """Time `model` on `inputs` through the `lowrank` fixture, as a user's model is timed: against the study's
-        reference, with `row`'s method, rank and start, the accuracy over seeds and the study's own fields."""
-        reference = self.model(STUDIES[self.study].reference, None)[0]
+    def time_inference(self, lowrank, model, inputs, row, accuracy, extra_info, reference=None, ceiling=None):
+        """Time `model` on `inputs` through the `lowrank` fixture, as a user's model is timed: against `reference`
+        (default: the study's reference model as loaded), with `row`'s method, rank and start, the accuracy over
+        seeds, the study's own fields, and the fixture's `ceiling` where given."""
+        reference = reference or self.model(STUDIES[self.study].reference, None)[0]
         return lowrank(model, inputs, reference=reference, study=self.study, method=row["method"], rank=row["rank"],
                        init=row.get("init"), over_seeds=self.over_seeds(row),
                        accuracy=self.timed_accuracy(accuracy, lowrank.dtype, lowrank.mode, len(inputs)),
-                       extra_info={"profile": self.env.profile.name, **extra_info})
+                       extra_info={"profile": self.env.profile.name, **extra_info}, ceiling=ceiling)
 
     def batch(self, batch_size):
         """The first `batch_size` test examples, repeated when the (subset) test split is smaller."""

@@ -35,11 +35,16 @@ REFERENCE_EXTRA_INFO = ("reference_params_total", "reference_flops")
 # And, for a model whose accuracy came as per-example outcomes: their file beside the JSON (core/bench_outcomes.py)
 # and the margin in points they are decided by.
 OUTCOME_EXTRA_INFO = ("outcomes", "outcomes_sha256", "margin_points")
+# What the fixture writes where a model is timed in alternation with its reference (timing/pair.py): each
+# callable's fastest call in every round, seconds ({"model": [...], "reference": [...], and in the SVD suite
+# "ceiling_reference", "ceiling_model"}), how many rounds (per run of a `--repeat` pool too), and their ratios.
+PAIRED_EXTRA_INFO = ("paired_times", "paired_rounds", "paired_run_rounds", "speedup_paired", "speedup_paired_lower",
+                     "speedup_paired_upper", "ceiling_speedup", "ceiling_efficiency")
 
 IDENTITY = ("fullname", "name", "group", "param", "params")  # pytest-benchmark's, beside the stats in `rows`
 # Names a user's own extra_info fields may not take: the fixture's, and the columns `rows` puts beside them.
-RESERVED_EXTRA_INFO = frozenset((*COMMON_EXTRA_INFO, *REFERENCE_EXTRA_INFO, *OUTCOME_EXTRA_INFO, "cv", *IDENTITY,
-                                 *STAT_FIELDS))
+RESERVED_EXTRA_INFO = frozenset((*COMMON_EXTRA_INFO, *REFERENCE_EXTRA_INFO, *OUTCOME_EXTRA_INFO, *PAIRED_EXTRA_INFO,
+                                 "cv", *IDENTITY, *STAT_FIELDS))
 
 
 # Older files name torch's dtype and have no mode: they were timed eager, before dtype and mode became axes.
@@ -65,7 +70,11 @@ _EXTRA_FIELDS = {
                             "checkpoint_bytes", "alpha", "cv")},
     **{f: nullable(COUNT) for f in ("params_total", "params_trainable", "weights_bytes", "adapter_bytes",
                                     "qkv_params")},
-    **{f: _RATIO for f in ("flop_ratio", "speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")},
+    **{f: _RATIO for f in ("flop_ratio", "speedup_vs_dense", "speedup_paired", "speedup_paired_lower",
+                           "speedup_paired_upper", "ceiling_speedup", "ceiling_efficiency")},
+    "paired_times": record(optional={f: list_of(_TIME, 1) for f in ("model", "reference", "ceiling_reference",
+                                                                     "ceiling_model")}),
+    "paired_rounds": POSITIVE_INT, "paired_run_rounds": list_of(POSITIVE_INT, 1),
     **{f: POSITIVE_INT for f in ("seq_len", "d_model", "heads", "d_ff")},
     "merged": nullable(boolean), "costs_more_than_dense": boolean,
     "outcomes": relative_path, "outcomes_sha256": text, "margin_points": number(low=0, high=100)}

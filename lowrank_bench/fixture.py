@@ -4,6 +4,7 @@ The timing is timing/measure.py's, the measurements training/measure.py's, and t
 core/benchjson.py (`COMMON_EXTRA_INFO`), so `pytest-benchmark compare`, `lowrank-bench collect` and `lowrank-bench
 gate` read a user's benchmarks exactly like the built-in ones.
 """
+import contextlib
 import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,8 +19,8 @@ from lowrank_bench.core.schema import name, validate
 from lowrank_bench.core.spec import STUDIES
 from lowrank_bench.models.inputs import call
 from lowrank_bench.training.measure import forward_flops, measure, param_counts
-from lowrank_bench.timing.measure import cast, for_inference, run_timed
-
+from lowrank_bench.timing.measure import cast, compiled, default_threads, for_inference, run_timed, synchronized
+from lowrank_bench.timing.pair import CEILING_MODEL, CEILING_REFERENCE, MODEL, REFERENCE, paired_fields, paired_rounds
 
 
 def _tensors(inputs):
@@ -59,6 +60,19 @@ def _number(x):
     return int(x) if float(x).is_integer() else x
 
 
+@contextlib.contextmanager
+def pinned_threads():
+    """torch's intra-op thread count set to timing.measure.default_threads() inside, and back to what it was
+    after: the fixture measures at the thread count every benchmark of the harness uses and leaves the session's
+    own as it found it. Also a decorator."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(default_threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class LowRank:
     """Call it once per test: `lowrank(model, inputs, reference=..., study=..., method=..., rank=...)`.
 
@@ -68,7 +82,8 @@ class LowRank:
                  Face model's input_ids and attention_mask); its first dimension is the batch size. The model is
                  timed on it, on the device it is on (CUDA synchronised).
       reference  the model `model` is compared against (the dense one; itself when it is the dense one):
-                 `flop_ratio` divides by its FLOPs.
+                 `flop_ratio` divides by its FLOPs, and unless it is `model` itself, it is timed in alternation
+                 with `model` (paired rounds, timing/pair.py) for `speedup_paired`.
       study      the name of your study; benchmarks of one study are tabulated together by `lowrank-bench collect`.
       method     how the model was made: "dense", "svd", "whiten", "lora", or a name of your own.
       rank       the rank k (an int), or None for a model that is not low rank.
@@ -88,13 +103,21 @@ class LowRank:
                  model of the study), whose mean is "accuracy": the seeds' outcomes, stored and decided from.
       extra_info optional: more fields of your own for the benchmark's extra_info (numbers or strings). A built-in
                  study's name (core.spec.STUDIES) is only for benchmarks that carry that study's own fields.
+      ceiling    optional: (reference_bound, model_bound), two functions without arguments doing the bare work that
+                 bounds each model's speed (the SVD suite: the dense and the factored GEMM chains), in this test's
+                 dtype; timed in the same rounds, in this test's mode, for `ceiling_speedup` and
+                 `ceiling_efficiency`.
 
     Returns what the model returned on `inputs`. Writes into the benchmark's extra_info every field of
     core.benchjson.COMMON_EXTRA_INFO (kind "infer"; FLOPs per example; peak memory of one eager no-grad forward
     pass, weights included; `accuracy` and `accuracy_timed` both what `accuracy` gave and n_seeds 1, unless
     `over_seeds` says otherwise),
-    `reference_params_total`, `reference_flops` (per example), pytest-benchmark's `cv`, then `extra_info`.
+    `reference_params_total`, `reference_flops` (per example), pytest-benchmark's `cv`, then `extra_info`; unless
+    `reference` is `model`, core.benchjson.PAIRED_EXTRA_INFO: the paired rounds' `paired_times` (seconds of the
+    fastest call of each callable, per round), `paired_rounds`, and their ratios (the ceiling's only with
+    `ceiling`).
     The benchmark's group, unless a benchmark mark names one, is `<study>-b<batch>-<dtype>-<mode>`.
+    It runs at timing.measure.default_threads() threads and restores the session's thread count after.
     """
 
     def __init__(self, benchmark, dtype: str, mode: str, references: dict,
@@ -104,10 +127,12 @@ class LowRank:
         # store(outcomes) -> the extra_info naming them once stored beside the benchmark JSON (the plugin's)
         self._store = store
 
+    @pinned_threads()  # everything it runs, the model's accuracy and memory too
     def __call__(self, model: nn.Module | Callable[[], nn.Module], inputs: Any, *, reference: nn.Module,
                  study: str, method: str, rank: int | None = None,
                  accuracy: float | Callable[[Callable], float] | None = None, init: str | None = None,
-                 over_seeds: Mapping[str, Any] | None = None, extra_info: Mapping[str, Any] | None = None) -> Any:
+                 over_seeds: Mapping[str, Any] | None = None, extra_info: Mapping[str, Any] | None = None,
+                 ceiling: tuple[Callable[[], Any], Callable[[], Any]] | None = None) -> Any:
         for field, value in (("study", study), ("method", method)):  # they name files and tables
             _valid(value, name, field)
         if study in STUDIES and not set(STUDIES[study].extra_info) <= set(extra_info or {}):
@@ -178,7 +203,22 @@ class LowRank:
         def infer():
             with torch.no_grad():
                 return call(forward, timed_inputs)
-        return run_timed(self.benchmark, infer, device)
+        result = run_timed(self.benchmark, infer, device)
+        if reference is not model and not self.benchmark.disabled:
+            self._paired(infer, reference, timed_inputs, ceiling, device)
+        return result
+
+    def _paired(self, infer, reference, inputs, ceiling, device):
+        """Time `infer` (the model), `reference` (and the `ceiling` pair) in paired rounds; their ratios into
+        extra_info."""
+        reference_forward = for_inference(reference.eval(), self.dtype, self.mode, device)[1]
+        fns = {MODEL: infer, REFERENCE: lambda: call(reference_forward, inputs)}
+        if ceiling is not None:
+            fns |= {CEILING_REFERENCE: compiled(ceiling[0], self.mode, device),
+                    CEILING_MODEL: compiled(ceiling[1], self.mode, device)}
+        with torch.no_grad():
+            times = paired_rounds({name: synchronized(fn, device) for name, fn in fns.items()})
+        self.benchmark.extra_info.update(paired_times=times, paired_rounds=len(times[MODEL]), **paired_fields(times))
 
     def _reference(self, reference, inputs):
         """(parameters, FLOPs per example) of `reference` on `inputs` in fp32, measured once per session."""

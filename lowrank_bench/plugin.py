@@ -5,12 +5,12 @@ lowrank_bench/fixture.py) and runs once per dtype and execution mode of `--dtype
 CPU and every dtype and mode on CUDA), its id ending in them (`test_mine[8-fp32-eager]`). A test that times
 something else in those axes asks for `lowrank_dtype` and `lowrank_mode` alone. The plugin declares the two
 options, the benchmark axes of every suite, here and nowhere else; a conftest.py whose tests have defaults of their
-own (the built-in suites: their profile's) implements the hook `pytest_lowrank_axes`. From the fixture's first use
-on, the session's thread count is pinned as the built-in suites pin it ($LOWRANK_THREADS, else all cores but one).
+own (the built-in suites: their profile's) implements the hook `pytest_lowrank_axes`. The fixture times at the
+thread count the built-in suites use ($LOWRANK_THREADS, else all cores but one) and restores the session's after
+each call, so a user's other benchmarks run as they would without it.
 Per-example outcomes a test gives the fixture are stored beside --benchmark-json (core/bench_outcomes.py), with
 the margin of --margin-points that `collect` and `gate` decide them by.
-A session that never asks for the fixture is left as it was: no parametrization, no pinned threads, no machine
-facts, no torch import.
+A session that never asks for the fixture is left as it was: no parametrization, no machine facts, no torch import.
 """
 import sys
 
@@ -125,17 +125,14 @@ def lowrank(benchmark, request, lowrank_dtype, lowrank_mode):
 
     See lowrank_bench.fixture.LowRank for every argument and the extra_info it writes.
     """
-    import torch
-
     from lowrank_bench.fixture import LowRank
     from lowrank_bench.core.io import UserError
     from lowrank_bench.timing.measure import default_threads
-    if not request.config.stash.get(_USED, False):  # the first use: every benchmark of the session, one thread count
-        try:
-            torch.set_num_threads(default_threads())
-        except UserError as e:  # a bad $LOWRANK_THREADS: the reason, not a traceback
-            pytest.fail(str(e), pytrace=False)
-        request.config.stash[_USED] = True
+    try:
+        default_threads()  # what the fixture's calls run at (fixture.pinned_threads), checked before any of them
+    except UserError as e:  # a bad $LOWRANK_THREADS: the reason, not a traceback
+        pytest.fail(str(e), pytrace=False)
+    request.config.stash[_USED] = True
     return LowRank(benchmark, lowrank_dtype, lowrank_mode, request.config.stash.setdefault(_REFERENCES, {}),
                    _store(request.config, request.node.nodeid))
 
@@ -144,5 +141,5 @@ def lowrank(benchmark, request, lowrank_dtype, lowrank_mode):
 def pytest_benchmark_update_machine_info(config, machine_info):
     """torch, thread and GPU facts, which `lowrank-bench gate` reads to decide whether two files' times compare."""
     if config.stash.get(_USED, False):
-        from lowrank_bench.timing.measure import machine_info as torch_facts
-        machine_info.update(torch_facts())
+        from lowrank_bench.timing.measure import default_threads, machine_info as torch_facts
+        machine_info.update(torch_facts(), threads=default_threads())  # what the fixture timed at

@@ -9,6 +9,13 @@ def num(x, fmt=".2f", missing="-"):
     return missing if x is None else format(x, fmt)
 
 
+def interval(value, lower, upper, fmt=".2f", missing="-"):
+    """1.52 [1.48, 1.57]: a value with its bounds; the value alone where it has none."""
+    if value is None or lower is None or upper is None:
+        return num(value, fmt, missing)
+    return f"{value:{fmt}} [{lower:{fmt}}, {upper:{fmt}}]"
+
+
 def pct(fraction, missing="-"):
     """0.9936 -> 99.36 (accuracies are stored as fractions, shown in percent)."""
     return num(None if fraction is None else 100 * fraction, ".2f", missing)

@@ -274,11 +274,19 @@ def _ranks_that_pay(paying, ranks, le):
     return f"rank{'s' if len(paying) > 1 else ''} {', '.join(map(str, paying))} pay{'' if len(paying) > 1 else 's'}"
 
 
+def _pays(speedup):
+    """Whether a speedup shows the model pays: its lower bound above 1 where it has bounds (report.results.Speedup),
+    else the speedup itself."""
+    lower = getattr(speedup, "lower", None)
+    return (speedup if lower is None else lower) > 1
+
+
 def speedup_sentence(dtype, mode, cells, le="<=", times="x"):
-    """One sentence that reads a speedup map {(rank, batch_size): speedup}: which ranks pay (speedup > 1) at which
-    batch sizes, and the best and worst measured. Generated from the numbers only, so it says what they say."""
+    """One sentence that reads a speedup map {(rank, batch_size): speedup}: which ranks pay (speedup > 1, and its
+    lower bound too where it has one) at which batch sizes, the best and worst measured, and the cells whose interval
+    holds 1, which cannot be told from break-even. Generated from the numbers only, so it says what they say."""
     ranks, sizes = sorted({k for k, _ in cells}), sorted({b for _, b in cells})
-    said = [(bs, _ranks_that_pay([k for k in ranks if cells.get((k, bs), 0) > 1],
+    said = [(bs, _ranks_that_pay([k for k in ranks if (k, bs) in cells and _pays(cells[k, bs])],
                                  [k for k in ranks if (k, bs) in cells], le)) for bs in sizes]
     groups = []  # runs of consecutive batch sizes that say the same thing
     for bs, text in said:
@@ -300,8 +308,11 @@ def speedup_sentence(dtype, mode, cells, le="<=", times="x"):
         clauses.append(f"{text} {where}")
     (k_best, b_best), best = max(cells.items(), key=lambda kv: kv[1])
     (k_worst, b_worst), worst = min(cells.items(), key=lambda kv: kv[1])
+    even = [f"rank {k} at batch {bs}" for (k, bs), v in sorted(cells.items(), key=lambda kv: kv[0][::-1])
+            if getattr(v, "lower", None) is not None and v.lower <= 1 <= v.upper]
     return (f"In {dtype} {mode}, {'; '.join(clauses)} (best {best:.2f}{times} at rank {k_best}, batch {b_best}; "
-            f"worst {worst:.2f}{times} at rank {k_worst}, batch {b_worst}).")
+            f"worst {worst:.2f}{times} at rank {k_worst}, batch {b_worst})."
+            + (f" Within the 95 % bounds of break-even: {', '.join(even)}." if even else ""))
 
 
 @_latex

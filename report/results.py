@@ -175,7 +175,8 @@ def load_benches(paths):
                          "seed_timed": e.get("seed_timed"),
                          "accuracy_by_init": {init: e[f"accuracy_{init}"] for init in ("random", "trained")
                                               if e.get(f"accuracy_{init}") is not None},
-                         **{f: e.get(f) for f in ("speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")}})
+                         **{f: e.get(f) for f in ("speedup_vs_dense", "speedup_paired", "speedup_paired_lower",
+                                                  "speedup_paired_upper", "ceiling_speedup", "ceiling_efficiency")}})
     return rows, machines
 
 
@@ -207,19 +208,37 @@ def _mapped(study, bench):
     return [b for b in rows if b["method"] in (STUDIES[study].reference, method)]
 
 
+class Speedup(float):
+    """A speedup over the reference, with `lower`/`upper`: its one-sided 95 % bounds where paired rounds gave them
+    (timing/pair.py), else None. A float, so plots and sorting take it as one."""
+
+    def __new__(cls, value, lower=None, upper=None):
+        speedup = super().__new__(cls, value)
+        speedup.lower, speedup.upper = lower, upper
+        return speedup
+
+
 def speedup_cells(study, bench):
-    """{(dtype, mode): {(rank, batch_size): speedup over the study's reference}} of `_mapped`'s rows, like with
-    like: each factored model against the reference model in its own dtype, mode and batch size. Ratios of min
-    times, as timing/pair.py. The reference is dense for SVD and attention and full fine-tuning for LoRA (a dense
-    MLP)."""
+    """{(dtype, mode): {(rank, batch_size): Speedup over the study's reference}} of `_mapped`'s rows, like with
+    like: each factored model against the reference model in its own dtype, mode and batch size. The paired
+    speedup with its interval where the benchmark has one (timed in alternation with the reference), else the
+    ratio of min times of the two benchmarks (older files). The reference is dense for SVD and attention and full
+    fine-tuning for LoRA (a dense MLP)."""
     rows = _mapped(study, bench)
     reference = STUDIES[study].reference
     dense = {(b["dtype"], b["mode"], b["batch_size"]): b["min_ms"] for b in rows if b["method"] == reference}
     maps = {}
     for b in rows:
         ref = dense.get((b["dtype"], b["mode"], b["batch_size"]))
-        if b["rank"] is not None and ref:
-            maps.setdefault((b["dtype"], b["mode"]), {})[b["rank"], b["batch_size"]] = ref / b["min_ms"]
+        if b["rank"] is None:
+            continue
+        if b.get("speedup_paired") is not None:
+            cell = Speedup(b["speedup_paired"], b["speedup_paired_lower"], b["speedup_paired_upper"])
+        elif ref:
+            cell = Speedup(ref / b["min_ms"])
+        else:
+            continue
+        maps.setdefault((b["dtype"], b["mode"]), {})[b["rank"], b["batch_size"]] = cell
     return maps
 
 

@@ -89,8 +89,10 @@ def latency_table(d, bench):
 
 def ceiling_table(bench):
     """Study 1 against the raw-GEMM ceiling, per dtype, mode, k and batch size: the bare dense chain and the bare
-    factored chain (every factored layer's products in one call; min µs, as the speedups use), the ceiling's
-    speedup over dense, the model's, and their ratio; each in the model's own dtype and mode."""
+    factored chain (every factored layer's products in one call; min µs of their own benchmarks), the ceiling's
+    speedup over dense, the model's (paired, with its interval, and the ratio of min times for comparison), and
+    the efficiency: the median over paired rounds of the model's speedup over the ceiling's (timing/pair.py); each
+    in the model's own dtype and mode."""
     infer = [b for b in bench if b["study"] == "svd" and b["kind"] == "infer" and b["ceiling_speedup"]]
     if not infer:
         return None
@@ -98,18 +100,26 @@ def ceiling_table(bench):
     gemm = {(b["rank"], b["batch_size"], *axes(b)): 1e3 * b["min_ms"] for b in bench
             if b["study"] == "svd" and b["kind"] in ("gemm_dense", "gemm_factored")}
     order = list(dict.fromkeys(axes(b) for b in infer))  # as measured: fp32 eager first by default
+    fields = ("speedup_paired", "speedup_paired_lower", "speedup_paired_upper", "speedup_vs_dense", "ceiling_speedup",
+              "ceiling_efficiency")
     raw, shown = [], []
     for b in sorted(infer, key=lambda b: (order.index(axes(b)), b["batch_size"], b["rank"])):
         k, bs = b["rank"], b["batch_size"]
         chains = gemm.get((None, bs, *axes(b))), gemm.get((k, bs, *axes(b)))
         raw.append({"dtype": axes(b)[0], "mode": axes(b)[1], "rank": k, "batch_size": bs,
-                    "dense_chain_us": chains[0], "factored_chain_us": chains[1],
-                    **{f: b[f] for f in ("speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")}})
+                    "dense_chain_us": chains[0], "factored_chain_us": chains[1], **{f: b.get(f) for f in fields}})
         shown.append({"dtype": axes(b)[0], "mode": axes(b)[1], "k": k, "batch": bs,
                       "dense / factored chain (us)": " / ".join("-" if t is None else f"{t:,.0f}" for t in chains),
-                      "ceiling speedup": f"{b['ceiling_speedup']:.2f}", "model speedup": f"{b['speedup_vs_dense']:.2f}",
+                      "ceiling speedup": f"{b['ceiling_speedup']:.2f}",
+                      "model speedup [95 % bounds]": fmt.interval(*(b.get(f) for f in fields[:3])),
+                      "model speedup, min times": fmt.num(b.get("speedup_vs_dense")),
                       "efficiency": f"{b['ceiling_efficiency']:.2f}"})
     return pd.DataFrame(raw), pd.DataFrame(shown)
+
+
+def _speedup(cell):
+    """A speedup map's cell: the paired speedup with its bounds, or a ratio of min times alone (older files)."""
+    return fmt.num(cell) if cell is None or cell.lower is None else fmt.interval(cell, cell.lower, cell.upper)
 
 
 def speedup_map_table(maps, accuracy, reference, seeds):
@@ -118,8 +128,8 @@ def speedup_map_table(maps, accuracy, reference, seeds):
     results tables give means over seeds instead. Each block starts with the `reference` model itself. `maps`,
     `accuracy` and `seeds` as report.results.speedup_cells, accuracy_by_axes and timed_seeds give them."""
     acc_header = "test acc (%), " + (f"seed {seeds[0]}" if len(seeds) == 1 else "timed seed")
-    raw = pd.DataFrame([{"dtype": dtype, "mode": mode, "rank": k, "batch_size": bs, "speedup_vs_dense": v,
-                         "accuracy": accuracy.get((dtype, mode, k))}
+    raw = pd.DataFrame([{"dtype": dtype, "mode": mode, "rank": k, "batch_size": bs, "speedup": float(v),
+                         "speedup_lower": v.lower, "speedup_upper": v.upper, "accuracy": accuracy.get((dtype, mode, k))}
                         for (dtype, mode), cells in maps.items() for (k, bs), v in sorted(cells.items())])
     shown = []
     for (dtype, mode), cells in maps.items():
@@ -127,7 +137,7 @@ def speedup_map_table(maps, accuracy, reference, seeds):
         for k in [None, *sorted({k for k, _ in cells})]:
             shown.append({"dtype": dtype, "mode": mode, "model": reference if k is None else str(k),
                           acc_header: fmt.pct(accuracy.get((dtype, mode, k))),
-                          **{f"batch {bs}": "1" if k is None else fmt.num(cells.get((k, bs))) for bs in sizes}})
+                          **{f"batch {bs}": "1" if k is None else _speedup(cells.get((k, bs))) for bs in sizes}})
     return raw, pd.DataFrame(shown).fillna("-")
 
 

@@ -441,12 +441,15 @@ def test_a_study_without_chosen_rank_still_collects(tmp_path):
 def test_ceiling_table_puts_the_chains_beside_the_model_speedup():
     row = lambda kind, k, ms, **speedups: {
         "study": "svd", "kind": kind, "rank": k, "batch_size": 2048, "min_ms": ms, "dtype": "fp32", "mode": "eager",
-        **{f: speedups.get(f) for f in ("speedup_vs_dense", "ceiling_speedup", "ceiling_efficiency")}}
+        **{f: speedups.get(f) for f in ("speedup_vs_dense", "speedup_paired", "speedup_paired_lower",
+                                        "speedup_paired_upper", "ceiling_speedup", "ceiling_efficiency")}}
     bench = [row("infer", None, 40.0), row("infer", 16, 5.0, speedup_vs_dense=8.0, ceiling_speedup=10.0,
-                                           ceiling_efficiency=0.8),
+                                           ceiling_efficiency=0.8, speedup_paired=7.5, speedup_paired_lower=7.0,
+                                           speedup_paired_upper=7.75),
              row("gemm_dense", None, 38.0), row("gemm_factored", 16, 3.8)]
     raw, shown = ceiling_table(bench)
-    assert list(shown.iloc[0]) == ["fp32", "eager", 16, 2048, "38,000 / 3,800", "10.00", "8.00", "0.80"]
+    assert list(shown.iloc[0]) == ["fp32", "eager", 16, 2048, "38,000 / 3,800", "10.00", "7.50 [7.00, 7.75]", "8.00",
+                                   "0.80"]
     assert raw.iloc[0]["factored_chain_us"] == pytest.approx(3800.0) and raw.iloc[0]["ceiling_efficiency"] == 0.8
     assert ceiling_table([b for b in bench if b["kind"] != "infer" or b["rank"] is None]) is None
     # bf16 compiled: its own chains beside its own model, never the fp32 eager ones
@@ -491,7 +494,7 @@ def test_speedup_map_compares_like_with_like_and_latency_tables_show_one_dtype(t
     (results / "bench.json").write_text(json.dumps(bench))
     c = collect(results, [results / "bench.json"])
     raw = read(results / c["tables"]["svd_speedup_map"]["csv"]).splitlines()
-    assert raw[0] == "dtype,mode,rank,batch_size,speedup_vs_dense,accuracy"
+    assert raw[0] == "dtype,mode,rank,batch_size,speedup,speedup_lower,speedup_upper,accuracy"
     svd = [b for b in json.loads(BENCH.read_text())["benchmarks"]
            if b["extra_info"]["study"] == "svd" and b["extra_info"]["kind"] == "infer"]
     dense = {b["extra_info"]["batch_size"]: b["stats"]["min"] for b in svd if b["extra_info"]["rank"] is None}
@@ -500,7 +503,7 @@ def test_speedup_map_compares_like_with_like_and_latency_tables_show_one_dtype(t
         eager = dense[e["batch_size"]] / b["stats"]["min"]
         for dtype, mode, want in (("fp32", "eager", eager), ("bf16", "compiled", eager / 5)):
             line = next(l for l in raw if l.startswith(f"{dtype},{mode},{e['rank']},{e['batch_size']},"))
-            assert float(line.split(",")[-2]) == pytest.approx(want)
+            assert float(line.split(",")[4]) == pytest.approx(want)
     latency = read(results / c["tables"]["svd_latency"]["md"])
     assert len(latency.splitlines()) == 2 + len({b["extra_info"]["rank"] for b in svd})  # one row per model
     shown = read(results / c["tables"]["svd_speedup_map"]["md"])

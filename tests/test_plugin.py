@@ -14,7 +14,9 @@ import sys
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 # pytester drops the modules an inline run imported; torch registers its operator libraries once per process, so
 # the lazily imported torch._dynamo (which the fixture's profiling pulls in) must be imported out here, once.
 import torch._dynamo  # noqa: F401
@@ -339,3 +341,85 @@ def test_run_from_the_users_folder_writes_there_only(venv, readme_run):
     bench = load_bench(out / "bench.json")
     assert bench["benchmarks"] and all(b["fullname"].startswith("bench/test_") for b in bench["benchmarks"])
     assert files(installed) == before["venv"] and files(REPO / "results") == before["checkout"]
+
+
+PAIRED = '''\
+import torch
+
+torch.manual_seed(0)
+dense = torch.nn.Linear(64, 64)
+factored = torch.nn.Sequential(torch.nn.Linear(64, 4, bias=False), torch.nn.Linear(4, 64))
+x = torch.ones(32, 64)
+w, a, b = dense.weight.detach(), factored[0].weight.detach(), factored[1].weight.detach()
+
+
+def test_paired(lowrank):
+    lowrank(factored, x, reference=dense, study="tiny", method="svd", rank=4,
+            ceiling=(lambda: x @ w.T, lambda: (x @ a.T) @ b.T))
+'''
+
+
+def test_the_fixture_times_model_reference_and_ceiling_in_paired_rounds(pytester):
+    """The paired rounds land in extra_info (checked against the schema on loading) and their ratios are the
+    medians of the per-round ratios of the stored times; pytest-benchmark's own stats of the model stay."""
+    pytester.makepyfile(PAIRED)
+    out = pytester.path / "out.json"
+    pytester.runpytest("-p", "no:cacheprovider", f"--benchmark-json={out}", "--benchmark-min-rounds=3",
+                       "--benchmark-max-time=0").assert_outcomes(passed=1)
+    b = load_bench(out)["benchmarks"][0]
+    e, t = b["extra_info"], {k: np.array(v) for k, v in b["extra_info"]["paired_times"].items()}
+    assert sorted(t) == ["ceiling_model", "ceiling_reference", "model", "reference"]
+    assert {len(v) for v in t.values()} == {e["paired_rounds"]} and e["paired_rounds"] % 4 == 0
+    assert e["paired_rounds"] >= 20 and b["stats"]["rounds"] >= 3 and len(b["stats"]["data"]) == b["stats"]["rounds"]
+    speedup = t["reference"] / t["model"]
+    assert e["speedup_paired"] == pytest.approx(np.exp(np.median(np.log(speedup))))  # a median of an even count:
+    # the geometric mean of the middle two, as a ratio's median is taken on log-times
+    assert e["speedup_paired_lower"] <= e["speedup_paired"] <= e["speedup_paired_upper"]
+    ceiling = t["ceiling_reference"] / t["ceiling_model"]
+    assert e["ceiling_speedup"] == pytest.approx(np.median(ceiling))
+    assert e["ceiling_efficiency"] == pytest.approx(np.median(speedup / ceiling))
+
+
+THREADS_USER = '''\
+import torch
+
+
+def test_first(lowrank):
+    inside = []
+
+    class Probe(torch.nn.Linear):
+        def forward(self, x):
+            inside.append(torch.get_num_threads())
+            return super().forward(x)
+    model, dense = Probe(8, 8), torch.nn.Linear(8, 8)
+    lowrank(model, torch.ones(2, 8), reference=dense, study="tiny", method="mine")
+    assert set(inside) == {1}, inside  # timed at $LOWRANK_THREADS
+'''
+THREADS_PLAIN = '''\
+import torch
+
+
+def test_second(benchmark):
+    benchmark.extra_info["threads_seen"] = torch.get_num_threads()
+    benchmark(torch.ones(8).sum)
+'''
+
+
+def test_a_plain_benchmark_after_the_fixture_runs_at_the_sessions_thread_count(pytester, monkeypatch):
+    """The fixture pins threads for its timed calls only: a user's next test file, with plain `benchmark`, gets
+    the thread count the session had before."""
+    monkeypatch.setenv("LOWRANK_THREADS", "1")
+    pytester.makeconftest("import torch\n\n\ndef pytest_configure(config):\n    torch.set_num_threads(3)\n")
+    pytester.makepyfile(test_a_lowrank=THREADS_USER, test_b_plain=THREADS_PLAIN)
+    out = pytester.path / "out.json"
+    before = torch.get_num_threads()
+    try:
+        result = pytester.runpytest("-p", "no:cacheprovider", f"--benchmark-json={out}", "--benchmark-min-rounds=1",
+                                    "--benchmark-max-time=0")
+    finally:
+        torch.set_num_threads(before)  # the inline session shares this process
+    result.assert_outcomes(passed=2)
+    bench = load_bench(out)
+    info = {b["name"]: b["extra_info"] for b in bench["benchmarks"]}
+    assert info["test_second"]["threads_seen"] == 3
+    assert info["test_first[fp32-eager]"]["threads"] == bench["machine_info"]["threads"] == 1  # what it timed at

@@ -72,3 +72,17 @@ def test_runs_of_other_suites_or_machines_are_refused(sample):
     other["machine_info"]["threads"] = 99
     with pytest.raises(UserError, match="b.json: machine_info differs"):
         pool_runs([sample, other], ["a.json", "b.json"])
+
+
+def test_paired_rounds_pool_with_the_run_they_came_from(sample):
+    """Each run's paired rounds are kept, and the paired ratios recomputed from all of them."""
+    runs = []
+    for level in (2.0, 3.0, 5.0):  # one speedup per run, so the pooled median is the middle run's
+        run = copy.deepcopy(sample)
+        run["benchmarks"][0]["extra_info"] |= {"paired_times": {"model": [1.0] * 4, "reference": [level] * 4},
+                                               "paired_rounds": 4, "speedup_paired": level}
+        runs.append(run)
+    got = pool_runs(runs, ["a", "b", "c"])["benchmarks"][0]["extra_info"]
+    assert got["paired_times"]["reference"] == [2.0] * 4 + [3.0] * 4 + [5.0] * 4
+    assert (got["paired_run_rounds"], got["paired_rounds"]) == ([4, 4, 4], 12)
+    assert [got[f"speedup_paired{s}"] for s in ("_lower", "", "_upper")] == pytest.approx([2.0, 3.0, 5.0])

@@ -13,6 +13,7 @@ import pytest
 
 from lowrank_bench.report import latex, prose
 from lowrank_bench.report.collect import collect
+from lowrank_bench.report.results import Speedup
 from lowrank_bench.report.tex import Tex, escape, tex
 from test_collect import BENCH, write_results  # tests/ is on sys.path: pytest's default rootdir-less import
 from lowrank_bench.core.io import UserError
@@ -297,6 +298,15 @@ def test_speedup_sentence_names_a_non_prefix_set_and_every_rank():
                                                                                        (256, 1): 1.3})
     assert "every rank measured pays (4 to 64) at every batch size measured" in prose.speedup_sentence(
         "fp32", "eager", {(4, 1): 2, (64, 1): 1.1, (4, 8): 3, (64, 8): 1.5})
+
+
+def test_a_speedup_whose_interval_holds_one_is_not_said_to_pay():
+    """Paired speedups carry bounds: only a lower bound above 1 pays, and a cell whose bounds hold 1 is named."""
+    cells = {(4, 1): Speedup(1.30, 1.20, 1.40), (64, 1): Speedup(1.05, 0.97, 1.12), (256, 1): Speedup(0.6, 0.5, 0.7)}
+    text = prose.speedup_sentence("fp32", "eager", cells)
+    assert "rank <= 4 pays at batch 1" in text and "Within the 95 % bounds of break-even: rank 64 at batch 1." in text
+    cells[64, 1] = Speedup(1.05, 1.01, 1.12)
+    assert "rank <= 64 pays" in prose.speedup_sentence("fp32", "eager", cells)
 
 
 # ---------------------------------------------------------------- results as untrusted input

@@ -17,7 +17,8 @@ several processes is the steadiest estimate, and `gate --stat min` on pooled fil
 Every other stat is the median of that stat over the runs, so one disturbed process cannot move it.
 `extra_info.run_medians` keeps every run's median so the spread stays visible, and `stats.data` every round of
 every run, in run order, with `extra_info.run_rounds` saying how many came from each run (the gate resamples runs,
-then rounds).
+then rounds). The paired rounds (`extra_info.paired_times`, timing/pair.py) pool alike: every run's rounds, with
+`paired_run_rounds` per run, and the paired ratios recomputed from all of them.
 """
 import copy
 import os
@@ -32,7 +33,7 @@ from lowrank_bench.core.benchjson import STAT_FIELDS, by_fullname, is_number, ma
 from lowrank_bench.core.schema import POSITIVE_INT, environment
 from lowrank_bench.core.io import UserError
 from lowrank_bench.timing import abwire
-from lowrank_bench.timing.pair import add_speedups
+from lowrank_bench.timing.pair import MODEL, add_speedups, paired_fields
 
 
 DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -167,6 +168,12 @@ def pool_runs(runs: list[dict], paths: list) -> dict:
         if all("data" in r for r in records):  # every round, and which run it came from, for the gate's interval
             stats["data"] = [t for r in records for t in r["data"]]
             extra["run_rounds"] = [len(r["data"]) for r in records]
+        paired = [k[name]["extra_info"].get("paired_times") for k in keyed]
+        if all(paired):  # the paired rounds of every run, and which run they came from
+            extra["paired_times"] = {f: [t for run in paired for t in run[f]] for f in paired[0]}
+            extra["paired_run_rounds"] = [len(run[MODEL]) for run in paired]
+            extra["paired_rounds"] = sum(extra["paired_run_rounds"])
+            extra |= paired_fields(extra["paired_times"])
         pooled.append({**bench, "stats": stats, "extra_info": extra})
     add_speedups(pooled)  # from the pooled times, not any one run's
     return {**first, "benchmarks": pooled, "datetime": runs[-1].get("datetime")}
