@@ -312,7 +312,7 @@ def speedup_sentence(dtype, mode, cells, le="<=", times="x"):
             if getattr(v, "lower", None) is not None and v.lower <= 1 <= v.upper]
     return (f"In {dtype} {mode}, {'; '.join(clauses)} (best {best:.2f}{times} at rank {k_best}, batch {b_best}; "
             f"worst {worst:.2f}{times} at rank {k_worst}, batch {b_worst})."
-            + (f" Within the 95 % bounds of break-even: {', '.join(even)}." if even else ""))
+            + (f" Not told apart from break-even (their interval holds 1): {', '.join(even)}." if even else ""))
 
 
 @_latex

@@ -82,7 +82,7 @@ def test_the_variant_has_its_own_key_field_and_ids():
 
 
 def test_every_embedding_runs_dense_and_every_rank_and_init_from_its_own_dense(root):
-    fits = ["data.imdb_train=6", "data.imdb_test=6"]  # smoke's grids on the fixture root's 6 reviews per split
+    fits = ["data.imdb_train=6", "data.imdb_test=6", "data.imdb_decide=2"]  # smoke's grids on the fixture root's 6 reviews
     load = lambda *overrides: config.load_profile("smoke", "cpu", [*fits, *overrides])
     profile = load()
     plan = jobs.plan(profile, ["attention"], "cpu", root)
