@@ -1,7 +1,9 @@
 """`lowrank-bench ab` end to end on a tiny user project in a temporary git repository: a toy model that HEAD makes
 20 times slower fails, identical sides do not, and what cannot be compared exits 2 with one line. Verdicts are
 asserted only where the design guarantees them (a 20-fold difference), never a timing."""
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,7 +82,11 @@ def test_a_20_times_slower_head_fails_and_a_benchmark_of_one_side_is_reported(pr
     assert rc == 1, out + err
     assert "test_toy.py::test_toy[fp32-eager]" in out and " FAIL " in out
     assert "test_toy.py::test_new[fp32-eager]" in out and "only in head" in out
-    assert (tmp_path / "b.json").is_file() and (tmp_path / "h.json").is_file()
+    pairs = int(re.search(r"test_toy\[fp32-eager\] .* (\d+) pairs", out).group(1))
+    for side in ("b", "h"):  # each side's JSON holds the rounds of both its processes, one per pair
+        bench, = [b for b in json.loads((tmp_path / f"{side}.json").read_text())["benchmarks"] if b["name"] ==
+                  "test_toy[fp32-eager]"]
+        assert bench["stats"]["rounds"] == pairs
     listed = subprocess.run(["git", "-C", str(project), "worktree", "list"], capture_output=True, text=True).stdout
     assert len(listed.splitlines()) == 1  # the temporary worktrees are gone
 
@@ -94,7 +100,7 @@ def test_identical_sides_do_not_fail(project, tmp_path):
 
 @pytest.mark.parametrize("revisions, pytest_args, message", [
     (("fast", "nosuchrev"), (), "head 'nosuchrev': not a commit of"),
-    (("noplugin", "fast"), (), "base (noplugin = "),
+    (("noplugin", "fast"), (), "base process 1 (noplugin = "),
     (("fast", "fast"), ("-k", "nothing_matches"), "neither side timed a benchmark"),
 ])
 def test_what_cannot_be_compared_exits_2(project, tmp_path, revisions, pytest_args, message):

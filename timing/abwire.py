@@ -1,12 +1,12 @@
 """The wire between `lowrank-bench ab` (lowrank_bench/ab.py, the driver) and the pytest process of each side.
 
-`ab` runs one pytest process per side (base, head), each in its own git worktree, with $LOWRANK_AB naming the
-driver's socket. In such a process the plugin sorts the tests by id, so both sides meet the benchmarks they share
+`ab` runs pytest processes for each side (base, head), in that side's git worktree, with $LOWRANK_AB naming
+the driver's socket. In such a process the plugin sorts the tests by id, so both sides meet the benchmarks they share
 in the same order, and says hello with the ids it collected. Each benchmark that times through
 `measure.run_timed` then waits for the driver instead of running pytest-benchmark's loop: it announces its id and
 how long one call took, runs one round whenever the driver asks (the driver alternates the sides), and returns
-when the driver says the benchmark is decided, with every round in its pytest-benchmark stats, so the side's JSON
-holds them.
+when the driver says the benchmark is decided, with every round in its pytest-benchmark stats: its own, and those
+the driver hands it from the side's other processes, so the side's JSON holds all of them.
 Messages are pickled tuples over a Unix socket (multiprocessing's Connection); the socket lies in a folder only
 this user can enter.
 """
@@ -16,7 +16,7 @@ import time
 from multiprocessing.connection import Connection
 
 ENV = "LOWRANK_AB"
-PROTOCOL = 1  # a side answers hello with this; the driver refuses another
+PROTOCOL = 2  # a side answers hello with this; the driver refuses another
 
 _connection = None
 
@@ -57,9 +57,10 @@ def serve(benchmark, timed):
             result = timed()
         rounds.append(time.perf_counter() - start)
         driver.send(rounds[-1] / iterations)
+    others = message[1]  # ("done", per-call times of the side's other processes)
     # pytest-benchmark's own record of a benchmark's rounds, as its loop would have filled it
     stats = benchmark._make_stats(iterations)
     benchmark._mode = "lowrank-bench ab"
-    for t in rounds:
+    for t in [*rounds, *(t * iterations for t in others)]:
         stats.update(t)
     return result

@@ -7,7 +7,9 @@ tell). Two kinds of evidence, two distribution-free procedures, both on log-time
 - Paired rounds (`paired_ratio`, what `lowrank-bench ab` measures): per pair, base and head run back to back in
   random order, and the pair's ratio head/base cancels whatever the machine did to both. The estimate is the
   median of the pairs' ratios; its bounds are the sign test's order statistics, exact for any distribution of
-  independent pairs (no bootstrap, no normality).
+  independent pairs (no bootstrap, no normality). A process's own bias (where its tensors landed in memory) is
+  in every pair it serves and does not cancel, so `ab` pairs several processes a side (`pairings_ratio`): FAIL
+  needs every pairing of processes to fail on its own.
 - Two separate samples (`shift_ratio`, what `gate base.json head.json` reads): the Hodges–Lehmann ratio, the
   median of all head/base ratios across the two samples, with the Mann–Whitney interval, exact for independent
   rounds whose distributions differ by a factor. Rounds measured minutes apart share no time window: a drift of the
@@ -74,6 +76,18 @@ def paired_ratio(base, head, limit, alpha=ALPHA) -> Ratio:
     above = int(np.sum(d > math.log(limit)))
     return Ratio(ratio=float(math.exp(np.median(d))), lower=lower, upper=upper,
                  p=float(stats.binom.sf(above - 1, n, 0.5)), n=n)
+
+
+def pairings_ratio(pairings, limit, alpha=ALPHA) -> Ratio:
+    """Paired rounds from independent pairings of processes, [(base times, head times), ...]: the median ratio of
+    all pairs, and the pairings' own bounds and p-values taken together, an intersection-union test: the lowest
+    lower bound, the highest upper bound, the largest p. So a verdict needs every pairing to reach it at `alpha`
+    on its own, and a bias one process carries into all its pairs cannot decide a benchmark alone. One pairing
+    is `paired_ratio`."""
+    each = [paired_ratio(base, head, limit, alpha) for base, head in pairings]
+    d = np.concatenate([np.log(np.asarray(head, float)) - np.log(np.asarray(base, float)) for base, head in pairings])
+    return Ratio(ratio=float(math.exp(np.median(d))), lower=min(r.lower for r in each),
+                 upper=max(r.upper for r in each), p=max(r.p for r in each), n=len(d))
 
 
 EXACT_UP_TO = 30  # rounds per side up to which Mann–Whitney's null distribution is computed exactly
