@@ -71,11 +71,10 @@ class Process:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(stem.with_suffix(".sock")))
         self.listener.listen(1)
-        env = {**os.environ, abwire.ENV: str(stem.with_suffix(".sock"))}
+        env = {**os.environ, abwire.ENV: str(stem.with_suffix(".sock")), abwire.CPUS_ENV: ",".join(map(str, cpus))}
         with open(self.log, "w") as out:
             self.process = subprocess.Popen([*pytest_argv, f"--benchmark-json={self.json}"], cwd=cwd, env=env,
-                                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                            preexec_fn=lambda: os.sched_setaffinity(0, cpus))
+                                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.conn = None
 
     def accept(self):
@@ -210,8 +209,8 @@ def run(args) -> int:
     pytest_argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args.pytest_args]
     if args.profile:  # the built-in suites: both sides read the checkpoints of one --profile/--out
         pytest_argv += [f"--profile={args.profile}", f"--out={args.out}"]
-    # Every process on the same cores (as many as a benchmark session uses): a neighbour that loads one core then
-    # slows both rounds of a pair alike, where processes on different cores would see different neighbours.
+    # Every process times on the same cores (as many as a benchmark session uses): a neighbour that loads one core
+    # then slows both rounds of a pair alike, where processes on different cores would see different neighbours.
     from lowrank_bench.timing.measure import default_threads  # torch: imported only when ab runs
     cpus = sorted(os.sched_getaffinity(0))[-default_threads():]
     rows, rng = [], random.Random(args.seed)

@@ -16,6 +16,7 @@ import time
 from multiprocessing.connection import Connection
 
 ENV = "LOWRANK_AB"
+CPUS_ENV = "LOWRANK_AB_CPUS"  # the cores every process of a run times on
 PROTOCOL = 2  # a side answers hello with this; the driver refuses another
 
 _connection = None
@@ -39,12 +40,28 @@ def hello(test_ids):
     _driver().send(("hello", PROTOCOL, list(test_ids)))
 
 
+def _pin(cpus) -> dict:
+    """Pin every thread of this process (torch's pool too) to `cpus`, or each to its own where `cpus` is a dict
+    {thread id: cores}; returns what each had. A thread that ended meanwhile is left out."""
+    before = {}
+    for tid in map(int, os.listdir("/proc/self/task")):
+        try:
+            before[tid] = os.sched_getaffinity(tid)
+            os.sched_setaffinity(tid, cpus[tid] if isinstance(cpus, dict) else cpus)
+        except (ProcessLookupError, KeyError):
+            before.pop(tid, None)
+    return before
+
+
 def serve(benchmark, timed):
     """Time `timed` in the rounds the driver asks for; record them in `benchmark`'s stats; return `timed`'s result.
 
     Every round starts with one untimed call, so it times warm calls even though the other side just ran on the
-    same core, and repeats the call as often as the driver says: the same count on both sides of a pair."""
+    same core, and repeats the call as often as the driver says: the same count on both sides of a pair. The rounds
+    run on the driver's cores; between benchmarks the process has all its cores back, so the set-up of every
+    process of the run (loading, accuracy, memory) spreads over the machine instead of queueing on those."""
     driver = _driver()
+    pinned = _pin({int(c) for c in os.environ[CPUS_ENV].split(",")})
     start = time.perf_counter()
     result = timed()
     driver.send(("bench", benchmark.fullname, time.perf_counter() - start))
@@ -57,6 +74,7 @@ def serve(benchmark, timed):
             result = timed()
         rounds.append(time.perf_counter() - start)
         driver.send(rounds[-1] / iterations)
+    _pin(pinned)
     others = message[1]  # ("done", per-call times of the side's other processes)
     # pytest-benchmark's own record of a benchmark's rounds, as its loop would have filled it
     stats = benchmark._make_stats(iterations)
