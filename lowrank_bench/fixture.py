@@ -19,6 +19,7 @@ from lowrank_bench.core.schema import name, validate
 from lowrank_bench.core.spec import STUDIES
 from lowrank_bench.models.inputs import call
 from lowrank_bench.training.measure import forward_flops, measure, param_counts
+from lowrank_bench.timing import abwire
 from lowrank_bench.timing.measure import cast, compiled, default_threads, for_inference, run_timed, synchronized
 from lowrank_bench.timing.pair import CEILING_MODEL, CEILING_REFERENCE, MODEL, REFERENCE, paired_fields, paired_rounds
 
@@ -204,7 +205,9 @@ class LowRank:
             with torch.no_grad():
                 return call(forward, timed_inputs)
         result = run_timed(self.benchmark, infer, device)
-        if reference is not model and not self.benchmark.disabled:
+        # Under `lowrank-bench ab` the pairs that count are this model's rounds against the other commit's; the
+        # speedup over the reference is `bench`'s to measure, and would cost every process seconds per benchmark.
+        if reference is not model and not self.benchmark.disabled and not abwire.active():
             self._paired(infer, reference, timed_inputs, ceiling, device)
         return result
 

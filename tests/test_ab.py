@@ -31,7 +31,7 @@ class Toy(torch.nn.Module):
 def test_toy(lowrank):
     torch.manual_seed(0)
     model = Toy()
-    lowrank(model, torch.randn(8, 64), reference=model, study="toy", method="dense")
+    lowrank(model, torch.randn(8, 64), reference=Toy(), study="toy", method="dense")
 '''
 EXTRA = '''
 
@@ -87,6 +87,7 @@ def test_a_20_times_slower_head_fails_and_a_benchmark_of_one_side_is_reported(pr
         bench, = [b for b in json.loads((tmp_path / f"{side}.json").read_text())["benchmarks"] if b["name"] ==
                   "test_toy[fp32-eager]"]
         assert bench["stats"]["rounds"] == pairs
+        assert "speedup_paired" not in bench["extra_info"]  # ab's pairs are across commits, not against a reference
     listed = subprocess.run(["git", "-C", str(project), "worktree", "list"], capture_output=True, text=True).stdout
     assert len(listed.splitlines()) == 1  # the temporary worktrees are gone
 
