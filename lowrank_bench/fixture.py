@@ -122,8 +122,9 @@ class LowRank:
     """
 
     def __init__(self, benchmark, dtype: str, mode: str, references: dict,
-                 store: Callable[[Any], Mapping[str, Any]] | None = None):
+                 store: Callable[[Any], Mapping[str, Any]] | None = None, paired: Mapping[str, Any] | None = None):
         self.benchmark, self.dtype, self.mode = benchmark, dtype, mode
+        self._paired_span = dict(paired or {})  # paired_rounds' seconds and min_rounds, where not its defaults
         self._references = references  # {(id, input shapes): (reference, its params and FLOPs)}, per session
         # store(outcomes) -> the extra_info naming them once stored beside the benchmark JSON (the plugin's)
         self._store = store
@@ -220,7 +221,7 @@ class LowRank:
             fns |= {CEILING_REFERENCE: compiled(ceiling[0], self.mode, device),
                     CEILING_MODEL: compiled(ceiling[1], self.mode, device)}
         with torch.no_grad():
-            times = paired_rounds({name: synchronized(fn, device) for name, fn in fns.items()})
+            times = paired_rounds({name: synchronized(fn, device) for name, fn in fns.items()}, **self._paired_span)
         self.benchmark.extra_info.update(paired_times=times, paired_rounds=len(times[MODEL]), **paired_fields(times))
 
     def _reference(self, reference, inputs):

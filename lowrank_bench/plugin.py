@@ -8,6 +8,7 @@ options, the benchmark axes of every suite, here and nowhere else; a conftest.py
 own (the built-in suites: their profile's) implements the hook `pytest_lowrank_axes`. The fixture times at the
 thread count the built-in suites use ($LOWRANK_THREADS, else all cores but one) and restores the session's after
 each call, so a user's other benchmarks run as they would without it.
+`--paired-seconds`/`--paired-rounds` set how long its paired rounds of a model and its reference last.
 Per-example outcomes a test gives the fixture are stored beside --benchmark-json (core/bench_outcomes.py), with
 the margin of --margin-points that `collect` and `gate` decide them by.
 A session that never asks for the fixture is left as it was: no parametrization, no machine facts, no torch import.
@@ -52,9 +53,31 @@ def _points(text):
     return value
 
 
+def _at_least(least, kind):
+    """An option's type: a number of `kind` that is at least `least`."""
+    import argparse
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = least - 1
+        if not value >= least:
+            raise argparse.ArgumentTypeError(f"must be a number >= {least}, got {text!r}")
+        return value
+    return parse
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("lowrank-bench")
     add_bench_axes(group.addoption)
+    # Defaults: timing/pair.py's (not imported here: a session without the fixture imports no numpy or scipy)
+    group.addoption("--paired-seconds", metavar="S", type=_at_least(0, float), default=None,
+                    help="how long the paired rounds of a model and its reference last at least: long enough to "
+                         "span the machine's changes of load, which on a shared machine last seconds (default 2)")
+    group.addoption("--paired-rounds", metavar="N", type=_at_least(2, int), default=None,
+                    help="the fewest paired rounds; the sign test bounds speedup_paired from 5 rounds on (default "
+                         "20)")
     group.addoption("--margin-points", metavar="POINTS", type=_points, default=0.5,  # the built-in studies' default
                     help="the margin δ, in accuracy points, that `lowrank-bench collect` and `gate` decide "
                          "benchmarks with per-example outcomes by: within δ of the study's reference or not "
@@ -134,7 +157,9 @@ def lowrank(benchmark, request, lowrank_dtype, lowrank_mode):
         pytest.fail(str(e), pytrace=False)
     request.config.stash[_USED] = True
     return LowRank(benchmark, lowrank_dtype, lowrank_mode, request.config.stash.setdefault(_REFERENCES, {}),
-                   _store(request.config, request.node.nodeid))
+                   _store(request.config, request.node.nodeid),
+                   {key: value for key, option in (("seconds", "paired_seconds"), ("min_rounds", "paired_rounds"))
+                    if (value := request.config.getoption(option)) is not None})
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-benchmark's hook: a session run with -p no:benchmark has no such hook
