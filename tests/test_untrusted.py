@@ -50,12 +50,21 @@ def one_line_error(capsys, rc):
 
 # ---- 1. no write or removal through a symbolic link --------------------------------------------------------------
 
-@pytest.fixture
-def collected_results(tmp_path):
-    """A collected results folder (synthetic studies and the sample benchmark file) and a folder outside it."""
-    results = tmp_path / "results" / "smoke"
+@pytest.fixture(scope="module")
+def collected_once(tmp_path_factory):
+    """A collected results folder (synthetic studies and the sample benchmark file), collected once: the figures
+    take seconds to draw."""
+    results = tmp_path_factory.mktemp("collected") / "smoke"
     write_results(results)
     collect_mod.collect(results, [BENCH])
+    return results
+
+
+@pytest.fixture
+def collected_results(collected_once, tmp_path):
+    """A copy of the collected results folder of its own, and a folder outside it."""
+    results = tmp_path / "results" / "smoke"
+    shutil.copytree(collected_once, results, symlinks=True)
     outside = tmp_path / "outside"
     outside.mkdir()
     return results, outside
