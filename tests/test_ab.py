@@ -105,8 +105,8 @@ def test_identical_sides_do_not_fail(project, tmp_path):
     (("fast", "fast"), ("-k", "nothing_matches"), "neither side timed a benchmark"),
 ])
 def test_what_cannot_be_compared_exits_2(project, tmp_path, revisions, pytest_args, message):
-    rc, out, err = ab(project, *revisions, "--budget", "5", "--base-json", tmp_path / "b.json", "--head-json",
-                      tmp_path / "h.json", "--", *pytest_args)
+    rc, out, err = ab(project, *revisions, "--budget", "5", "--processes", "1", "--base-json", tmp_path / "b.json",
+                      "--head-json", tmp_path / "h.json", "--", *pytest_args)
     assert rc == 2 and message in err and err.startswith("error: ")
     assert not (tmp_path / "b.json").exists()
 
@@ -116,12 +116,17 @@ def test_outside_a_git_repository_exits_2(tmp_path):
     assert rc == 2 and err.count("\n") == 1 and "not in a git repository" in err
 
 
+def test_no_process_is_refused(project):
+    rc, _, err = ab(project, "fast", "fast", "--processes", "0")
+    assert rc == 2 and err == "error: --processes must be 1 or more, got 0\n"
+
+
 def test_a_dirty_tree_is_named_and_the_commits_compared_as_committed(project, tmp_path):
     (project / "test_toy.py").write_text(TOY.format(repeat=3))
     try:
         rc, out, err = ab(project, "fast", "nosuchrev")
         assert rc == 2  # the revision is checked first
-        rc, out, err = ab(project, "fast", "noplugin", "--budget", "5")
+        rc, out, err = ab(project, "fast", "noplugin", "--budget", "5", "--processes", "1")
         assert "uncommitted changes; ab compares the commits as committed" in out
     finally:
         git(project, "checkout", "-q", "--", "test_toy.py")
