@@ -129,7 +129,7 @@ def connect(processes, labels):
 
 def compare(pairings, limit, alpha, seconds, rng):
     """Pairs of rounds, taking the pairings of processes in turn, until a look decides or `seconds` are spent:
-    (Ratio, verdict, pairs per pairing, [(base times, head times) per pairing])."""
+    (Ratio, verdict, [(base times, head times) per pairing])."""
     times = [([], []) for _ in pairings]
     once = max(process.once for pairing in pairings for process in pairing)
     iterations = max(1, math.ceil(ROUND_S / max(once, 1e-9)))  # the same on both sides
@@ -150,7 +150,7 @@ def compare(pairings, limit, alpha, seconds, rng):
             r = pairings_ratio(times, limit, alpha)
             v = verdict(r, limit)
             if v != UNDECIDED or last:
-                return r, v, n, times
+                return r, v, times
 
 
 def current(processes):
@@ -173,7 +173,7 @@ def drive(sides, budget, limit, rng, report):
     while current(base) or current(head):
         if current(base) == current(head):
             start = time.monotonic()
-            r, v, n, times = compare(list(zip(base, head)), limit, alpha, max(0.0, budget - spent) / max(1, left),
+            r, v, times = compare(list(zip(base, head)), limit, alpha, max(0.0, budget - spent) / max(1, left),
                                      rng)
             spent += time.monotonic() - start
             report(current(base), r, v, r.n, time.monotonic() - start)
