@@ -75,9 +75,9 @@ def pytest_addoption(parser):
     group.addoption("--paired-seconds", metavar="S", type=_at_least(0, float), default=None,
                     help="how long the paired rounds of a model and its reference last at least: long enough to "
                          "span the machine's changes of load, which on a shared machine last seconds (default 2)")
-    group.addoption("--paired-rounds", metavar="N", type=_at_least(2, int), default=None,
-                    help="the fewest paired rounds; the sign test bounds speedup_paired from 5 rounds on (default "
-                         "20)")
+    group.addoption("--paired-rounds", metavar="N", type=_at_least(5, int), default=None,
+                    help="the fewest paired rounds, at least the 5 from which the sign test bounds speedup_paired "
+                         "(default 20)")
     group.addoption("--margin-points", metavar="POINTS", type=_points, default=0.5,  # the built-in studies' default
                     help="the margin δ, in accuracy points, that `lowrank-bench collect` and `gate` decide "
                          "benchmarks with per-example outcomes by: within δ of the study's reference or not "

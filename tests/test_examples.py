@@ -26,7 +26,7 @@ def examples(tmp_path_factory):
     env = {**os.environ, **SMALL, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run([sys.executable, "-m", "pytest", "examples/test_hello.py", "examples/test_minilm.py", "-q",
                              "-p", "no:cacheprovider", f"--benchmark-json={out}", "--benchmark-min-rounds=3",
-                             "--benchmark-max-time=0", "--paired-seconds=0", "--paired-rounds=4"],
+                             "--benchmark-max-time=0", "--paired-seconds=0", "--paired-rounds=5"],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out, {b["name"]: b["extra_info"] for b in load_bench(out)["benchmarks"]}

@@ -386,8 +386,8 @@ def test_paired_seconds_and_rounds_set_how_long_the_pairs_last(pytester):
     pytester.runpytest("-p", "no:cacheprovider", f"--benchmark-json={out}", "--benchmark-min-rounds=1",
                        "--benchmark-max-time=0", "--paired-seconds=0", "--paired-rounds=5").assert_outcomes(passed=1)
     assert load_bench(out)["benchmarks"][0]["extra_info"]["paired_rounds"] == 8  # 5, then the rotation's whole turn
-    result = pytester.runpytest("-p", "no:cacheprovider", "--paired-rounds=1")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR and "--paired-rounds: must be a number >= 2, got '1'" in \
+    result = pytester.runpytest("-p", "no:cacheprovider", "--paired-rounds=4")  # 4 rounds: no bounds at 95 %
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "--paired-rounds: must be a number >= 5, got '4'" in \
         result.stderr.str()
 
 
