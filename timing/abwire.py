@@ -40,15 +40,15 @@ def hello(test_ids):
     _driver().send(("hello", PROTOCOL, list(test_ids)))
 
 
-def _pin(cpus) -> dict:
-    """Pin every thread of this process (torch's pool too) to `cpus`, or each to its own where `cpus` is a dict
-    {thread id: cores}; returns what each had. A thread that ended meanwhile is left out."""
+def _set_affinity(cores: dict) -> dict:
+    """Set each thread's cores, {thread id: cores}; return what each had. A thread that ended meanwhile is left
+    out."""
     before = {}
-    for tid in map(int, os.listdir("/proc/self/task")):
+    for tid, cpus in cores.items():
         try:
             before[tid] = os.sched_getaffinity(tid)
-            os.sched_setaffinity(tid, cpus[tid] if isinstance(cpus, dict) else cpus)
-        except (ProcessLookupError, KeyError):
+            os.sched_setaffinity(tid, cpus)
+        except ProcessLookupError:
             before.pop(tid, None)
     return before
 
@@ -61,7 +61,8 @@ def serve(benchmark, timed):
     run on the driver's cores; between benchmarks the process has all its cores back, so the set-up of every
     process of the run (loading, accuracy, memory) spreads over the machine instead of queueing on those."""
     driver = _driver()
-    pinned = _pin({int(c) for c in os.environ[CPUS_ENV].split(",")})
+    cpus = {int(c) for c in os.environ[CPUS_ENV].split(",")}
+    pinned = _set_affinity({int(tid): cpus for tid in os.listdir("/proc/self/task")})  # torch's pool too
     start = time.perf_counter()
     result = timed()
     driver.send(("bench", benchmark.fullname, time.perf_counter() - start))
@@ -74,7 +75,7 @@ def serve(benchmark, timed):
             result = timed()
         rounds.append(time.perf_counter() - start)
         driver.send(rounds[-1] / iterations)
-    _pin(pinned)
+    _set_affinity(pinned)
     others = message[1]  # ("done", per-call times of the side's other processes)
     # pytest-benchmark's own record of a benchmark's rounds, as its loop would have filled it
     stats = benchmark._make_stats(iterations)

@@ -13,12 +13,12 @@ vCPU's neighbour is doing. On a shared 2-vCPU VM that moved single benchmarks by
 next while the rounds inside a run agreed within a few percent, so more rounds cannot average it away; more
 processes can (pyperf spawns worker processes for the same reason). The pooled min and max are those of all
 rounds together (the least and greatest over the runs): a disturbance only ever adds time, so the min of
-several processes is the steadiest estimate, and `gate --stat min` on pooled files is the robust A/B test.
-Every other stat is the median of that stat over the runs, so one disturbed process cannot move it.
-`extra_info.run_medians` keeps every run's median so the spread stays visible, and `stats.data` every round of
-every run, in run order, with `extra_info.run_rounds` saying how many came from each run (the gate resamples runs,
-then rounds). The paired rounds (`extra_info.paired_times`, timing/pair.py) pool alike: every run's rounds, with
-`paired_run_rounds` per run, and the paired ratios recomputed from all of them.
+several processes is the steadiest estimate. Every other stat is the median of that stat over the runs, so one
+disturbed process cannot move it. `extra_info.run_medians` keeps every run's median so the spread stays visible,
+and `stats.data` every round of every run, in run order, with `extra_info.run_rounds` saying how many came from
+each run (`gate` judges all of them together). An A/B test across commits is `lowrank-bench ab`, which pairs
+processes as well as rounds. The paired rounds (`extra_info.paired_times`, timing/pair.py) pool alike: every
+run's rounds, with `paired_run_rounds` per run, and the paired ratios recomputed from all of them.
 """
 import copy
 import os
